@@ -1,0 +1,69 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "Bordergate",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "bordergate", targets: ["bordergate"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    ],
+    targets: [
+        // libbpf, found through pkg-config (Debian: libbpf-dev).
+        .systemLibrary(
+            name: "CLibBPF",
+            path: "Sources/CLibBPF",
+            pkgConfig: "libbpf",
+            providers: [.apt(["libbpf-dev", "libelf-dev"])]
+        ),
+        // The kernel/user contract: bpf/include/bordergate_abi.h, shared verbatim by the BPF programs
+        // and by Swift. The .bpf.c files are compiled for the BPF target by the plugin, not here.
+        .target(
+            name: "CBordergateABI",
+            path: "bpf",
+            exclude: ["bordergate.bpf.c"],
+            sources: ["abi_check.c"],
+            publicHeadersPath: "include"
+        ),
+        // Small C helpers that must not run Swift code: spawning into a cgroup with clone3.
+        .target(name: "CBordergateSys", path: "Sources/CBordergateSys"),
+        .plugin(name: "BPFObjectPlugin", capability: .buildTool(), path: "Plugins/BPFObjectPlugin"),
+        .target(
+            name: "BordergateKernel",
+            dependencies: ["CLibBPF", "CBordergateABI", "CBordergateSys",
+                           .product(name: "Logging", package: "swift-log")],
+            plugins: ["BPFObjectPlugin"]
+        ),
+        .target(name: "BordergateAudit"),
+        .target(
+            name: "BordergateProxy",
+            dependencies: ["BordergateAudit",
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
+            name: "Bordergate",
+            dependencies: ["BordergateKernel", "BordergateAudit", "BordergateProxy",
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "Logging", package: "swift-log")]
+        ),
+        .executableTarget(
+            name: "bordergate",
+            dependencies: ["Bordergate",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .testTarget(name: "BordergateAuditTests", dependencies: ["BordergateAudit"]),
+        .testTarget(name: "BordergateKernelTests", dependencies: ["BordergateKernel"]),
+        .testTarget(name: "BordergateProxyTests", dependencies: ["BordergateProxy"]),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["BordergateAudit", "bordergate"]
+        ),
+    ]
+)

@@ -1,0 +1,181 @@
+import CBordergateABI
+import Foundation
+
+/// Reads a fixed-size C `char[N]` field (imported as a tuple) as a String.
+@inline(__always)
+func cString<T>(_ tuple: T) -> String {
+    withUnsafeBytes(of: tuple) { raw in
+        let bytes = raw.prefix(while: { $0 != 0 })
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// An IP address as the kernel side stores it: 16 bytes, IPv4 mapped into IPv6.
+public struct KernelAddress: Hashable, Sendable, CustomStringConvertible {
+    public var bytes: [UInt8]
+
+    public init(bytes: [UInt8]) {
+        precondition(bytes.count == 16)
+        self.bytes = bytes
+    }
+
+    init<T>(tuple: T) {
+        self.bytes = withUnsafeBytes(of: tuple) { Array($0) }
+    }
+
+    public var isIPv4Mapped: Bool {
+        bytes[0..<10].allSatisfy { $0 == 0 } && bytes[10] == 0xff && bytes[11] == 0xff
+    }
+
+    /// The address as people write it: dotted quad for IPv4 (mapped or not), RFC 5952 for IPv6.
+    public var description: String {
+        if isIPv4Mapped {
+            return bytes[12...].map(String.init).joined(separator: ".")
+        }
+        var buf = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+        var raw = in6_addr()
+        withUnsafeMutableBytes(of: &raw) { $0.copyBytes(from: bytes) }
+        inet_ntop(AF_INET6, &raw, &buf, socklen_t(buf.count))
+        return String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// Parses "203.0.113.7", "2001:db8::1" or "::ffff:203.0.113.7".
+    public init?(_ text: String) {
+        var v4 = in_addr()
+        if inet_pton(AF_INET, text, &v4) == 1 {
+            var b = [UInt8](repeating: 0, count: 16)
+            b[10] = 0xff; b[11] = 0xff
+            withUnsafeBytes(of: v4) { b.replaceSubrange(12..<16, with: $0) }
+            self.bytes = b
+            return
+        }
+        var v6 = in6_addr()
+        if inet_pton(AF_INET6, text, &v6) == 1 {
+            self.bytes = withUnsafeBytes(of: v6) { Array($0) }
+            return
+        }
+        return nil
+    }
+
+    func withTuple<T>(_ body: (inout (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8)) -> T) -> T {
+        var t: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &t) { $0.copyBytes(from: bytes) }
+        return body(&t)
+    }
+}
+
+/// The key the proxy uses to find a redirected connection: the client's own address and port.
+public func tupleKey(address: KernelAddress, port: UInt16) -> bg_tuple_key {
+    var key = bg_tuple_key()
+    address.withTuple { key.addr = $0 }
+    key.port = port
+    return key
+}
+
+/// Who made a connection and when, as the kernel saw it in connect().
+public struct ConnectIdentity: Sendable, Equatable {
+    public var pid: UInt32
+    public var tgid: UInt32
+    public var uid: UInt32
+    public var gid: UInt32
+    public var comm: String
+    public var cgroupID: UInt64
+    public var cookie: UInt64
+    /// CLOCK_MONOTONIC nanoseconds of the connect().
+    public var monotonicNanos: UInt64
+
+    init(_ id: bg_identity) {
+        pid = id.pid
+        tgid = id.tgid
+        uid = id.uid
+        gid = id.gid
+        comm = cString(id.comm)
+        cgroupID = id.cgroup_id
+        cookie = id.cookie
+        monotonicNanos = id.time_ns
+    }
+}
+
+public enum KernelVerdict: String, Sendable {
+    case redirect, pass, deny, none
+
+    init(raw: UInt32) {
+        switch raw {
+        case UInt32(BG_VERDICT_REDIRECT.rawValue): self = .redirect
+        case UInt32(BG_VERDICT_PASS.rawValue): self = .pass
+        case UInt32(BG_VERDICT_DENY.rawValue): self = .deny
+        default: self = .none
+        }
+    }
+}
+
+/// The kernel's reason for a verdict, in words for the audit log.
+public func kernelReasonText(_ raw: UInt32) -> String {
+    switch raw {
+    case UInt32(BG_REASON_GUARDED.rawValue): return "cgroup is guarded: relayed through the proxy"
+    case UInt32(BG_REASON_NO_PROXY.rawValue): return "no proxy is configured for the guard: refused (fail closed)"
+    case UInt32(BG_REASON_NO_POLICY.rawValue): return "no policy entry for this cgroup: refused (fail closed)"
+    default: return ""
+    }
+}
+
+/// What the kernel remembers of a redirected connection (`orig_by_tuple`).
+public struct OriginalConnection: Sendable, Equatable {
+    public var identity: ConnectIdentity
+    public var destination: KernelAddress
+    public var port: UInt16
+    /// AF_INET or AF_INET6: the family of the tool's own socket.
+    public var family: UInt16
+    public var verdict: KernelVerdict
+
+    init(_ o: bg_orig) {
+        identity = ConnectIdentity(o.id)
+        destination = KernelAddress(tuple: o.dst.addr)
+        port = o.dst.port
+        family = o.dst.family
+        verdict = KernelVerdict(raw: o.verdict)
+    }
+}
+
+/// One record of the `events` ring buffer.
+public struct KernelConnectEvent: Sendable, Equatable {
+    public var verdict: KernelVerdict
+    public var reason: UInt32
+    public var ipProtocol: UInt32
+    public var identity: ConnectIdentity
+    public var destination: KernelAddress
+    public var port: UInt16
+    public var family: UInt16
+    /// 0 when the process table did not know the process (it predates the guard).
+    public var ppid: UInt32
+    /// Empty when the process table did not know the process.
+    public var exe: String
+    public var policyID: UInt32
+
+    public init(_ e: bg_connect_event) {
+        verdict = KernelVerdict(raw: e.verdict)
+        reason = e.reason
+        ipProtocol = e.protocol
+        identity = ConnectIdentity(e.id)
+        destination = KernelAddress(tuple: e.dst.addr)
+        port = e.dst.port
+        family = e.dst.family
+        ppid = e.ppid
+        exe = cString(e.exe)
+        policyID = e.policy_id
+    }
+}
+
+/// A process-table entry.
+public struct ProcessRecord: Sendable, Equatable {
+    public var ppid: UInt32
+    public var exe: String
+    public var exited: Bool
+
+    init(_ p: bg_proc) {
+        ppid = p.ppid
+        exe = cString(p.exe)
+        exited = p.exit_time_ns != 0
+    }
+}

@@ -1,0 +1,69 @@
+import CLibBPF
+import Foundation
+
+/// Typed access to one BPF map through its file descriptor. Key and value are the C structs of
+/// `bordergate_abi.h`, so their layouts are the kernel's by construction.
+public struct BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: @unchecked Sendable {
+    public let fd: Int32
+    public let name: String
+
+    init(fd: Int32, name: String) {
+        self.fd = fd
+        self.name = name
+    }
+
+    public func lookup(_ key: Key) -> Value? {
+        var key = key
+        let value = UnsafeMutablePointer<Value>.allocate(capacity: 1)
+        defer { value.deallocate() }
+        guard bpf_map_lookup_elem(fd, &key, value) == 0 else { return nil }
+        return value.move()
+    }
+
+    public func update(_ key: Key, _ value: Value) throws {
+        var key = key
+        var value = value
+        let rc = bpf_map_update_elem(fd, &key, &value, UInt64(BPF_ANY))
+        if rc != 0 { throw KernelError.system("updating BPF map \(name)", errno: -rc) }
+    }
+
+    @discardableResult
+    public func delete(_ key: Key) -> Bool {
+        var key = key
+        return bpf_map_delete_elem(fd, &key) == 0
+    }
+
+    /// Every key in the map. Entries may change underneath; good enough for listings.
+    public func keys() -> [Key] {
+        var out: [Key] = []
+        let cur = UnsafeMutablePointer<Key>.allocate(capacity: 1)
+        let next = UnsafeMutablePointer<Key>.allocate(capacity: 1)
+        defer { cur.deallocate(); next.deallocate() }
+        var first = true
+        while bpf_map_get_next_key(fd, first ? nil : UnsafeRawPointer(cur), next) == 0 {
+            out.append(next.pointee)
+            cur.update(from: next, count: 1)
+            first = false
+            if out.count > 1_000_000 { break }
+        }
+        return out
+    }
+}
+
+/// Per-CPU counters (`stats`): one value per possible CPU, summed.
+public struct BPFPerCPUCounters: @unchecked Sendable {
+    let fd: Int32
+    let cpus: Int
+
+    init(fd: Int32) {
+        self.fd = fd
+        self.cpus = max(1, Int(libbpf_num_possible_cpus()))
+    }
+
+    public func value(at index: UInt32) -> UInt64 {
+        var key = index
+        var values = [UInt64](repeating: 0, count: cpus)
+        guard bpf_map_lookup_elem(fd, &key, &values) == 0 else { return 0 }
+        return values.reduce(0, &+)
+    }
+}

@@ -1,0 +1,76 @@
+import CBordergateABI
+import CLibBPF
+import Foundation
+import Logging
+
+/// Delivers the `events` ring buffer as an `AsyncStream`.
+///
+/// The programs submit without waking the reader (a wakeup per event costs a third of the connect
+/// rate), so a dedicated thread drains the ring every few milliseconds and also wakes at once when
+/// the ring passes its fill threshold.
+public final class KernelEventReader: @unchecked Sendable {
+    private final class Sink {
+        let continuation: AsyncStream<KernelConnectEvent>.Continuation
+        init(_ c: AsyncStream<KernelConnectEvent>.Continuation) { continuation = c }
+    }
+
+    public let events: AsyncStream<KernelConnectEvent>
+    private let ring: OpaquePointer
+    private let sink: Unmanaged<Sink>
+    private let stopFlag = ManagedAtomicFlag()
+    private var thread: Thread?
+    private let done = DispatchSemaphore(value: 0)
+
+    /// How long the reader sleeps between drains when no wakeup comes.
+    public static let drainIntervalMillis: Int32 = 10
+
+    init(mapFD: Int32, logger: Logger) throws {
+        let (stream, continuation) = AsyncStream<KernelConnectEvent>.makeStream(bufferingPolicy: .bufferingOldest(1 << 20))
+        events = stream
+        sink = Unmanaged.passRetained(Sink(continuation))
+        let callback: ring_buffer_sample_fn = { ctx, data, size in
+            guard let ctx, let data, size >= MemoryLayout<bg_connect_event>.size else { return 0 }
+            let sink = Unmanaged<Sink>.fromOpaque(ctx).takeUnretainedValue()
+            let raw = data.loadUnaligned(as: bg_connect_event.self)
+            sink.continuation.yield(KernelConnectEvent(raw))
+            return 0
+        }
+        guard let ring = ring_buffer__new(mapFD, callback, sink.toOpaque(), nil) else {
+            let err = errno
+            sink.release()
+            throw KernelError.system("opening the events ring buffer", errno: err)
+        }
+        self.ring = ring
+        let t = Thread { [self] in self.drainLoop() }
+        t.name = "bordergate-ringbuf"
+        thread = t
+        t.start()
+    }
+
+    private func drainLoop() {
+        while !stopFlag.isSet {
+            _ = ring_buffer__poll(ring, Self.drainIntervalMillis)
+            _ = ring_buffer__consume(ring)
+        }
+        _ = ring_buffer__consume(ring)
+        done.signal()
+    }
+
+    /// Stops the reader after one last drain, and finishes the stream.
+    public func stop() {
+        guard !stopFlag.isSet else { return }
+        stopFlag.set()
+        done.wait()
+        ring_buffer__free(ring)
+        sink.takeUnretainedValue().continuation.finish()
+        sink.release()
+    }
+}
+
+/// A set-once flag shared between threads.
+final class ManagedAtomicFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.withLock { value } }
+    func set() { lock.withLock { value = true } }
+}

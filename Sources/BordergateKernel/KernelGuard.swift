@@ -1,0 +1,365 @@
+import CBordergateABI
+import CLibBPF
+import Foundation
+import Logging
+
+/// Bordergate's programs and maps, loaded into the kernel.
+///
+/// In ``Mode/pinned(root:)`` (the daemon) maps, tracepoint links and every cgroup's links are pinned
+/// under the root, so the guard outlives the process: redirected connects find no proxy and are
+/// refused, kernel verdicts still apply, and a restarted daemon re-opens the pins, swaps its fresh
+/// programs into the existing links, and resumes. In ``Mode/ephemeral`` (standalone `exec`) nothing
+/// is pinned and everything detaches when the process exits.
+public final class KernelGuard: @unchecked Sendable {
+    public enum Mode: Sendable, Equatable {
+        case pinned(root: String)
+        case ephemeral
+    }
+
+    /// The cgroup programs, in the order they are attached: the connect hooks last, so no connect
+    /// is redirected before the hooks that complete a redirect are in place.
+    static let cgroupPrograms = ["bg_sock_release", "bg_sockops", "bg_getpeername4", "bg_getpeername6",
+                                 "bg_connect4", "bg_connect6"]
+    static let tracePrograms = ["bg_exec", "bg_fork", "bg_exit"]
+    static let pinnedMaps = ["config", "guarded", "sock_orig", "orig_by_tuple", "procs", "stats", "events"]
+
+    public let mode: Mode
+    private let logger: Logger
+    private let objectBytes: [UInt8] // libbpf reads it until load completes
+    private let object: OpaquePointer
+    private let lock = NSLock()
+    private var heldLinks: [UInt64: [OpaquePointer]] = [:] // ephemeral mode: cgroup id -> links
+    private var traceLinks: [OpaquePointer] = []
+    private var closed = false
+
+    public let config: BPFMap<UInt32, bg_config>
+    public let guarded: BPFMap<UInt64, bg_cgroup_policy>
+    public let originals: BPFMap<bg_tuple_key, bg_orig>
+    public let processes: BPFMap<UInt32, bg_proc>
+    public let stats: BPFPerCPUCounters
+    let eventsFD: Int32
+
+    /// Loads the embedded object. In pinned mode, existing pins are reused and upgraded in place.
+    public init(mode: Mode, logger: Logger) throws {
+        self.mode = mode
+        self.logger = logger
+        LibBPFLog.install(logger)
+        LibBPFLog.reset()
+
+        guard let data = Data(base64Encoded: embeddedBordergateBPFObjectBase64) else {
+            throw KernelError("the embedded BPF object is corrupt; rebuild bordergate")
+        }
+        objectBytes = Array(data)
+        let obj = objectBytes.withUnsafeBytes { raw in
+            bpf_object__open_mem(raw.baseAddress, raw.count, nil)
+        }
+        guard let obj else {
+            throw KernelError.system("opening the embedded BPF object", errno: errno, hint: LibBPFLog.tail(3))
+        }
+        object = obj
+
+        if case .pinned(let root) = mode {
+            try BPFFilesystem.prepare(pinRoot: root)
+            for name in Self.pinnedMaps {
+                guard let map = bpf_object__find_map_by_name(obj, name) else {
+                    throw KernelError("the embedded BPF object has no map '\(name)'; rebuild bordergate")
+                }
+                // libbpf reuses a compatible pinned map, or pins the new one after load.
+                let rc = bpf_map__set_pin_path(map, "\(root)/maps/\(name)")
+                if rc != 0 { throw KernelError.system("setting the pin path of map \(name)", errno: -rc) }
+            }
+        }
+
+        let loaded = objectBytes.withUnsafeBytes { _ in bpf_object__load(obj) }
+        if loaded != 0 {
+            let detail = LibBPFLog.tail(6)
+            bpf_object__close(obj)
+            if case .pinned(let root) = mode, detail.contains("reuse") || detail.contains("mismatch") {
+                throw KernelError("the maps pinned under \(root)/maps come from an incompatible version of Bordergate; "
+                    + "run 'bordergate detach --all' to remove the old guard, then start again\n\(detail)")
+            }
+            throw KernelError.system("loading Bordergate's BPF programs into the kernel", errno: -loaded,
+                                     hint: "needs root, a kernel with BTF (/sys/kernel/btf/vmlinux) and cgroup BPF support.\n\(detail)")
+        }
+
+        func mapFD(_ name: String) -> Int32 {
+            bpf_map__fd(bpf_object__find_map_by_name(obj, name))
+        }
+        config = BPFMap(fd: mapFD("config"), name: "config")
+        guarded = BPFMap(fd: mapFD("guarded"), name: "guarded")
+        originals = BPFMap(fd: mapFD("orig_by_tuple"), name: "orig_by_tuple")
+        processes = BPFMap(fd: mapFD("procs"), name: "procs")
+        stats = BPFPerCPUCounters(fd: mapFD("stats"))
+        eventsFD = mapFD("events")
+
+        do {
+            try attachTracepoints()
+            if case .pinned(let root) = mode {
+                try resumePinnedCgroups(root: root)
+            }
+        } catch {
+            close()
+            throw error
+        }
+    }
+
+    deinit { close() }
+
+    /// Releases this process's handles. Pinned links and maps stay in the kernel; in ephemeral
+    /// mode this detaches everything.
+    public func close() {
+        lock.withLock {
+            guard !closed else { return }
+            closed = true
+            for links in heldLinks.values { links.reversed().forEach { bpf_link__destroy($0) } }
+            heldLinks.removeAll()
+            traceLinks.forEach { bpf_link__destroy($0) }
+            traceLinks.removeAll()
+            bpf_object__close(object)
+        }
+    }
+
+    private func program(_ name: String) throws -> OpaquePointer {
+        guard let prog = bpf_object__find_program_by_name(object, name) else {
+            throw KernelError("the embedded BPF object has no program '\(name)'; rebuild bordergate")
+        }
+        return prog
+    }
+
+    // MARK: Tracepoints (the process table)
+
+    private func attachTracepoints() throws {
+        for name in Self.tracePrograms {
+            let prog = try program(name)
+            guard let link = bpf_program__attach(prog) else {
+                throw KernelError.system("attaching \(name) (tp_btf)", errno: errno,
+                                         hint: "the kernel needs BTF at /sys/kernel/btf/vmlinux")
+            }
+            if case .pinned(let root) = mode {
+                // Tracing links cannot swap programs in place: pin the new link beside the old one
+                // and rename it over, so the process table never goes unwatched.
+                let path = "\(root)/links/\(name)"
+                let fresh = path + ".new"
+                unlink(fresh)
+                let rc = bpf_link__pin(link, fresh)
+                if rc != 0 {
+                    bpf_link__destroy(link)
+                    throw KernelError.system("pinning \(fresh)", errno: -rc)
+                }
+                if rename(fresh, path) != 0 {
+                    let err = errno
+                    bpf_link__destroy(link)
+                    throw KernelError.system("replacing \(path)", errno: err)
+                }
+                bpf_link__destroy(link) // the pin holds it now
+            } else {
+                lock.withLock { traceLinks.append(link) }
+            }
+        }
+    }
+
+    // MARK: Cgroups
+
+    private func linkDirectory(root: String, cgroupID: UInt64) -> String {
+        "\(root)/cgroups/\(cgroupID)"
+    }
+
+    /// Guards a cgroup and all its descendants.
+    public func attach(cgroupDirectory: String, cgroupID: UInt64, verdict: KernelVerdict = .redirect,
+                       policyID: UInt32 = 0) throws {
+        var pol = bg_cgroup_policy()
+        pol.verdict = verdict == .redirect ? UInt32(BG_VERDICT_REDIRECT.rawValue)
+            : verdict == .pass ? UInt32(BG_VERDICT_PASS.rawValue) : UInt32(BG_VERDICT_DENY.rawValue)
+        pol.policy_id = policyID
+        // The policy entry first: a hook that finds none refuses the connect (fail closed).
+        try guarded.update(cgroupID, pol)
+
+        let fd = open(cgroupDirectory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw KernelError.system("opening cgroup \(cgroupDirectory)", errno: errno)
+        }
+        defer { Foundation.close(fd) }
+
+        if case .pinned(let root) = mode {
+            let dir = linkDirectory(root: root, cgroupID: cgroupID)
+            if mkdir(dir, 0o700) != 0 && errno != EEXIST {
+                throw KernelError.system("creating \(dir)", errno: errno)
+            }
+            for name in Self.cgroupPrograms {
+                let path = "\(dir)/\(name)"
+                if let existing = bpf_link__open(path) {
+                    // Already guarded: make sure it runs this build's program.
+                    let rc = bpf_link__update_program(existing, try program(name))
+                    bpf_link__destroy(existing)
+                    if rc == 0 { continue }
+                    unlink(path)
+                }
+                guard let link = bpf_program__attach_cgroup(try program(name), fd) else {
+                    throw KernelError.system("attaching \(name) to \(cgroupDirectory)", errno: errno)
+                }
+                let rc = bpf_link__pin(link, path)
+                bpf_link__destroy(link)
+                if rc != 0 { throw KernelError.system("pinning \(path)", errno: -rc) }
+            }
+        } else {
+            var links: [OpaquePointer] = []
+            for name in Self.cgroupPrograms {
+                guard let link = bpf_program__attach_cgroup(try program(name), fd) else {
+                    let err = errno
+                    links.reversed().forEach { bpf_link__destroy($0) }
+                    throw KernelError.system("attaching \(name) to \(cgroupDirectory)", errno: err)
+                }
+                links.append(link)
+            }
+            lock.withLock { heldLinks[cgroupID] = links }
+        }
+    }
+
+    /// Removes the guard from a cgroup. Returns false if it was not guarded.
+    @discardableResult
+    public func detach(cgroupID: UInt64) -> Bool {
+        var found = false
+        switch mode {
+        case .pinned(let root):
+            found = Self.unpinCgroup(root: root, cgroupID: cgroupID)
+        case .ephemeral:
+            let links = lock.withLock { heldLinks.removeValue(forKey: cgroupID) }
+            if let links {
+                found = true
+                links.reversed().forEach { bpf_link__destroy($0) }
+            }
+        }
+        if guarded.delete(cgroupID) { found = true }
+        return found
+    }
+
+    /// The cgroup ids with a guard.
+    public func guardedCgroups() -> [UInt64: bg_cgroup_policy] {
+        var out: [UInt64: bg_cgroup_policy] = [:]
+        for id in guarded.keys() {
+            if let p = guarded.lookup(id) { out[id] = p }
+        }
+        return out
+    }
+
+    /// After a restart: swap this build's programs into every pinned cgroup link.
+    private func resumePinnedCgroups(root: String) throws {
+        let base = "\(root)/cgroups"
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []
+        for entry in entries {
+            guard let id = UInt64(entry) else { continue }
+            var alive = true
+            for name in Self.cgroupPrograms {
+                let path = "\(base)/\(entry)/\(name)"
+                guard let link = bpf_link__open(path) else { continue }
+                let rc = bpf_link__update_program(link, try program(name))
+                bpf_link__destroy(link)
+                if rc != 0 {
+                    // ENOLINK: the cgroup was removed, which detached its links.
+                    logger.info("cgroup \(id) is gone; dropping its guard", metadata: ["link": "\(name)", "errno": "\(-rc)"])
+                    alive = false
+                    break
+                }
+            }
+            if !alive {
+                Self.unpinCgroup(root: root, cgroupID: id)
+                guarded.delete(id)
+            } else {
+                logger.info("resumed guard of cgroup \(id)")
+            }
+        }
+    }
+
+    @discardableResult
+    static func unpinCgroup(root: String, cgroupID: UInt64) -> Bool {
+        let dir = "\(root)/cgroups/\(cgroupID)"
+        guard FileManager.default.fileExists(atPath: dir) else { return false }
+        for name in cgroupPrograms.reversed() { unlink("\(dir)/\(name)") }
+        rmdir(dir)
+        return true
+    }
+
+    /// Removes one cgroup's guard from the pins without loading anything (no daemon running).
+    public static func detachPinned(root: String, cgroupID: UInt64) -> Bool {
+        var found = unpinCgroup(root: root, cgroupID: cgroupID)
+        let fd = bpf_obj_get("\(root)/maps/guarded")
+        if fd >= 0 {
+            var key = cgroupID
+            if bpf_map_delete_elem(fd, &key) == 0 { found = true }
+            Foundation.close(fd)
+        }
+        return found
+    }
+
+    /// Removes every pin: all cgroup guards, the process table, the maps. Returns what was removed.
+    @discardableResult
+    public static func detachAllPinned(root: String) -> [UInt64] {
+        var removed: [UInt64] = []
+        let base = "\(root)/cgroups"
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? [] {
+            if let id = UInt64(entry) { removed.append(id) }
+            unpinCgroup(root: root, cgroupID: UInt64(entry) ?? 0)
+            // anything unexpected inside
+            for f in (try? FileManager.default.contentsOfDirectory(atPath: "\(base)/\(entry)")) ?? [] {
+                unlink("\(base)/\(entry)/\(f)")
+            }
+            rmdir("\(base)/\(entry)")
+        }
+        for sub in ["links", "maps"] {
+            for f in (try? FileManager.default.contentsOfDirectory(atPath: "\(root)/\(sub)")) ?? [] {
+                unlink("\(root)/\(sub)/\(f)")
+            }
+        }
+        for sub in ["cgroups", "links", "maps", ""] { rmdir("\(root)/\(sub)") }
+        return removed
+    }
+
+    /// The cgroup ids pinned under a root, read without loading anything.
+    public static func pinnedCgroups(root: String) -> [UInt64] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "\(root)/cgroups")) ?? []).compactMap(UInt64.init)
+    }
+
+    // MARK: Configuration
+
+    /// Points redirected connects at the proxy and exempts the proxy's own process (loop guard).
+    public func setProxy(tgid: Int32, port: UInt16) throws {
+        var cfg = bg_config()
+        cfg.proxy_tgid = UInt32(bitPattern: tgid)
+        cfg.proxy_port = port
+        cfg.flags = port == 0 ? 0 : BG_CONFIG_FLAG_READY
+        try config.update(0, cfg)
+    }
+
+    // MARK: Lookups
+
+    /// The original destination and identity of a redirected connection, by the client's address
+    /// and port as the proxy sees them. The entry is removed: each connection is claimed once.
+    public func claimOriginal(clientAddress: KernelAddress, clientPort: UInt16) -> OriginalConnection? {
+        let key = tupleKey(address: clientAddress, port: clientPort)
+        guard let o = originals.lookup(key) else { return nil }
+        originals.delete(key)
+        return OriginalConnection(o)
+    }
+
+    public func process(tgid: UInt32) -> ProcessRecord? {
+        processes.lookup(tgid).map(ProcessRecord.init)
+    }
+
+    /// Kernel counters, by name.
+    public func counters() -> [String: UInt64] {
+        [
+            "connects_seen": stats.value(at: UInt32(BG_STAT_CONNECT_SEEN.rawValue)),
+            "redirected": stats.value(at: UInt32(BG_STAT_REDIRECTED.rawValue)),
+            "passed": stats.value(at: UInt32(BG_STAT_PASSED.rawValue)),
+            "denied": stats.value(at: UInt32(BG_STAT_DENIED.rawValue)),
+            "events_dropped": stats.value(at: UInt32(BG_STAT_EVENTS_DROPPED.rawValue)),
+            "established_mapped": stats.value(at: UInt32(BG_STAT_ESTABLISHED_MAPPED.rawValue)),
+            "loop_guard": stats.value(at: UInt32(BG_STAT_LOOP_GUARD.rawValue)),
+        ]
+    }
+
+    /// The `events` ring buffer as an async stream; see ``KernelEventReader``.
+    public func makeEventReader() throws -> KernelEventReader {
+        try KernelEventReader(mapFD: eventsFD, logger: logger)
+    }
+}

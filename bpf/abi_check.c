@@ -1,0 +1,9 @@
+// Compiled by the host compiler so that CBordergateABI is a real module; the checks pin the
+// layouts the BPF programs rely on, so a change that shifts a field fails the Swift build too.
+#include "bordergate_abi.h"
+#include <stddef.h>
+
+_Static_assert(sizeof(struct bg_endpoint) == 24, "bg_endpoint layout");
+_Static_assert(sizeof(struct bg_identity) == 56, "bg_identity layout");
+_Static_assert(sizeof(struct bg_tuple_key) == 24, "bg_tuple_key layout");
+_Static_assert(offsetof(struct bg_connect_event, exe) == 104, "bg_connect_event layout");

@@ -1,0 +1,418 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Bordergate's kernel side: catch the outbound connects of guarded cgroups, remember who made them
+ * and where they were going, and steer them into the user-space proxy.
+ *
+ * The path of one TCP connect from a guarded cgroup:
+ *   connect4/6   identity + original destination -> sock_orig[cookie]; rewrite to the proxy; event
+ *   sockops      on ACTIVE_ESTABLISHED: sock_orig[cookie] -> orig_by_tuple[client addr, port]
+ *   proxy        accepts, reads orig_by_tuple[peer] (and deletes it), dials the original
+ *   getpeername  the tool still sees its original peer
+ *   sock_release sock_orig[cookie] is dropped
+ * All per-socket maps are LRU, so nothing leaks if a step never happens.
+ */
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <linux/in6.h>
+#include <linux/socket.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+
+#include "bordergate_abi.h"
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
+#define SOCK_STREAM 1
+
+/* Context fields must be read 4 bytes at a time; without this clang merges neighbouring u32 loads
+ * into one u64 load, which the verifier rejects as an invalid context access. */
+#define CTX_U32(x) (*(volatile __u32 *)&(x))
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Minimal CO-RE views of kernel structs: libbpf relocates the offsets against the running kernel's
+ * BTF, so no vmlinux.h is needed at build time. */
+struct task_struct {
+    int pid;
+    int tgid;
+    struct task_struct *real_parent;
+} __attribute__((preserve_access_index));
+
+struct linux_binprm {
+    const char *filename;
+} __attribute__((preserve_access_index));
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct bg_config);
+} config SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 4096);
+    __type(key, __u64);
+    __type(value, struct bg_cgroup_policy);
+} guarded SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 65536);
+    __type(key, __u64);
+    __type(value, struct bg_orig);
+} sock_orig SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 65536);
+    __type(key, struct bg_tuple_key);
+    __type(value, struct bg_orig);
+} orig_by_tuple SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 32768);
+    __type(key, __u32);
+    __type(value, struct bg_proc);
+} procs SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, BG_STAT_MAX);
+    __type(key, __u32);
+    __type(value, __u64);
+} stats SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 8 << 20);
+} events SEC(".maps");
+
+/* Wake the reader only past this much unread data; otherwise it drains on a short timer. A wakeup
+ * per event cost a third of the connect rate in measurements (DESIGN.md, Performance). */
+#define BG_WAKEUP_THRESHOLD (256 << 10)
+
+static __always_inline void count(__u32 which)
+{
+    __u64 *v = bpf_map_lookup_elem(&stats, &which);
+    if (v)
+        *v += 1;
+}
+
+/* The deepest guarded ancestor (or self) of the current cgroup decides. */
+static __always_inline struct bg_cgroup_policy *policy_for_current(void)
+{
+    struct bg_cgroup_policy *found = 0;
+    for (int level = 0; level < BG_MAX_CGROUP_DEPTH; level++) {
+        __u64 id = bpf_get_current_ancestor_cgroup_id(level);
+        if (id == 0)
+            break;
+        struct bg_cgroup_policy *p = bpf_map_lookup_elem(&guarded, &id);
+        if (p)
+            found = p;
+    }
+    return found;
+}
+
+static __always_inline void fill_identity(struct bg_identity *id, __u64 cookie)
+{
+    __u64 pid_tgid = bpf_get_current_pid_tgid();
+    __u64 uid_gid = bpf_get_current_uid_gid();
+    id->pid = (__u32)pid_tgid;
+    id->tgid = pid_tgid >> 32;
+    id->uid = (__u32)uid_gid;
+    id->gid = uid_gid >> 32;
+    id->cgroup_id = bpf_get_current_cgroup_id();
+    id->cookie = cookie;
+    id->time_ns = bpf_ktime_get_ns();
+    bpf_get_current_comm(id->comm, sizeof(id->comm));
+}
+
+static __always_inline void emit(struct bg_orig *o, __u32 protocol, __u32 policy_id)
+{
+    struct bg_connect_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+    if (!e) {
+        count(BG_STAT_EVENTS_DROPPED);
+        return;
+    }
+    e->kind = BG_EVENT_CONNECT;
+    e->verdict = o->verdict;
+    e->reason = o->reason;
+    e->protocol = protocol;
+    e->id = o->id;
+    e->dst = o->dst;
+    e->policy_id = policy_id;
+    struct bg_proc *p = bpf_map_lookup_elem(&procs, &o->id.tgid);
+    if (p) {
+        e->ppid = p->ppid;
+        __builtin_memcpy(e->exe, p->exe, BG_EXE_LEN);
+    } else {
+        e->ppid = 0;
+        e->exe[0] = 0;
+    }
+    __u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > BG_WAKEUP_THRESHOLD
+                      ? BPF_RB_FORCE_WAKEUP
+                      : BPF_RB_NO_WAKEUP;
+    bpf_ringbuf_submit(e, flags);
+}
+
+static __always_inline void set_mapped_v4(__u8 *addr, __u32 ip4_net)
+{
+    __builtin_memset(addr, 0, 10);
+    addr[10] = 0xff;
+    addr[11] = 0xff;
+    __builtin_memcpy(addr + 12, &ip4_net, 4);
+}
+
+static __always_inline int is_mapped_v4(const __u32 *ip6)
+{
+    return ip6[0] == 0 && ip6[1] == 0 && ip6[2] == bpf_htonl(0x0000ffff);
+}
+
+static __always_inline int is_local_v4(__u32 ip4_net)
+{
+    __u32 ip = bpf_ntohl(ip4_net);
+    return (ip >> 24) == 127 || ip == 0;
+}
+
+static __always_inline int is_local_v6(const __u32 *ip6)
+{
+    if (is_mapped_v4(ip6))
+        return is_local_v4(ip6[3]);
+    if (ip6[0] == 0 && ip6[1] == 0 && ip6[2] == 0)
+        return ip6[3] == 0 || ip6[3] == bpf_htonl(1); /* :: and ::1 */
+    return 0;
+}
+
+/*
+ * Decide one connect. Returns 1 to let connect() proceed (possibly rewritten), 0 to fail it with
+ * EPERM. `o` is filled with identity, destination and verdict; `*redirect` tells the caller to
+ * rewrite the destination to the proxy.
+ */
+static __always_inline int decide(struct bg_orig *o, __u32 *policy_id, struct bg_config **cfg_out)
+{
+    __u32 zero = 0;
+    struct bg_config *cfg = bpf_map_lookup_elem(&config, &zero);
+    *cfg_out = cfg;
+    if (cfg && cfg->proxy_tgid == o->id.tgid) {
+        count(BG_STAT_LOOP_GUARD);
+        return -1; /* the proxy's own dial: untouched, not reported */
+    }
+    count(BG_STAT_CONNECT_SEEN);
+    struct bg_cgroup_policy *pol = policy_for_current();
+    if (!pol) {
+        o->verdict = BG_VERDICT_DENY;
+        o->reason = BG_REASON_NO_POLICY;
+        *policy_id = 0;
+        return 0;
+    }
+    *policy_id = pol->policy_id;
+    o->verdict = pol->verdict;
+    o->reason = BG_REASON_GUARDED;
+    if (o->verdict == BG_VERDICT_REDIRECT && (!cfg || !(cfg->flags & BG_CONFIG_FLAG_READY))) {
+        o->verdict = BG_VERDICT_DENY;
+        o->reason = BG_REASON_NO_PROXY;
+    }
+    if (o->verdict == BG_VERDICT_DENY)
+        return 0;
+    return 1;
+}
+
+static __always_inline void account(struct bg_orig *o)
+{
+    if (o->verdict == BG_VERDICT_REDIRECT)
+        count(BG_STAT_REDIRECTED);
+    else if (o->verdict == BG_VERDICT_PASS)
+        count(BG_STAT_PASSED);
+    else
+        count(BG_STAT_DENIED);
+}
+
+SEC("cgroup/connect4")
+int bg_connect4(struct bpf_sock_addr *ctx)
+{
+    if (ctx->type != SOCK_STREAM || is_local_v4(ctx->user_ip4))
+        return 1;
+
+    struct bg_orig o = {};
+    __u64 cookie = bpf_get_socket_cookie(ctx);
+    fill_identity(&o.id, cookie);
+    set_mapped_v4(o.dst.addr, ctx->user_ip4);
+    o.dst.port = bpf_ntohs(ctx->user_port);
+    o.dst.family = AF_INET;
+
+    __u32 policy_id = 0;
+    struct bg_config *cfg = 0;
+    int allow = decide(&o, &policy_id, &cfg);
+    if (allow < 0)
+        return 1;
+    account(&o);
+    if (allow && o.verdict == BG_VERDICT_REDIRECT && cfg) {
+        bpf_map_update_elem(&sock_orig, &cookie, &o, BPF_ANY);
+        ctx->user_ip4 = bpf_htonl(0x7f000001);
+        ctx->user_port = bpf_htons(cfg->proxy_port);
+    }
+    emit(&o, IPPROTO_TCP, policy_id);
+    return allow ? 1 : 0;
+}
+
+SEC("cgroup/connect6")
+int bg_connect6(struct bpf_sock_addr *ctx)
+{
+    __u32 ip6[4] = {CTX_U32(ctx->user_ip6[0]), CTX_U32(ctx->user_ip6[1]),
+                    CTX_U32(ctx->user_ip6[2]), CTX_U32(ctx->user_ip6[3])};
+    if (ctx->type != SOCK_STREAM || is_local_v6(ip6))
+        return 1;
+
+    struct bg_orig o = {};
+    __u64 cookie = bpf_get_socket_cookie(ctx);
+    fill_identity(&o.id, cookie);
+    __builtin_memcpy(o.dst.addr, ip6, 16);
+    o.dst.port = bpf_ntohs(ctx->user_port);
+    o.dst.family = AF_INET6;
+
+    __u32 policy_id = 0;
+    struct bg_config *cfg = 0;
+    int allow = decide(&o, &policy_id, &cfg);
+    if (allow < 0)
+        return 1;
+    account(&o);
+    if (allow && o.verdict == BG_VERDICT_REDIRECT && cfg) {
+        bpf_map_update_elem(&sock_orig, &cookie, &o, BPF_ANY);
+        if (is_mapped_v4(ip6)) {
+            /* ::ffff:127.0.0.1 reaches the proxy's IPv4 listener */
+            ctx->user_ip6[0] = 0;
+            ctx->user_ip6[1] = 0;
+            ctx->user_ip6[2] = bpf_htonl(0x0000ffff);
+            ctx->user_ip6[3] = bpf_htonl(0x7f000001);
+        } else {
+            ctx->user_ip6[0] = 0;
+            ctx->user_ip6[1] = 0;
+            ctx->user_ip6[2] = 0;
+            ctx->user_ip6[3] = bpf_htonl(1);
+        }
+        ctx->user_port = bpf_htons(cfg->proxy_port);
+    }
+    emit(&o, IPPROTO_TCP, policy_id);
+    return allow ? 1 : 0;
+}
+
+/* Re-key the original destination by the client's local address and port, which is all the proxy
+ * sees of the connection it accepts. Runs before the final ACK is sent, so before the proxy's
+ * accept() can return. */
+SEC("sockops")
+int bg_sockops(struct bpf_sock_ops *skops)
+{
+    if (skops->op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB)
+        return 1;
+    __u64 cookie = bpf_get_socket_cookie(skops);
+    struct bg_orig *o = bpf_map_lookup_elem(&sock_orig, &cookie);
+    if (!o)
+        return 1;
+    struct bg_tuple_key key = {};
+    if (skops->family == AF_INET) {
+        set_mapped_v4(key.addr, skops->local_ip4);
+    } else {
+        __u32 ip6[4] = {CTX_U32(skops->local_ip6[0]), CTX_U32(skops->local_ip6[1]),
+                        CTX_U32(skops->local_ip6[2]), CTX_U32(skops->local_ip6[3])};
+        __builtin_memcpy(key.addr, ip6, 16);
+    }
+    key.port = (__u16)skops->local_port; /* host order in sockops */
+    bpf_map_update_elem(&orig_by_tuple, &key, o, BPF_ANY);
+    count(BG_STAT_ESTABLISHED_MAPPED);
+    return 1;
+}
+
+SEC("cgroup/getpeername4")
+int bg_getpeername4(struct bpf_sock_addr *ctx)
+{
+    __u64 cookie = bpf_get_socket_cookie(ctx);
+    struct bg_orig *o = bpf_map_lookup_elem(&sock_orig, &cookie);
+    if (o && o->dst.family == AF_INET) {
+        __u32 ip4;
+        __builtin_memcpy(&ip4, o->dst.addr + 12, 4);
+        ctx->user_ip4 = ip4;
+        ctx->user_port = bpf_htons(o->dst.port);
+    }
+    return 1;
+}
+
+SEC("cgroup/getpeername6")
+int bg_getpeername6(struct bpf_sock_addr *ctx)
+{
+    __u64 cookie = bpf_get_socket_cookie(ctx);
+    struct bg_orig *o = bpf_map_lookup_elem(&sock_orig, &cookie);
+    if (o && o->dst.family == AF_INET6) {
+        __u32 ip6[4];
+        __builtin_memcpy(ip6, o->dst.addr, 16);
+        ctx->user_ip6[0] = ip6[0];
+        ctx->user_ip6[1] = ip6[1];
+        ctx->user_ip6[2] = ip6[2];
+        ctx->user_ip6[3] = ip6[3];
+        ctx->user_port = bpf_htons(o->dst.port);
+    }
+    return 1;
+}
+
+SEC("cgroup/sock_release")
+int bg_sock_release(struct bpf_sock *sk)
+{
+    __u64 cookie = bpf_get_socket_cookie(sk);
+    bpf_map_delete_elem(&sock_orig, &cookie);
+    return 1;
+}
+
+/* The process table: a connect names its process by executable and parent even when the process
+ * has exited by the time user space reads the event. */
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(bg_exec, struct task_struct *p, int old_pid, struct linux_binprm *bprm)
+{
+    __u32 tgid = p->tgid;
+    struct bg_proc proc = {};
+    proc.exec_time_ns = bpf_ktime_get_ns();
+    proc.ppid = p->real_parent->tgid;
+    bpf_probe_read_kernel_str(proc.exe, sizeof(proc.exe), bprm->filename);
+    bpf_map_update_elem(&procs, &tgid, &proc, BPF_ANY);
+    return 0;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(bg_fork, struct task_struct *parent, struct task_struct *child)
+{
+    if (child->pid != child->tgid)
+        return 0; /* a new thread, not a new process */
+    __u32 ptgid = parent->tgid;
+    struct bg_proc *pp = bpf_map_lookup_elem(&procs, &ptgid);
+    if (!pp)
+        return 0; /* user space falls back to /proc for processes older than the guard */
+    __u32 tgid = child->tgid;
+    struct bg_proc proc = {};
+    proc.exec_time_ns = pp->exec_time_ns;
+    proc.exit_time_ns = 0;
+    proc.ppid = ptgid;
+    __builtin_memcpy(proc.exe, pp->exe, BG_EXE_LEN);
+    bpf_map_update_elem(&procs, &tgid, &proc, BPF_ANY);
+    return 0;
+}
+
+/* Entries outlive their process (LRU evicts them) because connect events and proxied connections
+ * of a process that exits at once are attributed after the exit; the exit time tells user space not
+ * to trust /proc/<pid>, which may already belong to someone else. */
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(bg_exit, struct task_struct *p)
+{
+    if (p->pid != p->tgid)
+        return 0;
+    __u32 tgid = p->tgid;
+    struct bg_proc *proc = bpf_map_lookup_elem(&procs, &tgid);
+    if (proc)
+        proc->exit_time_ns = bpf_ktime_get_ns();
+    return 0;
+}

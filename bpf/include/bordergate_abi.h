@@ -1,0 +1,127 @@
+/*
+ * The kernel <-> user-space contract of Bordergate.
+ *
+ * Every struct and constant shared by the BPF programs (bpf/bordergate.bpf.c) and the Swift host
+ * (through the CBordergateABI module) is defined here and nowhere else. Layouts use fixed-width
+ * types with explicit padding so the BPF target and the host agree byte for byte.
+ *
+ * Addresses are always 16 bytes: IPv4 is stored IPv4-mapped (::ffff:a.b.c.d) so one key type
+ * serves both families. Ports are in host byte order.
+ */
+#ifndef BORDERGATE_ABI_H
+#define BORDERGATE_ABI_H
+
+#include <linux/types.h>
+
+#define BG_COMM_LEN 16
+#define BG_EXE_LEN 256
+#define BG_MAX_CGROUP_DEPTH 32
+
+/* Kernel verdicts for one connect(). */
+enum bg_verdict {
+    BG_VERDICT_NONE = 0,
+    BG_VERDICT_REDIRECT = 1, /* destination rewritten to the proxy */
+    BG_VERDICT_PASS = 2,     /* goes direct */
+    BG_VERDICT_DENY = 3,     /* connect() fails with EPERM */
+};
+
+/* Why the kernel reached its verdict. */
+enum bg_reason {
+    BG_REASON_NONE = 0,
+    BG_REASON_GUARDED = 1,         /* the cgroup is guarded: inspect in the proxy */
+    BG_REASON_NO_PROXY = 2,        /* no proxy was ever configured: fail closed */
+    BG_REASON_NO_POLICY = 3,       /* guarded programs ran but no policy entry matched: fail closed */
+};
+
+enum bg_event_kind {
+    BG_EVENT_CONNECT = 1,
+};
+
+/* Per-CPU counters in the `stats` map, indexed by this enum. */
+enum bg_stat {
+    BG_STAT_CONNECT_SEEN = 0,
+    BG_STAT_REDIRECTED = 1,
+    BG_STAT_PASSED = 2,
+    BG_STAT_DENIED = 3,
+    BG_STAT_EVENTS_DROPPED = 4,  /* ring buffer full */
+    BG_STAT_ESTABLISHED_MAPPED = 5,
+    BG_STAT_LOOP_GUARD = 6,      /* the proxy's own connects, left alone */
+    BG_STAT_MAX = 7,
+};
+
+/* Policy flags in bg_config.flags. */
+#define BG_CONFIG_FLAG_READY 1u /* a proxy port is set */
+
+/* Single entry of the `config` array map; written by the daemon, read by every program. */
+struct bg_config {
+    __u32 proxy_tgid;   /* loop guard: connects of this process are never redirected */
+    __u16 proxy_port;   /* where redirected connects go, on 127.0.0.1 and ::1 */
+    __u16 _pad0;
+    __u32 flags;
+    __u32 _pad1;
+};
+
+/* Value of the `guarded` map, keyed by cgroup id (__u64). Descendants inherit the deepest entry. */
+struct bg_cgroup_policy {
+    __u32 verdict;      /* enum bg_verdict applied to TCP connects from this cgroup */
+    __u32 policy_id;    /* index of the policy the host compiled for this cgroup; 0 = default */
+};
+
+struct bg_endpoint {
+    __u8 addr[16];      /* IPv4 is IPv4-mapped */
+    __u16 port;         /* host order */
+    __u16 family;       /* AF_INET or AF_INET6: the family the tool's socket used */
+    __u32 _pad;
+};
+
+/* Who made a connection, captured in cgroup/connect4|6 where the current task is the caller. */
+struct bg_identity {
+    __u64 cgroup_id;
+    __u64 cookie;       /* socket cookie: joins connect, sockops, getpeername and release */
+    __u64 time_ns;      /* CLOCK_MONOTONIC (bpf_ktime_get_ns) */
+    __u32 pid;          /* thread id */
+    __u32 tgid;         /* process id */
+    __u32 uid;
+    __u32 gid;
+    char comm[BG_COMM_LEN];
+};
+
+/* What the kernel remembers about one intercepted socket (maps `sock_orig` and `orig_by_tuple`). */
+struct bg_orig {
+    struct bg_identity id;
+    struct bg_endpoint dst;     /* the destination the tool asked for */
+    __u32 verdict;
+    __u32 reason;
+};
+
+/* Key of `orig_by_tuple`: the client's local address and port of a redirected connection. */
+struct bg_tuple_key {
+    __u8 addr[16];
+    __u16 port;
+    __u16 _pad0;
+    __u32 _pad1;
+};
+
+/* Value of `procs`, keyed by tgid (__u32); filled by the exec/fork/exit tracepoints; LRU, so it never fills. */
+struct bg_proc {
+    __u64 exec_time_ns;
+    __u64 exit_time_ns; /* 0 while the process lives; kept after exit for events still in flight */
+    __u32 ppid;
+    __u32 _pad;
+    char exe[BG_EXE_LEN];
+};
+
+/* Record in the `events` ring buffer. */
+struct bg_connect_event {
+    __u32 kind;         /* enum bg_event_kind */
+    __u32 verdict;      /* enum bg_verdict */
+    __u32 reason;       /* enum bg_reason */
+    __u32 protocol;     /* IPPROTO_TCP, IPPROTO_UDP */
+    struct bg_identity id;
+    struct bg_endpoint dst;
+    __u32 ppid;         /* 0 when the process table did not know the process */
+    __u32 policy_id;
+    char exe[BG_EXE_LEN];
+};
+
+#endif
