@@ -139,7 +139,7 @@ public final class KernelGuard: @unchecked Sendable {
                 // Tracing links cannot swap programs in place: pin the new link beside the old one
                 // and rename it over, so the process table never goes unwatched.
                 let path = "\(root)/links/\(name)"
-                let fresh = path + ".new"
+                let fresh = path + "_new" // bpffs refuses dots in names
                 unlink(fresh)
                 let rc = bpf_link__pin(link, fresh)
                 if rc != 0 {

@@ -1,0 +1,188 @@
+import BordergateAudit
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+
+/// The daemon's control socket: a Unix socket, root (and group `bordergate`) only, speaking
+/// ``ControlRequest`` lines. `events` streams history then live events; a slow reader is dropped
+/// behind, never waited for (see ``AuditHub``).
+final class ControlServer: @unchecked Sendable {
+    private let path: String
+    private let interceptor: Interceptor
+    private let logger: Logger
+    private let group: MultiThreadedEventLoopGroup
+    private var channel: Channel?
+
+    init(path: String, interceptor: Interceptor, logger: Logger) {
+        self.path = path
+        self.interceptor = interceptor
+        self.logger = logger
+        group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+    }
+
+    func start() async throws {
+        let dir = (path as NSString).deletingLastPathComponent
+        if mkdir(dir, 0o750) != 0 && errno != EEXIST {
+            throw ServiceError("cannot create \(dir) for the control socket: \(String(cString: strerror(errno))); set --control-socket or BORDERGATE_CONTROL_SOCKET")
+        }
+        unlink(path) // a stale socket of a dead daemon; a live one was ruled out by the caller
+        let bootstrap = ServerBootstrap(group: group)
+            .childChannelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(RequestLineHandler { [self] request, channel in
+                        await self.handle(request, on: channel)
+                    })
+                }
+            }
+        let old = umask(0o117)
+        defer { umask(old) }
+        do {
+            channel = try await bootstrap.bind(unixDomainSocketPath: path).get()
+        } catch {
+            throw ServiceError("cannot listen on the control socket \(path): \(error); set --control-socket or BORDERGATE_CONTROL_SOCKET")
+        }
+        chmod(path, 0o660)
+        if let grp = getgrnam("bordergate") {
+            chown(path, 0, grp.pointee.gr_gid)
+            chown(dir, 0, grp.pointee.gr_gid)
+        }
+    }
+
+    func stop() async {
+        try? await channel?.close()
+        unlink(path)
+        try? await group.shutdownGracefully()
+    }
+
+    private func handle(_ line: Data, on channel: Channel) async {
+        guard let request = try? JSONDecoder().decode(ControlRequest.self, from: line) else {
+            await reply(ControlResponse(ok: false, error: "the control socket did not understand that request; use the bordergate CLI of the same version"), on: channel)
+            return
+        }
+        switch request.command {
+        case .ping:
+            await reply(ControlResponse(ok: true, message: "pid \(getpid())"), on: channel)
+        case .status:
+            await reply(ControlResponse(ok: true, status: interceptor.status()), on: channel)
+        case .attach:
+            guard let cg = request.cgroup else {
+                await reply(ControlResponse(ok: false, error: "attach needs a cgroup"), on: channel)
+                return
+            }
+            do {
+                let (dir, id) = try interceptor.attach(cgroup: cg)
+                await reply(ControlResponse(ok: true, message: "guarding \(interceptor.cgroups.relativeName(ofDirectory: dir)) (cgroup id \(id))"), on: channel)
+            } catch {
+                await reply(ControlResponse(ok: false, error: "\(error)"), on: channel)
+            }
+        case .detach:
+            if request.all == true {
+                var names: [String] = []
+                for g in interceptor.status().guards {
+                    if (try? interceptor.detach(cgroup: g.cgroup)) == true || interceptor.kernel.detach(cgroupID: g.cgroupID) {
+                        names.append(g.cgroup)
+                    }
+                }
+                await reply(ControlResponse(ok: true, message: names.isEmpty ? "nothing was guarded" : "detached \(names.joined(separator: ", "))"), on: channel)
+                return
+            }
+            guard let cg = request.cgroup else {
+                await reply(ControlResponse(ok: false, error: "detach needs a cgroup or --all"), on: channel)
+                return
+            }
+            do {
+                let found = try interceptor.detach(cgroup: cg)
+                await reply(found ? ControlResponse(ok: true, message: "detached \(cg)")
+                                  : ControlResponse(ok: false, error: "\(cg) is not guarded (see 'bordergate status')"), on: channel)
+            } catch {
+                await reply(ControlResponse(ok: false, error: "\(error)"), on: channel)
+            }
+        case .events:
+            await streamEvents(filter: request.filter ?? EventFilter(), follow: request.follow ?? false, on: channel)
+        }
+    }
+
+    private func reply(_ response: ControlResponse, on channel: Channel) async {
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        var data = (try? encoder.encode(response)) ?? Data()
+        data.append(UInt8(ascii: "\n"))
+        try? await channel.writeAndFlush(ByteBuffer(bytes: data))
+        try? await channel.close()
+    }
+
+    private func streamEvents(filter: EventFilter, follow: Bool, on channel: Channel) async {
+        let subscription = follow ? interceptor.hub.subscribe(filter: filter) : nil
+        let end = subscription?.historyEnd ?? interceptor.hub.log.currentSize
+        do {
+            var batch = ByteBuffer()
+            _ = try AuditLog.read(path: interceptor.hub.log.path, upTo: end, filter: filter) { _, line in
+                batch.writeBytes(line)
+                batch.writeInteger(UInt8(ascii: "\n"))
+                if batch.readableBytes > 64 << 10 {
+                    let out = batch
+                    batch = ByteBuffer()
+                    try channelWrite(out, on: channel)
+                }
+            }
+            try await channel.writeAndFlush(batch)
+            try await channel.writeAndFlush(Self.notice(ControlNotice(control: "history-end")))
+            if let subscription {
+                for await item in subscription.items {
+                    switch item {
+                    case .event(_, let line):
+                        var buf = ByteBuffer(bytes: line)
+                        buf.writeInteger(UInt8(ascii: "\n"))
+                        try await channel.writeAndFlush(buf)
+                    case .missed(let n):
+                        try await channel.writeAndFlush(Self.notice(ControlNotice(control: "missed", count: n)))
+                    }
+                    if !channel.isActive { break }
+                }
+            }
+        } catch {
+            logger.debug("control: events reader went away: \(error)")
+        }
+        try? await channel.close()
+    }
+
+    /// Writes synchronously from the history reader, waiting for the write when the reader is slow.
+    private func channelWrite(_ buffer: ByteBuffer, on channel: Channel) throws {
+        try channel.writeAndFlush(buffer).wait()
+    }
+
+    static func notice(_ n: ControlNotice) -> ByteBuffer {
+        var data = (try? JSONEncoder().encode(n)) ?? Data()
+        data.append(UInt8(ascii: "\n"))
+        return ByteBuffer(bytes: data)
+    }
+}
+
+/// Reads one request line, then hands the channel to an async handler.
+private final class RequestLineHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    private var buffer = ByteBuffer()
+    private var started = false
+    private let onRequest: @Sendable (Data, Channel) async -> Void
+
+    init(onRequest: @escaping @Sendable (Data, Channel) async -> Void) {
+        self.onRequest = onRequest
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !started else { return }
+        var incoming = unwrapInboundIn(data)
+        buffer.writeBuffer(&incoming)
+        if buffer.readableBytes > 1 << 20 {
+            context.close(promise: nil) // a request is never this large
+            return
+        }
+        guard let nl = buffer.readableBytesView.firstIndex(of: UInt8(ascii: "\n")) else { return }
+        let line = Data(buffer.readableBytesView[..<nl])
+        started = true
+        let channel = context.channel
+        let handler = onRequest
+        Task { await handler(line, channel) }
+    }
+}

@@ -1,0 +1,130 @@
+import BordergateAudit
+import BordergateKernel
+import Foundation
+import Logging
+
+/// `bordergate exec -- CMD...`: runs CMD in a fresh guarded cgroup. Through the daemon when one
+/// runs; otherwise standalone, with an interceptor that lives exactly as long as CMD.
+public enum ExecRunner {
+    public struct Options: Sendable {
+        public var arguments: [String]
+        public var quiet: Bool
+        public init(arguments: [String], quiet: Bool) {
+            self.arguments = arguments
+            self.quiet = quiet
+        }
+    }
+
+    /// Runs the command and returns its exit status; a command killed by a signal makes this
+    /// process die of the same signal after the summary.
+    public static func run(_ options: Options, settings: Settings, logger: Logger) async throws -> Int32 {
+        let cgroups = try Preflight.check(for: "bordergate exec")
+        let client = ControlClient(path: settings.controlSocket)
+        let viaDaemon = client.isDaemonRunning
+        let dir = cgroups.directory(for: "/bordergate/exec-\(getpid())-\(UInt32.random(in: 0...UInt32.max) % 100000)")
+        try cgroups.create(dir)
+        let cgroupName = cgroups.relativeName(ofDirectory: dir)
+        defer { cgroups.remove(dir) }
+        let started = Date()
+        let command = (options.arguments.first as NSString?)?.lastPathComponent ?? "command"
+
+        if viaDaemon {
+            let r = try client.call(ControlRequest(command: .attach, cgroup: cgroupName))
+            guard r.ok else { throw ServiceError(r.error ?? "the daemon refused to guard \(cgroupName)") }
+            defer { _ = try? client.call(ControlRequest(command: .detach, cgroup: cgroupName)) }
+            let status = try await spawnAndWait(options.arguments, in: dir)
+            if !options.quiet {
+                let events = collectFromDaemon(client, cgroup: cgroupName, since: started)
+                FileHandle.standardError.write(Data((EventFormatter.summary(events, command: command) + "\n").utf8))
+            }
+            return finish(status)
+        }
+
+        // Standalone: our own kernel programs, unpinned, on a proxy port of our own.
+        var standalone = settings
+        standalone.proxyPort = 0
+        let hub = AuditHub(log: try AuditLog(path: settings.auditLogPath))
+        let interceptor = try Interceptor(settings: standalone, mode: .ephemeral, cgroups: cgroups, hub: hub, logger: logger)
+        let subscription = hub.subscribe(filter: EventFilter(cgroup: cgroupName), capacity: 1 << 20)
+        let collector = Task { () -> [AuditEvent] in
+            var out: [AuditEvent] = []
+            for await item in subscription.items { if case .event(let e, _) = item { out.append(e) } }
+            return out
+        }
+        let status: Int32
+        do {
+            try await interceptor.start()
+            _ = try interceptor.attach(cgroup: cgroupName)
+            status = try await spawnAndWait(options.arguments, in: dir)
+            // Let the proxy see the tool's sockets close, so every connection has its close event.
+            for _ in 0..<100 where interceptor.proxy.counters.values.active > 0 {
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+        } catch {
+            await interceptor.stop(failClosed: false)
+            hub.shutdown()
+            throw error
+        }
+        await interceptor.stop(failClosed: false)
+        hub.shutdown()
+        let events = await collector.value
+        if !options.quiet {
+            FileHandle.standardError.write(Data((EventFormatter.summary(events, command: command) + "\n").utf8))
+        }
+        return finish(status)
+    }
+
+    /// Reads the run's events back from the daemon, waiting briefly for close events to land.
+    static func collectFromDaemon(_ client: ControlClient, cgroup: String, since: Date) -> [AuditEvent] {
+        let decoder = AuditEvent.makeDecoder()
+        var events: [AuditEvent] = []
+        for _ in 0..<50 {
+            events = []
+            try? client.send(ControlRequest(command: .events, follow: false,
+                                            filter: EventFilter(since: since.addingTimeInterval(-1), cgroup: cgroup))) { line in
+                if let e = try? decoder.decode(AuditEvent.self, from: line) { events.append(e) }
+                return true
+            }
+            let connects = Set(events.filter { $0.type == .connect && $0.error == nil }.compactMap(\.connection))
+            let closes = Set(events.filter { $0.type == .close }.compactMap(\.connection))
+            if connects.isSubset(of: closes) { break }
+            usleep(40_000)
+        }
+        return events
+    }
+
+    /// Starts the command in the cgroup, forwards termination signals to it, and waits.
+    static func spawnAndWait(_ arguments: [String], in dir: String) async throws -> Int32 {
+        // While the child runs, signals meant for it (a terminal's ^C reaches both) must not kill us
+        // before we can report; the ones only we receive are passed on.
+        let forwarded = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2]
+        forwarded.forEach { signal($0, SIG_IGN) }
+        let pid = try ChildProcess.spawn(arguments: arguments, inCgroup: dir)
+        let sources = forwarded.map { sig -> DispatchSourceSignal in
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            s.setEventHandler { kill(pid, sig) }
+            s.resume()
+            return s
+        }
+        defer { sources.forEach { $0.cancel() } }
+        return await withCheckedContinuation { cont in
+            Thread.detachNewThread {
+                var status: Int32 = 0
+                while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+                cont.resume(returning: status)
+            }
+        }
+    }
+
+    /// Exit status for a normal exit; for death by signal, dies of the same signal.
+    static func finish(_ status: Int32) -> Int32 {
+        let termsig = status & 0x7f
+        if termsig == 0 { return (status >> 8) & 0xff }
+        signal(termsig, SIG_DFL)
+        var none = sigset_t()
+        sigemptyset(&none)
+        sigprocmask(SIG_SETMASK, &none, nil)
+        kill(getpid(), termsig)
+        return 128 + termsig
+    }
+}

@@ -1,0 +1,176 @@
+import BordergateAudit
+import BordergateKernel
+import BordergateProxy
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+
+/// The running interceptor: kernel programs, the proxy, and the audit pipeline between them.
+/// The daemon runs one with pinned state; a standalone `exec` runs an ephemeral one for the life
+/// of its command.
+public final class Interceptor: @unchecked Sendable {
+    public let settings: Settings
+    public let kernel: KernelGuard
+    public let cgroups: CgroupV2
+    public let hub: AuditHub
+    public let proxy: TransparentProxy
+    public private(set) var proxyAddresses: [String] = []
+    public let startedAt = Date()
+    let describer: ProcessDescriber
+    private let group: MultiThreadedEventLoopGroup
+    private let logger: Logger
+    private let ledger = ConnectionLedger<KernelConnectEvent>()
+    private var reader: KernelEventReader?
+    private var pumpTask: Task<Void, Never>?
+    private var sweepTask: Task<Void, Never>?
+
+    /// Loads the kernel side and prepares (but does not start) the proxy.
+    public init(settings: Settings, mode: KernelGuard.Mode, cgroups: CgroupV2, hub: AuditHub, logger: Logger) throws {
+        self.settings = settings
+        self.cgroups = cgroups
+        self.hub = hub
+        self.logger = logger
+        kernel = try KernelGuard(mode: mode, logger: logger)
+        describer = ProcessDescriber(kernel: kernel, cgroups: cgroups)
+        group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount))
+        let resolver = KernelResolver(kernel: kernel, describer: describer, ledger: ledger)
+        proxy = TransparentProxy(configuration: .init(port: settings.proxyPort), group: group, resolver: resolver,
+                                 sink: hub, logger: logger)
+    }
+
+    /// Starts the proxy, points the kernel at it, and starts reading kernel events.
+    public func start() async throws {
+        proxyAddresses = try await proxy.start()
+        try kernel.setProxy(tgid: getpid(), port: UInt16(proxy.port))
+        let reader = try kernel.makeEventReader()
+        self.reader = reader
+        pumpTask = Task.detached { [self] in
+            for await event in reader.events { handleKernelEvent(event) }
+        }
+        sweepTask = Task.detached { [self] in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                for e in ledger.expired() { reportUnclaimed(e) }
+            }
+        }
+    }
+
+    /// Stops. With `failClosed`, the kernel is told no proxy is listening, so guarded connects are
+    /// refused with EPERM (and recorded) until a daemon comes back.
+    public func stop(failClosed: Bool = true) async {
+        if failClosed { try? kernel.setProxy(tgid: 0, port: 0) }
+        await proxy.stop()
+        reader?.stop()
+        await pumpTask?.value
+        sweepTask?.cancel()
+        for e in ledger.drain() { reportUnclaimed(e) }
+        try? await group.shutdownGracefully()
+        kernel.close()
+    }
+
+    // MARK: Guards
+
+    /// Guards a cgroup (and its descendants).
+    public func attach(cgroup name: String) throws -> (directory: String, id: UInt64) {
+        let dir = cgroups.directory(for: name)
+        let id = try cgroups.id(ofDirectory: dir)
+        if let mine = CgroupV2.cgroupName(ofProcess: getpid()) {
+            let rel = cgroups.relativeName(ofDirectory: dir)
+            if mine == rel || mine.hasPrefix(rel == "/" ? "/" : rel + "/") {
+                throw ServiceError("refusing to guard \(rel): Bordergate itself runs in \(mine), and the proxy must run outside every guarded cgroup; move the daemon out (e.g. its own systemd unit) or guard a narrower cgroup")
+            }
+        }
+        try kernel.attach(cgroupDirectory: dir, cgroupID: id)
+        describer.learn(cgroupID: id, name: cgroups.relativeName(ofDirectory: dir))
+        hub.publish(AuditEvent(type: .policy, policy: "default",
+                               message: "guard attached to \(cgroups.relativeName(ofDirectory: dir))"))
+        return (dir, id)
+    }
+
+    /// Removes a cgroup's guard. Returns false if it had none.
+    public func detach(cgroup name: String) throws -> Bool {
+        let dir = cgroups.directory(for: name)
+        let id: UInt64
+        if let known = try? cgroups.id(ofDirectory: dir) {
+            id = known
+        } else if let raw = UInt64(name.split(separator: ":").last ?? "") {
+            id = raw // "cgroup-id:N" for a guard whose cgroup is gone
+        } else {
+            throw ServiceError("cgroup \(name) does not exist (looked for \(dir))")
+        }
+        let found = kernel.detach(cgroupID: id)
+        if found {
+            hub.publish(AuditEvent(type: .policy, message: "guard detached from \(cgroups.relativeName(ofDirectory: dir))"))
+        }
+        return found
+    }
+
+    public func status() -> DaemonStatus {
+        let guards = kernel.guardedCgroups().map { id, _ -> DaemonStatus.Guard in
+            let name = describer.cgroupName(id)
+            let procs = (try? String(contentsOfFile: cgroups.directory(for: name) + "/cgroup.procs", encoding: .utf8))?
+                .split(separator: "\n").count ?? 0
+            return DaemonStatus.Guard(cgroup: name, cgroupID: id, policy: "default", processes: procs)
+        }.sorted { $0.cgroup < $1.cgroup }
+        let pinRoot: String
+        if case .pinned(let root) = kernel.mode { pinRoot = root } else { pinRoot = "(not pinned)" }
+        let audit = hub.counters
+        return DaemonStatus(
+            pid: getpid(), version: bordergateVersion, startedAt: startedAt, proxy: proxyAddresses, pinRoot: pinRoot,
+            stateDirectory: settings.stateDirectory, auditLog: hub.log.path, cgroupRoot: cgroups.mountPoint,
+            programs: ["cgroup/connect4", "cgroup/connect6", "sockops", "cgroup/getpeername4", "cgroup/getpeername6",
+                       "cgroup/sock_release", "tp_btf/sched_process_exec", "tp_btf/sched_process_fork",
+                       "tp_btf/sched_process_exit"],
+            guards: guards, kernel: kernel.counters(), proxyCounters: proxy.counters.dictionary,
+            audit: ["published": audit.published, "write_failures": audit.writeFailures],
+            subscribers: hub.subscriberCount)
+    }
+
+    // MARK: Kernel events
+
+    private func handleKernelEvent(_ e: KernelConnectEvent) {
+        switch e.verdict {
+        case .redirect:
+            _ = ledger.kernelSaw(cookie: e.identity.cookie, e)
+        default:
+            hub.publish(auditEvent(for: e, verdict: e.verdict.rawValue, reason: kernelReasonText(e.reason)))
+        }
+    }
+
+    private func reportUnclaimed(_ e: KernelConnectEvent) {
+        hub.publish(auditEvent(for: e, verdict: "redirect", reason: kernelReasonText(e.reason),
+                               error: "the connection never reached the proxy (no daemon was listening, or the tool gave up first); the tool's connect was refused"))
+    }
+
+    private func auditEvent(for e: KernelConnectEvent, verdict: String, reason: String, error: String? = nil) -> AuditEvent {
+        AuditEvent(
+            time: wallClock(monotonicNanos: e.identity.monotonicNanos), type: .connect, verdict: verdict,
+            reason: reason, process: describer.describe(e.identity, ppid: e.ppid, exe: e.exe),
+            destination: .init(ip: e.destination.description, port: Int(e.port)),
+            protocol: e.ipProtocol == 17 ? "udp" : "tcp", policy: "default",
+            connection: connectionID(cookie: e.identity.cookie), error: error)
+    }
+}
+
+/// The proxy's view of the kernel: who a connection belongs to and where it was going.
+struct KernelResolver: ConnectionResolver {
+    let kernel: KernelGuard
+    let describer: ProcessDescriber
+    let ledger: ConnectionLedger<KernelConnectEvent>
+
+    func resolve(client: SocketAddress) -> ProxiedConnection? {
+        guard let ipText = client.ipAddress, let port = client.port,
+              let addr = KernelAddress(ipText), let orig = kernel.claimOriginal(clientAddress: addr, clientPort: UInt16(port))
+        else { return nil }
+        ledger.proxyClaimed(cookie: orig.identity.cookie)
+        let ip = orig.destination.description
+        guard let target = try? SocketAddress(ipAddress: ip, port: Int(orig.port)) else { return nil }
+        return ProxiedConnection(
+            connectionID: connectionID(cookie: orig.identity.cookie), target: target,
+            process: describer.describe(orig.identity),
+            destination: .init(ip: ip, port: Int(orig.port)), policy: "default",
+            reason: "cgroup is guarded: relayed through the proxy",
+            connectedAt: wallClock(monotonicNanos: orig.identity.monotonicNanos))
+    }
+}

@@ -1,0 +1,96 @@
+import BordergateAudit
+import BordergateKernel
+import Foundation
+
+/// Turns the kernel's view of a caller into the `process` of an event: executable and parent
+/// from the kernel's process table (which outlives the process), else from /proc while it lives;
+/// user names from the password database; cgroup paths from their ids.
+final class ProcessDescriber: @unchecked Sendable {
+    private let kernel: KernelGuard
+    private let cgroups: CgroupV2
+    private let lock = NSLock()
+    private var users: [UInt32: String] = [:]
+    private var cgroupNames: [UInt64: String] = [:]
+
+    init(kernel: KernelGuard, cgroups: CgroupV2) {
+        self.kernel = kernel
+        self.cgroups = cgroups
+    }
+
+    /// Remembers a cgroup's name so events need not look for it.
+    func learn(cgroupID: UInt64, name: String) {
+        lock.withLock { cgroupNames[cgroupID] = name }
+    }
+
+    func cgroupName(_ id: UInt64) -> String {
+        if let n = lock.withLock({ cgroupNames[id] }) { return n }
+        let name = cgroups.directory(ofID: id).map { cgroups.relativeName(ofDirectory: $0) } ?? "cgroup-id:\(id)"
+        lock.withLock { cgroupNames[id] = name }
+        return name
+    }
+
+    func userName(_ uid: UInt32) -> String? {
+        if let n = lock.withLock({ users[uid] }) { return n }
+        var pwd = passwd()
+        var result: UnsafeMutablePointer<passwd>?
+        var buf = [CChar](repeating: 0, count: 4096)
+        guard getpwuid_r(uid, &pwd, &buf, buf.count, &result) == 0, result != nil, let name = pwd.pw_name else {
+            return nil
+        }
+        let s = String(cString: name)
+        lock.withLock { users[uid] = s }
+        return s
+    }
+
+    func describe(_ id: ConnectIdentity, ppid kernelPPID: UInt32 = 0, exe kernelExe: String = "") -> AuditEvent.Process {
+        var ppid = kernelPPID
+        var exe = kernelExe
+        if exe.isEmpty || ppid == 0, let rec = kernel.process(tgid: id.tgid) {
+            if exe.isEmpty { exe = rec.exe }
+            if ppid == 0 { ppid = rec.ppid }
+        }
+        // Prefer the resolved path of a live process: exec's filename may be relative.
+        if let live = Self.liveExe(pid: id.tgid) {
+            exe = live
+        } else if !exe.isEmpty, !exe.hasPrefix("/") {
+            exe = "\(exe)"
+        }
+        if ppid == 0, let p = Self.liveParent(pid: id.tgid) { ppid = p }
+        return AuditEvent.Process(
+            pid: Int(id.tgid), ppid: ppid == 0 ? nil : Int(ppid), uid: Int(id.uid), user: userName(id.uid),
+            comm: id.comm, exe: exe.isEmpty ? nil : exe, cgroup: cgroupName(id.cgroupID))
+    }
+
+    static func liveExe(pid: UInt32) -> String? {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/\(pid)/exe", &buf, buf.count - 1)
+        guard n > 0 else { return nil }
+        return String(decoding: buf[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    static func liveParent(pid: UInt32) -> UInt32? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 1 ? UInt32(fields[1]) : nil
+    }
+}
+
+/// Converts the kernel's CLOCK_MONOTONIC nanoseconds to wall-clock time.
+func wallClock(monotonicNanos: UInt64) -> Date {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    let now = UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    let ago = now > monotonicNanos ? Double(now - monotonicNanos) / 1e9 : 0
+    return Date().addingTimeInterval(-ago)
+}
+
+/// A connection id unique across boots: the boot id's first block and the socket cookie.
+func connectionID(cookie: UInt64) -> String {
+    bootTag + "-" + String(cookie, radix: 16)
+}
+
+private let bootTag: String = {
+    let id = (try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8)) ?? "00000000"
+    return String(id.prefix(8))
+}()

@@ -1,0 +1,33 @@
+import Foundation
+
+/// Where Bordergate keeps its state and how it is reached. Every path can be overridden by a flag
+/// or an environment variable, so tests never touch the system's.
+public struct Settings: Sendable {
+    public var stateDirectory: String
+    public var pinRoot: String
+    public var controlSocket: String
+    public var proxyPort: Int
+
+    public static let defaultStateDirectory = "/var/lib/bordergate"
+    public static let defaultPinRoot = "/sys/fs/bpf/bordergate"
+    public static let defaultControlSocket = "/run/bordergate/control.sock"
+    public static let defaultProxyPort = 7380
+
+    public init(stateDirectory: String? = nil, pinRoot: String? = nil, controlSocket: String? = nil,
+                proxyPort: Int? = nil, environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.stateDirectory = stateDirectory ?? environment["BORDERGATE_STATE_DIR"] ?? Self.defaultStateDirectory
+        self.pinRoot = pinRoot ?? environment["BORDERGATE_PIN_ROOT"] ?? Self.defaultPinRoot
+        self.controlSocket = controlSocket ?? environment["BORDERGATE_CONTROL_SOCKET"] ?? Self.defaultControlSocket
+        self.proxyPort = proxyPort ?? environment["BORDERGATE_PROXY_PORT"].flatMap(Int.init) ?? Self.defaultProxyPort
+    }
+
+    public var auditLogPath: String { stateDirectory + "/audit/events.jsonl" }
+}
+
+public let bordergateVersion = "0.1.0"
+
+/// A failure of the service, phrased for an operator: one line, what and what to do.
+public struct ServiceError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

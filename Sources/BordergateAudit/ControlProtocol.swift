@@ -1,0 +1,107 @@
+import Foundation
+
+/// The control socket's wire format: newline-delimited JSON, one request per connection.
+///
+/// A request is one line. `events` answers with event lines exactly as the log holds them,
+/// interleaved with control lines (objects with a `control` key: `missed`, `history-end`, `error`).
+/// Every other request answers with one ``ControlResponse`` line.
+public struct ControlRequest: Codable, Sendable, Equatable {
+    public enum Command: String, Codable, Sendable {
+        case status, attach, detach, events, ping
+    }
+
+    public var command: Command
+    /// attach/detach: the cgroup, hierarchy-relative or absolute.
+    public var cgroup: String?
+    /// detach: every guard.
+    public var all: Bool?
+    /// events: stream live events after the history.
+    public var follow: Bool?
+    public var filter: EventFilter?
+
+    public init(command: Command, cgroup: String? = nil, all: Bool? = nil, follow: Bool? = nil, filter: EventFilter? = nil) {
+        self.command = command
+        self.cgroup = cgroup
+        self.all = all
+        self.follow = follow
+        self.filter = filter
+    }
+}
+
+public struct ControlResponse: Codable, Sendable {
+    public var ok: Bool
+    public var error: String?
+    public var status: DaemonStatus?
+    public var message: String?
+
+    public init(ok: Bool, error: String? = nil, status: DaemonStatus? = nil, message: String? = nil) {
+        self.ok = ok
+        self.error = error
+        self.status = status
+        self.message = message
+    }
+}
+
+/// A control line inside an `events` stream.
+public struct ControlNotice: Codable, Sendable, Equatable {
+    public var control: String
+    public var count: Int?
+    public var message: String?
+
+    public init(control: String, count: Int? = nil, message: String? = nil) {
+        self.control = control
+        self.count = count
+        self.message = message
+    }
+}
+
+/// What `bordergate status` shows.
+public struct DaemonStatus: Codable, Sendable {
+    public struct Guard: Codable, Sendable {
+        public var cgroup: String
+        public var cgroupID: UInt64
+        public var policy: String
+        public var processes: Int
+
+        public init(cgroup: String, cgroupID: UInt64, policy: String, processes: Int) {
+            self.cgroup = cgroup
+            self.cgroupID = cgroupID
+            self.policy = policy
+            self.processes = processes
+        }
+    }
+
+    public var pid: Int32
+    public var version: String
+    public var startedAt: Date
+    public var proxy: [String]
+    public var pinRoot: String
+    public var stateDirectory: String
+    public var auditLog: String
+    public var cgroupRoot: String
+    public var programs: [String]
+    public var guards: [Guard]
+    public var kernel: [String: UInt64]
+    public var proxyCounters: [String: UInt64]
+    public var audit: [String: UInt64]
+    public var subscribers: Int
+
+    public init(pid: Int32, version: String, startedAt: Date, proxy: [String], pinRoot: String, stateDirectory: String,
+                auditLog: String, cgroupRoot: String, programs: [String], guards: [Guard], kernel: [String: UInt64],
+                proxyCounters: [String: UInt64], audit: [String: UInt64], subscribers: Int) {
+        self.pid = pid
+        self.version = version
+        self.startedAt = startedAt
+        self.proxy = proxy
+        self.pinRoot = pinRoot
+        self.stateDirectory = stateDirectory
+        self.auditLog = auditLog
+        self.cgroupRoot = cgroupRoot
+        self.programs = programs
+        self.guards = guards
+        self.kernel = kernel
+        self.proxyCounters = proxyCounters
+        self.audit = audit
+        self.subscribers = subscribers
+    }
+}

@@ -1,0 +1,61 @@
+import Foundation
+
+/// Which events an operator asked for (`bordergate events --pid --cgroup --verdict --since`).
+public struct EventFilter: Codable, Sendable, Equatable {
+    public var since: Date?
+    public var pid: Int?
+    /// A cgroup and everything below it, hierarchy-relative (`/ci` matches `/ci/job-17`).
+    public var cgroup: String?
+    public var verdict: String?
+    public var type: String?
+
+    public init(since: Date? = nil, pid: Int? = nil, cgroup: String? = nil, verdict: String? = nil, type: String? = nil) {
+        self.since = since
+        self.pid = pid
+        self.cgroup = cgroup
+        self.verdict = verdict
+        self.type = type
+    }
+
+    public var isEmpty: Bool { self == EventFilter() }
+
+    public func matches(_ e: AuditEvent) -> Bool {
+        if let since, e.time < since { return false }
+        if let pid, e.process?.pid != pid { return false }
+        if let verdict, e.verdict != verdict { return false }
+        if let type, e.type.rawValue != type { return false }
+        if let cgroup {
+            guard let c = e.process?.cgroup else { return false }
+            let base = cgroup.count > 1 && cgroup.hasSuffix("/") ? String(cgroup.dropLast()) : cgroup
+            if !(c == base || base == "/" || c.hasPrefix(base + "/")) { return false }
+        }
+        return true
+    }
+
+    /// Parses `--since`: a duration back from `now` (`90s`, `15m`, `2h`, `7d`, `1h30m`) or an
+    /// RFC 3339 time.
+    public static func parseSince(_ text: String, now: Date = Date()) -> Date? {
+        if let d = AuditTime.parse(text) { return d }
+        var total: Double = 0
+        var number = ""
+        var sawUnit = false
+        for ch in text {
+            if ch.isNumber || ch == "." {
+                number.append(ch)
+                continue
+            }
+            guard let v = Double(number) else { return nil }
+            switch ch {
+            case "s": total += v
+            case "m": total += v * 60
+            case "h": total += v * 3600
+            case "d": total += v * 86400
+            default: return nil
+            }
+            number = ""
+            sawUnit = true
+        }
+        guard number.isEmpty, sawUnit else { return nil }
+        return now.addingTimeInterval(-total)
+    }
+}

@@ -1,0 +1,135 @@
+import NIOCore
+
+/// Relays bytes between two channels, one handler on each, with back-pressure (a side reads only
+/// while its partner is writable) and half-close (an EOF on one side shuts the other's output).
+/// After the `connect-proxy` example of swift-nio-examples.
+final class GlueHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private var partner: GlueHandler?
+    private var context: ChannelHandlerContext?
+    private var pendingRead = false
+    private let session: RelaySession
+    /// "client" (the tool) or "server" (the original destination).
+    private let side: String
+    private var closed = false
+    private var partnerInactive = false
+
+    private init(session: RelaySession, side: String) {
+        self.session = session
+        self.side = side
+    }
+
+    /// A connected pair: `.0` goes on the tool's channel, `.1` on the upstream channel.
+    static func matchedPair(session: RelaySession) -> (GlueHandler, GlueHandler) {
+        let client = GlueHandler(session: session, side: "client")
+        let server = GlueHandler(session: session, side: "server")
+        client.partner = server
+        server.partner = client
+        return (client, server)
+    }
+
+    private func partnerWrite(_ data: ByteBuffer) {
+        context?.write(NIOAny(data), promise: nil)
+    }
+
+    private func partnerFlush() {
+        context?.flush()
+    }
+
+    private func partnerWriteEOF() {
+        context?.close(mode: .output, promise: nil)
+    }
+
+    private func partnerCloseFull() {
+        context?.close(promise: nil)
+    }
+
+    /// The partner closed cleanly: finish writing what it sent, then send EOF. Closing outright
+    /// would discard bytes still queued behind a slow reader. If output is already shut, nothing is
+    /// left to relay to, so close.
+    private func partnerGone() {
+        partnerInactive = true
+        guard let context else { return }
+        let channel = context.channel
+        let done = context.eventLoop.makePromise(of: Void.self)
+        context.close(mode: .output, promise: done)
+        done.futureResult.whenFailure { _ in channel.close(promise: nil) }
+    }
+
+    private func partnerBecameWritable() {
+        if pendingRead {
+            pendingRead = false
+            context?.read()
+        }
+    }
+
+    private var partnerWritable: Bool {
+        context?.channel.isWritable ?? false
+    }
+}
+
+extension GlueHandler: ChannelDuplexHandler {
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        partner = nil
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        if partnerInactive {
+            // the other side is gone: nothing can carry these bytes
+            context.close(promise: nil)
+            return
+        }
+        if side == "client" { session.countSent(buffer.readableBytes) } else { session.countReceived(buffer.readableBytes) }
+        partner?.partnerWrite(buffer)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        partner?.partnerFlush()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if !closed {
+            closed = true
+            session.sideClosed(side)
+        }
+        partner?.partnerGone()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, case .inputClosed = event {
+            partner?.partnerWriteEOF()
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        let end = side == "client" ? "reset by client" : "reset by server"
+        session.fail(end: end, error: "\(side): \(error)")
+        context.close(promise: nil)
+        partner?.partnerCloseFull()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable {
+            partner?.partnerBecameWritable()
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if let partner, partner.partnerWritable {
+            context.read()
+        } else {
+            pendingRead = true
+        }
+    }
+}

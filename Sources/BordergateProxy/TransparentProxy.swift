@@ -1,0 +1,190 @@
+import BordergateAudit
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// The in-host proxy that redirected connections arrive at.
+///
+/// It listens on 127.0.0.1 and ::1. For each accepted connection it asks the ``ConnectionResolver``
+/// where the tool meant to go and who the tool is, reports a `connect` event, dials the original
+/// destination, and relays both ways. A connection it cannot place, or whose upstream dial fails, is
+/// reset, so the tool sees the failure at once, and the event says why.
+public final class TransparentProxy: Sendable {
+    public struct Configuration: Sendable {
+        public var port: Int
+        public var hosts: [String]
+        public var connectTimeout: TimeAmount
+        public var backlog: Int32
+
+        public init(port: Int, hosts: [String] = ["127.0.0.1", "::1"], connectTimeout: TimeAmount = .seconds(10),
+                    backlog: Int32 = 4096) {
+            self.port = port
+            self.hosts = hosts
+            self.connectTimeout = connectTimeout
+            self.backlog = backlog
+        }
+    }
+
+    public let configuration: Configuration
+    public let counters = ProxyCounters()
+    private let group: EventLoopGroup
+    private let resolver: ConnectionResolver
+    private let sink: ProxyEventSink
+    private let logger: Logger
+    private let channels = NIOLockedChannels()
+    private let bound = NIOLockedValueBox(0)
+
+    /// The port the proxy listens on: the configured one, or the one the kernel chose for port 0.
+    public var port: Int { bound.withLockedValue { $0 } }
+
+    public init(configuration: Configuration, group: EventLoopGroup, resolver: ConnectionResolver,
+                sink: ProxyEventSink, logger: Logger) {
+        self.configuration = configuration
+        self.group = group
+        self.resolver = resolver
+        self.sink = sink
+        self.logger = logger
+    }
+
+    /// Binds every listening address. IPv6 may be missing on a host; IPv4 may not.
+    /// Returns the addresses actually bound.
+    @discardableResult
+    public func start() async throws -> [String] {
+        var addresses: [String] = []
+        var port = configuration.port
+        for host in configuration.hosts {
+            let bootstrap = ServerBootstrap(group: group)
+                .serverChannelOption(.backlog, value: configuration.backlog)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.allowRemoteHalfClosure, value: true)
+                .childChannelOption(.autoRead, value: false)
+                .childChannelInitializer { [self] channel in
+                    // Start once the channel is active: a read() asked for before then is lost.
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(OnActive { self.accept($0) })
+                    }
+                }
+            do {
+                let ch = try await bootstrap.bind(host: host, port: port).get()
+                channels.add(ch)
+                // with port 0 the first bind picks the port; the other addresses reuse it
+                port = ch.localAddress?.port ?? port
+                addresses.append(host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)")
+            } catch {
+                if host.contains(":") {
+                    logger.warning("proxy: cannot listen on [\(host)]:\(port) (\(error)); IPv6 connects from guarded cgroups will be refused")
+                    continue
+                }
+                throw ProxyError("cannot listen on \(host):\(port): \(error); choose another port with --proxy-port or BORDERGATE_PROXY_PORT")
+            }
+        }
+        bound.withLockedValue { $0 = port }
+        return addresses
+    }
+
+    public func stop() async {
+        for ch in channels.all() {
+            try? await ch.close()
+        }
+    }
+
+    private func accept(_ channel: Channel) {
+        counters.add(\.accepted, 1)
+        guard let peer = channel.remoteAddress, let conn = resolver.resolve(client: peer) else {
+            // Not a redirected connection (someone dialled the proxy port directly, or its kernel
+            // entry was lost): refuse rather than guess where it meant to go.
+            counters.add(\.unmapped, 1)
+            logger.notice("proxy: refused a connection from \(channel.remoteAddress?.description ?? "?") that the guard did not redirect")
+            reset(channel)
+            return
+        }
+        counters.add(\.active, 1)
+        sink.publish(AuditEvent(
+            time: conn.connectedAt, type: .connect, verdict: "redirect", reason: conn.reason,
+            process: conn.process, destination: conn.destination, protocol: "tcp", policy: conn.policy,
+            connection: conn.connectionID))
+        let session = RelaySession(connection: conn, sink: sink, counters: counters)
+
+        ClientBootstrap(group: channel.eventLoop)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelOption(.autoRead, value: false)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(configuration.connectTimeout)
+            .connect(to: conn.target)
+            .whenComplete { [self] result in
+                switch result {
+                case .success(let upstream):
+                    let (toolSide, upstreamSide) = GlueHandler.matchedPair(session: session)
+                    do {
+                        try channel.pipeline.syncOperations.addHandler(toolSide)
+                        try upstream.pipeline.syncOperations.addHandler(upstreamSide)
+                    } catch {
+                        session.fail(end: "proxy-error", error: "\(error)")
+                        channel.close(promise: nil)
+                        upstream.close(promise: nil)
+                        return
+                    }
+                    channel.read()
+                    upstream.read()
+                case .failure(let error):
+                    counters.add(\.upstreamFailures, 1)
+                    session.fail(end: "upstream-failed", error: "connecting to \(conn.destination.ip) port \(conn.destination.port): \(Self.describe(error))")
+                    session.sideClosed("server")
+                    reset(channel)
+                    channel.closeFuture.whenComplete { _ in session.sideClosed("client") }
+                }
+            }
+    }
+
+    /// Closes with an RST (SO_LINGER 0), so the tool sees "connection reset" rather than EOF.
+    private func reset(_ channel: Channel) {
+        guard let provider = channel as? SocketOptionProvider else {
+            channel.close(promise: nil)
+            return
+        }
+        provider.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    static func describe(_ error: Error) -> String {
+        if let e = error as? IOError {
+            return String(cString: strerror(e.errnoCode)).lowercased()
+        }
+        if let e = error as? NIOConnectionError, let first = e.connectionErrors.first {
+            return describe(first.error)
+        }
+        if error is ChannelError, case ChannelError.connectTimeout = error {
+            return "timed out"
+        }
+        return "\(error)"
+    }
+}
+
+public struct ProxyError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Calls back once when its channel becomes active, then steps aside.
+final class OnActive: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+    private let body: (Channel) -> Void
+
+    init(_ body: @escaping (Channel) -> Void) { self.body = body }
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.fireChannelActive()
+        let channel = context.channel
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        body(channel)
+    }
+}
+
+/// The listening channels, for shutdown.
+final class NIOLockedChannels: @unchecked Sendable {
+    private let lock = NSLock()
+    private var channels: [Channel] = []
+    func add(_ c: Channel) { lock.withLock { channels.append(c) } }
+    func all() -> [Channel] { lock.withLock { channels } }
+}

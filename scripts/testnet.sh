@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Test hosts for Bordergate: a network namespace joined to this host by a veth pair, with addresses
+# from the documentation ranges only, and real servers inside (scripts/testhost_server.py).
+#
+#   scripts/testnet.sh up [NAME]     create namespace NAME (default bgtest) and start its servers
+#   scripts/testnet.sh down [NAME]   stop the servers and remove the namespace
+#   scripts/testnet.sh status [NAME]
+#
+# Addresses: host side 198.51.100.1 / 2001:db8::1, test host 198.51.100.10 / 2001:db8::10
+# (and 198.51.100.11, 2001:db8::11). Servers: HTTP on 80 (GET /bytes/N, POST /sha256), and an
+# "echo digest" service on 7 that reads until EOF and answers with the SHA-256 of what it read.
+# Overridable by BG_NET_PREFIX4 (198.51.100) and BG_NET_PREFIX6 (2001:db8:).
+set -euo pipefail
+
+cmd=${1:-up}
+name=${2:-bgtest}
+p4=${BG_NET_PREFIX4:-198.51.100}
+p6=${BG_NET_PREFIX6:-2001:db8:}
+host_if="${name:0:8}-h"
+ns_if="${name:0:8}-n"
+here=$(cd "$(dirname "$0")" && pwd)
+piddir=/run/bordergate-testnet
+mkdir -p "$piddir"
+
+need() { command -v "$1" >/dev/null || { echo "testnet: $1 is missing; run scripts/setup.sh (it installs $2)" >&2; exit 1; }; }
+
+case "$cmd" in
+up)
+  need ip iproute2
+  need python3 python3
+  [ "$(id -u)" = 0 ] || { echo "testnet: must run as root (creates network namespaces)" >&2; exit 1; }
+  "$0" down "$name" >/dev/null 2>&1 || true
+  ip netns add "$name"
+  ip link add "$host_if" type veth peer name "$ns_if"
+  ip link set "$ns_if" netns "$name"
+  ip addr add "$p4.1/24" dev "$host_if"
+  ip -6 addr add "${p6}:1/64" dev "$host_if" nodad
+  ip link set "$host_if" up
+  ip -n "$name" link set lo up
+  ip -n "$name" addr add "$p4.10/24" dev "$ns_if"
+  ip -n "$name" addr add "$p4.11/24" dev "$ns_if"
+  ip -n "$name" -6 addr add "${p6}:10/64" dev "$ns_if" nodad
+  ip -n "$name" -6 addr add "${p6}:11/64" dev "$ns_if" nodad
+  ip -n "$name" link set "$ns_if" up
+  ip -n "$name" route add default via "$p4.1"
+  ip -n "$name" -6 route add default via "${p6}:1"
+  ip netns exec "$name" python3 "$here/testhost_server.py" >"$piddir/$name.log" 2>&1 &
+  echo $! >"$piddir/$name.pid"
+  # wait until both services answer
+  for _ in $(seq 1 100); do
+    if ip netns exec "$name" python3 -c "import socket; [socket.create_connection(('127.0.0.1', p), 1).close() for p in (80, 7)]" 2>/dev/null; then
+      echo "testnet $name up: $p4.10 ${p6}:10 (HTTP :80, echo-digest :7)"
+      exit 0
+    fi
+    sleep 0.1
+  done
+  echo "testnet: the test host's servers did not start; see $piddir/$name.log" >&2
+  cat "$piddir/$name.log" >&2
+  exit 1
+  ;;
+down)
+  if [ -f "$piddir/$name.pid" ]; then kill "$(cat "$piddir/$name.pid")" 2>/dev/null || true; rm -f "$piddir/$name.pid"; fi
+  ip link del "$host_if" 2>/dev/null || true
+  ip netns del "$name" 2>/dev/null || true
+  ;;
+status)
+  ip netns list | grep -qw "$name" && echo "testnet $name: up" || { echo "testnet $name: down"; exit 1; }
+  ;;
+*)
+  echo "usage: $0 up|down|status [NAME]" >&2
+  exit 2
+  ;;
+esac
