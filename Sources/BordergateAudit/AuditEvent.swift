@@ -162,20 +162,59 @@ public enum AuditTime {
             + String(repeating: "0", count: 6 - us.count) + us + "Z"
     }
 
-    /// Parses RFC 3339 times with or without fractional seconds, `Z` or an offset.
+    /// Parses RFC 3339 times (`2026-11-21T19:06:21.123456Z`, `...+01:00`), keeping every
+    /// fractional digit: Foundation's ISO 8601 parser stops at milliseconds.
     public static func parse(_ s: String) -> Date? {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        if let d = f.date(from: s) { return d }
-        f.formatOptions = [.withInternetDateTime]
-        if let d = f.date(from: s) { return d }
-        // more than millisecond precision: parse the whole seconds and add the fraction
-        if let dot = s.firstIndex(of: "."), let zone = s[dot...].firstIndex(where: { $0 == "Z" || $0 == "+" || $0 == "-" }) {
-            let whole = String(s[..<dot]) + String(s[zone...])
-            if let d = f.date(from: whole), let frac = Double("0" + s[dot..<zone]) {
-                return d.addingTimeInterval(frac)
+        let b = Array(s.utf8)
+        func num(_ r: Range<Int>) -> Int? {
+            guard r.upperBound <= b.count else { return nil }
+            var v = 0
+            for c in b[r] {
+                guard c >= 48 && c <= 57 else { return nil }
+                v = v * 10 + Int(c - 48)
             }
+            return v
         }
-        return nil
+        guard b.count >= 20, b[4] == UInt8(ascii: "-"), b[7] == UInt8(ascii: "-"),
+              b[10] == UInt8(ascii: "T") || b[10] == UInt8(ascii: "t") || b[10] == UInt8(ascii: " "),
+              b[13] == UInt8(ascii: ":"), b[16] == UInt8(ascii: ":"),
+              let year = num(0..<4), let month = num(5..<7), let day = num(8..<10),
+              let hour = num(11..<13), let minute = num(14..<16), let second = num(17..<19),
+              (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second < 61
+        else { return nil }
+        var i = 19
+        var fraction = 0.0
+        if i < b.count, b[i] == UInt8(ascii: ".") {
+            i += 1
+            var scale = 0.1
+            let start = i
+            while i < b.count, b[i] >= 48, b[i] <= 57 {
+                fraction += Double(b[i] - 48) * scale
+                scale /= 10
+                i += 1
+            }
+            if i == start { return nil }
+        }
+        var offset = 0
+        guard i < b.count else { return nil }
+        switch b[i] {
+        case UInt8(ascii: "Z"), UInt8(ascii: "z"):
+            guard i + 1 == b.count else { return nil }
+        case UInt8(ascii: "+"), UInt8(ascii: "-"):
+            guard i + 6 == b.count, b[i + 3] == UInt8(ascii: ":"), let oh = num((i + 1)..<(i + 3)),
+                  let om = num((i + 4)..<(i + 6)) else { return nil }
+            offset = (oh * 3600 + om * 60) * (b[i] == UInt8(ascii: "+") ? 1 : -1)
+        default:
+            return nil
+        }
+        var t = tm()
+        t.tm_year = Int32(year - 1900)
+        t.tm_mon = Int32(month - 1)
+        t.tm_mday = Int32(day)
+        t.tm_hour = Int32(hour)
+        t.tm_min = Int32(minute)
+        t.tm_sec = Int32(second)
+        let secs = timegm(&t)
+        return Date(timeIntervalSince1970: Double(secs - offset) + fraction)
     }
 }

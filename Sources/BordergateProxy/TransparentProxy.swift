@@ -126,8 +126,10 @@ public final class TransparentProxy: Sendable {
                         upstream.close(promise: nil)
                         return
                     }
-                    channel.read()
-                    upstream.read()
+                    // Reads were held off until both sides were glued; from here NIO reads
+                    // whenever the glue asks (it asks only while the partner is writable).
+                    try? channel.syncOptions?.setOption(.autoRead, value: true)
+                    try? upstream.syncOptions?.setOption(.autoRead, value: true)
                 case .failure(let error):
                     counters.add(\.upstreamFailures, 1)
                     session.fail(end: "upstream-failed", error: "connecting to \(conn.destination.ip) port \(conn.destination.port): \(Self.describe(error))")

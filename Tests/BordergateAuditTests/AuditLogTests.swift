@@ -1,0 +1,129 @@
+import Foundation
+import Testing
+@testable import BordergateAudit
+
+private func tempLogPath() -> String {
+    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("bg-audit-\(UUID().uuidString)")
+    return dir.appendingPathComponent("audit/events.jsonl").path
+}
+
+@Suite struct AuditLogTests {
+    @Test func appendsAndReadsBackInOrder() throws {
+        let path = tempLogPath()
+        let log = try AuditLog(path: path)
+        for i in 0..<100 {
+            try log.append(AuditEvent(id: "e\(i)", type: .daemon).jsonLineForTest())
+        }
+        var ids: [String] = []
+        let r = try AuditLog.read(path: path) { e, _ in ids.append(e.id) }
+        #expect(ids == (0..<100).map { "e\($0)" })
+        #expect(r.skipped == 0)
+    }
+
+    @Test func aTornLineIsTerminatedAndSkippedNotGluedToTheNext() throws {
+        let path = tempLogPath()
+        do {
+            let log = try AuditLog(path: path)
+            try log.append(AuditEvent(id: "before", type: .daemon).jsonLineForTest())
+        }
+        // a crash mid-write leaves half a line
+        let h = FileHandle(forWritingAtPath: path)!
+        h.seekToEndOfFile()
+        h.write(Data(#"{"time":"2026-11-21T19:06:21Z","id":"torn","ty"#.utf8))
+        try h.close()
+        let log = try AuditLog(path: path)
+        try log.append(AuditEvent(id: "after", type: .daemon).jsonLineForTest())
+        var ids: [String] = []
+        let r = try AuditLog.read(path: path) { e, _ in ids.append(e.id) }
+        #expect(ids == ["before", "after"], "nothing recorded before the crash is lost")
+        #expect(r.skipped == 1)
+    }
+
+    @Test func readStopsAtALimitSoHistoryAndLiveDoNotOverlap() throws {
+        let path = tempLogPath()
+        let log = try AuditLog(path: path)
+        try log.append(AuditEvent(id: "one", type: .daemon).jsonLineForTest())
+        let mark = log.currentSize
+        try log.append(AuditEvent(id: "two", type: .daemon).jsonLineForTest())
+        var ids: [String] = []
+        _ = try AuditLog.read(path: path, upTo: mark) { e, _ in ids.append(e.id) }
+        #expect(ids == ["one"])
+    }
+
+    @Test func anUnwritableStateDirectoryIsOneClearError() {
+        #expect {
+            _ = try AuditLog(path: "/proc/bordergate-cannot-be-here/audit/events.jsonl")
+        } throws: { error in
+            "\(error)".contains("BORDERGATE_STATE_DIR")
+        }
+    }
+}
+
+@Suite struct AuditHubTests {
+    @Test func liveSubscribersGetMatchingEvents() async throws {
+        let hub = AuditHub(log: try AuditLog(path: tempLogPath()))
+        let sub = hub.subscribe(filter: EventFilter(type: "connect"))
+        hub.publish(AuditEvent(id: "skip", type: .daemon))
+        hub.publish(AuditEvent(id: "keep", type: .connect))
+        hub.shutdown()
+        var got: [String] = []
+        for await item in sub.items { if case .event(let e, _) = item { got.append(e.id) } }
+        #expect(got == ["keep"])
+    }
+
+    @Test func aSlowSubscriberIsToldHowManyItMissedAndNeverBlocksPublishing() async throws {
+        let hub = AuditHub(log: try AuditLog(path: tempLogPath()))
+        let slow = hub.subscribe(capacity: 10)
+        for i in 0..<1000 { hub.publish(AuditEvent(id: "e\(i)", type: .connect)) } // nobody reads
+        var iterator = slow.items.makeAsyncIterator()
+        var firstBatch: [String] = []
+        for _ in 0..<10 {
+            if case .event(let e, _) = await iterator.next()! { firstBatch.append(e.id) }
+        }
+        #expect(firstBatch == (0..<10).map { "e\($0)" })
+        hub.publish(AuditEvent(id: "late", type: .connect))
+        guard case .missed(let n) = await iterator.next()! else {
+            Issue.record("expected a missed notice before the next event")
+            return
+        }
+        #expect(n == 990)
+        guard case .event(let e, _) = await iterator.next()! else {
+            Issue.record("expected the event after the notice")
+            return
+        }
+        #expect(e.id == "late")
+        // and the log has everything
+        var count = 0
+        _ = try AuditLog.read(path: hub.log.path) { _, _ in count += 1 }
+        #expect(count == 1001)
+    }
+
+    @Test func subscriptionMarksWhereHistoryEnds() throws {
+        let hub = AuditHub(log: try AuditLog(path: tempLogPath()))
+        hub.publish(AuditEvent(id: "old", type: .daemon))
+        let sub = hub.subscribe()
+        hub.publish(AuditEvent(id: "new", type: .daemon))
+        var history: [String] = []
+        _ = try AuditLog.read(path: hub.log.path, upTo: sub.historyEnd) { e, _ in history.append(e.id) }
+        #expect(history == ["old"])
+    }
+}
+
+@Suite struct ControlProtocolTests {
+    @Test func requestsRoundTrip() throws {
+        let r = ControlRequest(command: .events, follow: true, filter: EventFilter(pid: 7, cgroup: "/ci"))
+        let back = try JSONDecoder().decode(ControlRequest.self, from: JSONEncoder().encode(r))
+        #expect(back == r)
+    }
+
+    @Test func noticesAreNotEvents() throws {
+        let data = try JSONEncoder().encode(ControlNotice(control: "missed", count: 3))
+        #expect((try? AuditEvent.makeDecoder().decode(AuditEvent.self, from: data)) == nil)
+        let n = try JSONDecoder().decode(ControlNotice.self, from: data)
+        #expect(n.count == 3)
+    }
+}
+
+extension AuditEvent {
+    func jsonLineForTest() -> Data { jsonLine() }
+}

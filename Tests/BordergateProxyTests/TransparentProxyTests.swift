@@ -1,0 +1,188 @@
+import BordergateAudit
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import Testing
+@testable import BordergateProxy
+
+/// Collects what the proxy reports.
+final class EventRecorder: ProxyEventSink, @unchecked Sendable {
+    private let lock = NSLock()
+    private var events: [AuditEvent] = []
+    func publish(_ event: AuditEvent) { lock.withLock { events.append(event) } }
+    var all: [AuditEvent] { lock.withLock { events } }
+
+    func waitFor(_ type: AuditEvent.Kind, count: Int = 1) async -> [AuditEvent] {
+        for _ in 0..<250 {
+            let found = all.filter { $0.type == type }
+            if found.count >= count { return found }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+        return all.filter { $0.type == type }
+    }
+}
+
+/// Sends every accepted connection to one target, as the kernel map would for a redirected one.
+struct FixedResolver: ConnectionResolver {
+    let target: SocketAddress?
+
+    func resolve(client: SocketAddress) -> ProxiedConnection? {
+        guard let target else { return nil }
+        return ProxiedConnection(
+            connectionID: "test-\(client.port ?? 0)", target: target,
+            process: .init(pid: 1, ppid: nil, uid: 0, user: "root", comm: "test", exe: nil, cgroup: "/test"),
+            destination: .init(ip: target.ipAddress ?? "?", port: target.port ?? 0), policy: "default",
+            reason: "test", connectedAt: Date())
+    }
+}
+
+/// An upstream that reads until EOF, then answers with the byte count and closes.
+final class CountUntilEOF: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    var total = 0
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        total += unwrapInboundIn(data).readableBytes
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case ChannelEvent.inputClosed = event {
+            let reply = context.channel.allocator.buffer(string: "got \(total)\n")
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+}
+
+/// Connects a blocking TCP client, for driving the proxy like a tool would.
+func blockingConnect(port: Int) throws -> Int32 {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = in_port_t(UInt16(port).bigEndian)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let rc = withUnsafePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    if rc != 0 { throw IOError(errnoCode: errno, reason: "connect") }
+    return fd
+}
+
+func readAll(_ fd: Int32) -> (Data, Int32) {
+    var out = Data()
+    var buf = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = read(fd, &buf, buf.count)
+        if n < 0 { return (out, errno) }
+        if n == 0 { return (out, 0) }
+        out.append(contentsOf: buf[0..<n])
+    }
+}
+
+@Suite struct TransparentProxyTests {
+    let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+    let logger = Logger(label: "test")
+
+    func startUpstream() async throws -> Channel {
+        try await ServerBootstrap(group: group)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(CountUntilEOF()) } }
+            .bind(host: "127.0.0.1", port: 0).get()
+    }
+
+    func startProxy(target: SocketAddress?, sink: EventRecorder) async throws -> TransparentProxy {
+        let proxy = TransparentProxy(configuration: .init(port: 0, hosts: ["127.0.0.1"], connectTimeout: .seconds(2)),
+                                     group: group, resolver: FixedResolver(target: target), sink: sink, logger: logger)
+        try await proxy.start()
+        return proxy
+    }
+
+    @Test func relaysWithHalfCloseAndReportsBytes() async throws {
+        let upstream = try await startUpstream()
+        let sink = EventRecorder()
+        let proxy = try await startProxy(target: upstream.localAddress, sink: sink)
+        let payload = [UInt8](repeating: 7, count: 3 << 20)
+        let (reply, err) = try await Task.detached {
+            let fd = try blockingConnect(port: proxy.port)
+            defer { close(fd) }
+            var off = 0
+            while off < payload.count {
+                let n = payload[off...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                if n <= 0 { break }
+                off += n
+            }
+            shutdown(fd, Int32(SHUT_WR)) // half-close: the answer comes after our EOF
+            return readAll(fd)
+        }.value
+        #expect(err == 0)
+        #expect(String(decoding: reply, as: UTF8.self) == "got \(3 << 20)\n")
+        let closes = await sink.waitFor(.close)
+        #expect(closes.first?.bytes == AuditEvent.Bytes(sent: UInt64(3 << 20), received: UInt64(reply.count)))
+        #expect(sink.all.filter { $0.type == .connect }.count == 1)
+        await proxy.stop()
+        try await upstream.close()
+    }
+
+    @Test func aFailedUpstreamDialResetsTheClientAndSaysWhy() async throws {
+        // a port nothing listens on
+        let unused = try await startUpstream()
+        let dead = unused.localAddress!
+        try await unused.close()
+        let sink = EventRecorder()
+        let proxy = try await startProxy(target: dead, sink: sink)
+        let err = try await Task.detached {
+            let fd = try blockingConnect(port: proxy.port)
+            defer { close(fd) }
+            return readAll(fd).1
+        }.value
+        #expect(err == ECONNRESET, "the tool sees a reset, not a clean EOF")
+        let closes = await sink.waitFor(.close)
+        #expect(closes.first?.end == "upstream-failed")
+        #expect(closes.first?.error?.contains("refused") == true)
+        #expect(proxy.counters.values.upstreamFailures == 1)
+        await proxy.stop()
+    }
+
+    @Test func aConnectionTheGuardDidNotRedirectIsRefused() async throws {
+        let sink = EventRecorder()
+        let proxy = try await startProxy(target: nil, sink: sink)
+        let err = try await Task.detached {
+            let fd = try blockingConnect(port: proxy.port)
+            defer { close(fd) }
+            return readAll(fd).1
+        }.value
+        #expect(err == ECONNRESET)
+        #expect(proxy.counters.values.unmapped == 1)
+        #expect(sink.all.isEmpty, "no event invents a destination")
+        await proxy.stop()
+    }
+
+    @Test func manyConcurrentConnectionsAllComplete() async throws {
+        let upstream = try await startUpstream()
+        let sink = EventRecorder()
+        let proxy = try await startProxy(target: upstream.localAddress, sink: sink)
+        let port = proxy.port
+        let ok = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for i in 0..<200 {
+                group.addTask {
+                    try await Task.detached {
+                        let fd = try blockingConnect(port: port)
+                        defer { close(fd) }
+                        let msg = Array("hello \(i)".utf8)
+                        _ = msg.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                        shutdown(fd, Int32(SHUT_WR))
+                        return String(decoding: readAll(fd).0, as: UTF8.self) == "got \(msg.count)\n"
+                    }.value
+                }
+            }
+            return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+        }
+        #expect(ok == 200)
+        let closes = await sink.waitFor(.close, count: 200)
+        #expect(closes.count == 200)
+        await proxy.stop()
+        try await upstream.close()
+    }
+}

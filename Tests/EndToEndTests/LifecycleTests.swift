@@ -1,0 +1,130 @@
+import BordergateAudit
+import Foundation
+import Testing
+
+extension EndToEnd {
+    /// A fixture with no daemon, for `exec` standalone and the error paths.
+    func standaloneEnvironment(_ name: String) -> [String: String] {
+        ["BORDERGATE_STATE_DIR": "/tmp/bge2e-\(name)-\(getpid())",
+         "BORDERGATE_CONTROL_SOCKET": "/tmp/bge2e-\(name)-\(getpid()).sock",
+         "BORDERGATE_PIN_ROOT": "/sys/fs/bpf/bge2e_\(name)_\(getpid())"]
+    }
+
+    @Test func execStandaloneRunsTheToolUnderGuardAndSummarizes() throws {
+        try Harness.requireEnvironment()
+        let env = standaloneEnvironment("exec")
+        defer { try? FileManager.default.removeItem(atPath: env["BORDERGATE_STATE_DIR"]!) }
+        let r = Harness.sh("\(Harness.binary) exec -- curl -sS http://\(Harness.host4)/peer", environment: env)
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains(Harness.local4), "the tool's output is the terminal's: \(r.stdout)")
+        #expect(r.stderr.contains("curl made 1 connection"), "\(r.stderr)")
+        #expect(r.stderr.contains("→ \(Harness.host4):80"), "\(r.stderr)")
+        // recorded durably
+        var events: [AuditEvent] = []
+        _ = try AuditLog.read(path: env["BORDERGATE_STATE_DIR"]! + "/audit/events.jsonl") { e, _ in events.append(e) }
+        let connect = try #require(events.connects(comm: "curl").first)
+        #expect(connect.process?.exe == "/usr/bin/curl")
+        #expect(connect.process?.cgroup.hasPrefix("/bordergate/exec-") == true)
+        #expect(events.close(of: connect) != nil)
+        // and nothing is left behind: no pins, no cgroup
+        #expect(!FileManager.default.fileExists(atPath: env["BORDERGATE_PIN_ROOT"]!))
+        let left = Harness.sh("ls \(Harness.cgroupRoot)/bordergate 2>/dev/null | grep -c exec- || true").stdout
+        #expect(left.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "exec cgroups left: \(left)")
+    }
+
+    @Test func execPassesExitStatusSignalsAndQuiet() throws {
+        try Harness.requireEnvironment()
+        let env = standaloneEnvironment("status")
+        defer { try? FileManager.default.removeItem(atPath: env["BORDERGATE_STATE_DIR"]!) }
+        let seven = Harness.sh("\(Harness.binary) exec --quiet -- sh -c 'exit 7'", environment: env)
+        #expect(seven.status == 7)
+        #expect(seven.stderr.isEmpty, "--quiet prints no summary: \(seven.stderr)")
+        let killed = Harness.sh("\(Harness.binary) exec -- sh -c 'kill -TERM $$'", environment: env)
+        #expect(killed.signal == SIGTERM, "bordergate dies of the child's signal: status \(killed.status)")
+        #expect(killed.stderr.contains("made 0 connections"), "the summary still comes: \(killed.stderr)")
+        let missing = Harness.sh("\(Harness.binary) exec -- no-such-tool-xyz", environment: env)
+        #expect(missing.status != 0)
+        #expect(missing.stderr.contains("no-such-tool-xyz: command not found"), "\(missing.stderr)")
+    }
+
+    @Test func execUsesTheDaemonWhenOneRuns() throws {
+        let d = try Self.shared.get()
+        let r = d.cli("exec -- curl -sS -o /dev/null http://\(Harness.host4)/")
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stderr.contains("curl made 1 connection"), "\(r.stderr)")
+        let events = d.waitForEvents { !$0.connects(comm: "curl").filter { $0.process?.cgroup.hasPrefix("/bordergate/exec-") == true }.isEmpty }
+        let viaDaemon = events.connects(comm: "curl").filter { e in e.process?.cgroup.hasPrefix("/bordergate/exec-") == true }
+        #expect(!viaDaemon.isEmpty, "the daemon recorded the exec's connection")
+    }
+
+    @Test func aKilledDaemonFailsClosedAndARestartedOneResumesFromThePins() throws {
+        try Harness.requireEnvironment()
+        let d = DaemonFixture("failclosed", port: 17_403)
+        defer { d.tearDown() }
+        try d.start()
+        let cg = try Harness.makeCgroup("failclosed")
+        defer { Harness.removeCgroup(cg) }
+        #expect(d.cli("attach \(cg)").status == 0)
+        let curl = "curl -sS -m 5 -o /dev/null -w '%{http_code}' http://\(Harness.host4)/"
+        #expect(Harness.sh(Harness.inCgroup(cg, curl)).stdout == "200")
+
+        d.stop(signal: SIGKILL)
+        let refused = Harness.sh(Harness.inCgroup(cg, curl))
+        #expect(refused.status != 0, "with the daemon dead, a guarded connect must not get through")
+        #expect(refused.stdout != "200")
+        // the guard is still there and says so
+        let status = d.cli("status")
+        #expect(status.status != 0 && status.stderr.contains("still guarded"), "\(status.stderr)")
+
+        try d.start() // same pins, no re-attach
+        #expect(d.cli("status").stdout.contains(cg), "the restarted daemon resumed the guard")
+        #expect(Harness.sh(Harness.inCgroup(cg, curl)).stdout == "200")
+        // the attempt made while no daemon listened is on record
+        let events = d.waitForEvents(timeout: 15) { $0.contains { $0.process?.cgroup == cg && $0.error?.contains("never reached the proxy") == true } }
+        #expect(events.contains { $0.process?.cgroup == cg && $0.error?.contains("never reached the proxy") == true })
+    }
+
+    @Test func aStoppedDaemonLeavesConnectsRefusedWithEPERM() throws {
+        try Harness.requireEnvironment()
+        let d = DaemonFixture("graceful", port: 17_404)
+        defer { d.tearDown() }
+        try d.start()
+        let cg = try Harness.makeCgroup("graceful")
+        defer { Harness.removeCgroup(cg) }
+        #expect(d.cli("attach \(cg)").status == 0)
+        d.stop(signal: SIGTERM)
+        let script = "import socket,errno\ntry:\n  socket.create_connection(('\(Harness.host4)', 80), 5); print('connected')\nexcept OSError as e:\n  print(errno.errorcode.get(e.errno))"
+        let r = Harness.sh(Harness.inCgroup(cg, "python3 -c \(Harness.shellQuote(script))"))
+        #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "EPERM", "\(r.stdout) \(r.stderr)")
+    }
+
+    @Test func errorsAreOneLineWithWhatToDo() throws {
+        try Harness.requireEnvironment()
+        let env = standaloneEnvironment("errors")
+        // no daemon
+        let attach = Harness.sh("\(Harness.binary) attach /nowhere", environment: env)
+        #expect(attach.status == 1)
+        #expect(attach.stderr.contains("no Bordergate daemon is running") && attach.stderr.contains("bordergate daemon"), "\(attach.stderr)")
+        #expect(attach.stderr.split(separator: "\n").count == 1)
+        // not root
+        let nobody = Harness.sh("setpriv --reuid=65534 --regid=65534 --clear-groups \(Harness.binary) exec -- true", environment: env)
+        #expect(nobody.status == 1)
+        #expect(nobody.stderr.contains("needs root"), "\(nobody.stderr)")
+        #expect(nobody.stderr.split(separator: "\n").count == 1)
+        // a cgroup that does not exist
+        let d = try Self.shared.get()
+        let missing = d.cli("attach /bge2e/does-not-exist")
+        #expect(missing.status == 1)
+        #expect(missing.stderr.contains("/bge2e/does-not-exist"), "\(missing.stderr)")
+        #expect(missing.stderr.split(separator: "\n").count == 1, "\(missing.stderr)")
+        // guarding the daemon's own cgroup would loop
+        let own = d.cli("attach /")
+        #expect(own.status == 1 && own.stderr.contains("outside every guarded cgroup"), "\(own.stderr)")
+        // a second daemon on the same socket
+        let second = d.cli("daemon")
+        #expect(second.status == 1 && second.stderr.contains("already running"), "\(second.stderr)")
+        // bad arguments
+        let since = d.cli("events --since yesterday")
+        #expect(since.status != 0 && since.stderr.contains("--since"), "\(since.stderr)")
+    }
+}

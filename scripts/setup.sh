@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Prepares a Debian/Ubuntu host for Bordergate and builds it.
+#   - installs the C libraries and tools it needs (libbpf, libelf, bpftool, iproute2, curl, python3)
+#   - checks the kernel: BTF, cgroup v2, bpffs
+#   - builds bordergate (swift build compiles and embeds the BPF programs)
+# Safe to run again: it installs only what is missing. Works offline when everything is present.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf 'setup: %s\n' "$*"; }
+die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "run as root (it installs packages and Bordergate loads BPF programs): sudo $0"
+
+packages=(libbpf-dev libelf-dev zlib1g-dev pkg-config bpftool iproute2 curl python3 util-linux procps)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  command -v apt-get >/dev/null || die "missing ${missing[*]}; this script knows apt-get only: install them with your package manager"
+  say "installing ${missing[*]}"
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; }; then
+    die "could not install ${missing[*]} (no network to the package mirror?); install them and run again"
+  fi
+fi
+
+# The kernel side: say what is missing rather than fail later with an errno.
+[ -e /sys/kernel/btf/vmlinux ] || die "this kernel has no BTF (/sys/kernel/btf/vmlinux); Bordergate needs CONFIG_DEBUG_INFO_BTF=y (Linux 5.8+)"
+grep -q ' - cgroup2 ' /proc/self/mountinfo || die "no cgroup v2 hierarchy is mounted; mount one: mount -t cgroup2 none /sys/fs/cgroup/unified"
+if ! grep -q ' - bpf ' /proc/self/mountinfo; then
+  say "mounting bpffs at /sys/fs/bpf"
+  mount -t bpf bpf /sys/fs/bpf || die "cannot mount bpffs at /sys/fs/bpf"
+fi
+
+command -v swift >/dev/null || die "no Swift toolchain on PATH; install Swift 6.1 or later (swift.org) and run again"
+say "building (the first build takes a few minutes)"
+swift build 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]' || true
+[ -x .build/debug/bordergate ] || die "the build failed; run 'swift build' to see why"
+say "built $(pwd)/.build/debug/bordergate"
