@@ -4,6 +4,11 @@
 # Bordergate shows what it saw: the process, the destination, the bytes, how it ended.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Loading BPF programs and managing cgroups needs root.
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null || { echo "$0: run as root" >&2; exit 1; }
+  exec sudo -E env "PATH=$PATH" "$0" "$@"
+fi
 
 scripts/setup.sh
 bin=.build/debug/bordergate
@@ -22,8 +27,7 @@ echo "\$ bordergate exec -- bash -c 'curl -sS http://198.51.100.10/ && curl -sS 
 "$bin" exec -- bash -c 'curl -sS http://198.51.100.10/ && curl -sS -g http://[2001:db8::10]/peer'
 echo
 echo "\$ bordergate events        # the audit log, one line per event"
-"$bin" events --type connect
-"$bin" events --type close
+"$bin" events
 echo
 echo "\$ bordergate events -o json --type close | head -1"
 "$bin" events -o json --type close | head -1
