@@ -13,11 +13,12 @@ fi
 scripts/setup.sh
 cleanup() {
   scripts/testnet.sh down bge2e >/dev/null 2>&1 || true
-  # guards and cgroups a crashed test may have left
+  # daemons, guards and cgroups a crashed test may have left
+  for pidfile in /tmp/bge2e-*/daemon.pid; do [ -f "$pidfile" ] && kill -9 "$(cat "$pidfile")" 2>/dev/null; rm -rf "$(dirname "$pidfile")"; done
   for pin in /sys/fs/bpf/bge2e_*; do [ -e "$pin" ] && .build/debug/bordergate detach --all --pin-root "$pin" >/dev/null 2>&1; done
   cg=$(grep ' - cgroup2 ' /proc/self/mountinfo | head -n 1 | awk '{print $5}')
   [ -n "$cg" ] && find "$cg/bge2e" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null || true
-  [ -n "$cg" ] && rmdir "$cg/bge2e" 2>/dev/null || true
+  [ -n "$cg" ] && rmdir "$cg/bge2e" "$cg"/bordergate/exec-* 2>/dev/null || true
   return 0
 }
 trap cleanup EXIT

@@ -15,9 +15,36 @@ public enum ExecRunner {
         }
     }
 
-    /// Runs the command and returns its exit status; a command killed by a signal makes this
-    /// process die of the same signal after the summary.
-    public static func run(_ options: Options, settings: Settings, logger: Logger) async throws -> Int32 {
+    /// How the command ended.
+    public enum Outcome: Sendable, Equatable {
+        case exited(Int32)
+        case signaled(Int32)
+
+        init(waitStatus status: Int32) {
+            let sig = status & 0x7f
+            self = sig == 0 ? .exited((status >> 8) & 0xff) : .signaled(sig)
+        }
+
+        /// Ends this process the way the command ended: the same exit status, or death by the
+        /// same signal (so a shell sees what it would have seen without Bordergate).
+        public func passOn() -> Never {
+            switch self {
+            case .exited(let code):
+                exit(code)
+            case .signaled(let sig):
+                signal(sig, SIG_DFL)
+                var none = sigset_t()
+                sigemptyset(&none)
+                sigprocmask(SIG_SETMASK, &none, nil)
+                kill(getpid(), sig)
+                exit(128 + sig)
+            }
+        }
+    }
+
+    /// Runs the command and reports how it ended. Everything is cleaned up (guard, cgroup, summary)
+    /// before this returns, so the caller may pass the ending on with ``Outcome/passOn()``.
+    public static func run(_ options: Options, settings: Settings, logger: Logger) async throws -> Outcome {
         let cgroups = try Preflight.check(for: "bordergate exec")
         let client = ControlClient(path: settings.controlSocket)
         let viaDaemon = client.isDaemonRunning
@@ -37,7 +64,7 @@ public enum ExecRunner {
                 let events = collectFromDaemon(client, cgroup: cgroupName, since: started)
                 FileHandle.standardError.write(Data((EventFormatter.summary(events, command: command) + "\n").utf8))
             }
-            return finish(status)
+            return Outcome(waitStatus: status)
         }
 
         // Standalone: our own kernel programs, unpinned, on a proxy port of our own.
@@ -71,7 +98,7 @@ public enum ExecRunner {
         if !options.quiet {
             FileHandle.standardError.write(Data((EventFormatter.summary(events, command: command) + "\n").utf8))
         }
-        return finish(status)
+        return Outcome(waitStatus: status)
     }
 
     /// Reads the run's events back from the daemon, waiting briefly for close events to land.
@@ -114,17 +141,5 @@ public enum ExecRunner {
                 cont.resume(returning: status)
             }
         }
-    }
-
-    /// Exit status for a normal exit; for death by signal, dies of the same signal.
-    static func finish(_ status: Int32) -> Int32 {
-        let termsig = status & 0x7f
-        if termsig == 0 { return (status >> 8) & 0xff }
-        signal(termsig, SIG_DFL)
-        var none = sigset_t()
-        sigemptyset(&none)
-        sigprocmask(SIG_SETMASK, &none, nil)
-        kill(getpid(), termsig)
-        return 128 + termsig
     }
 }

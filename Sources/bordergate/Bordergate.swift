@@ -99,11 +99,11 @@ struct ExecCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let status = try await reportingErrors {
+        let outcome = try await reportingErrors {
             try await ExecRunner.run(.init(arguments: command, quiet: quiet), settings: common.settings,
                                      logger: makeLogger(default: .warning))
         }
-        throw ExitCode(status)
+        outcome.passOn()
     }
 }
 

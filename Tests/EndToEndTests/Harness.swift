@@ -69,6 +69,11 @@ enum Harness {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_APPEND, 0o600)
         posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        // Nothing else is inherited: a pipe of the test runner held by a daemon that outlives a
+        // test would keep `swift test` waiting for ever.
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? [] {
+            if let fd = Int32(entry), fd > 2 { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        }
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }
@@ -197,6 +202,7 @@ final class DaemonFixture: @unchecked Sendable {
             throw HarnessError("cannot start \(Harness.binary)")
         }
         self.pid = pid
+        try? "\(pid)".write(toFile: stateDir + "/daemon.pid", atomically: true, encoding: .utf8)
         for _ in 0..<300 {
             if cli("status").status == 0 { return }
             var status: Int32 = 0

@@ -28,8 +28,8 @@ extension EndToEnd {
         #expect(events.close(of: connect) != nil)
         // and nothing is left behind: no pins, no cgroup
         #expect(!FileManager.default.fileExists(atPath: env["BORDERGATE_PIN_ROOT"]!))
-        let left = Harness.sh("ls \(Harness.cgroupRoot)/bordergate 2>/dev/null | grep -c exec- || true").stdout
-        #expect(left.trimmingCharacters(in: .whitespacesAndNewlines) == "0", "exec cgroups left: \(left)")
+        let cgroup = try #require(connect.process?.cgroup)
+        #expect(!FileManager.default.fileExists(atPath: Harness.cgroupRoot + cgroup), "\(cgroup) was left behind")
     }
 
     @Test func execPassesExitStatusSignalsAndQuiet() throws {
@@ -39,9 +39,12 @@ extension EndToEnd {
         let seven = Harness.sh("\(Harness.binary) exec --quiet -- sh -c 'exit 7'", environment: env)
         #expect(seven.status == 7)
         #expect(seven.stderr.isEmpty, "--quiet prints no summary: \(seven.stderr)")
+        let before = Set((try? FileManager.default.contentsOfDirectory(atPath: Harness.cgroupRoot + "/bordergate")) ?? [])
         let killed = Harness.sh("\(Harness.binary) exec -- sh -c 'kill -TERM $$'", environment: env)
         #expect(killed.signal == SIGTERM, "bordergate dies of the child's signal: status \(killed.status)")
         #expect(killed.stderr.contains("made 0 connections"), "the summary still comes: \(killed.stderr)")
+        let after = Set((try? FileManager.default.contentsOfDirectory(atPath: Harness.cgroupRoot + "/bordergate")) ?? [])
+        #expect(after.subtracting(before).isEmpty, "dying of the signal leaves no cgroup behind")
         let missing = Harness.sh("\(Harness.binary) exec -- no-such-tool-xyz", environment: env)
         #expect(missing.status != 0)
         #expect(missing.stderr.contains("no-such-tool-xyz: command not found"), "\(missing.stderr)")
