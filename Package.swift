@@ -61,6 +61,8 @@ let package = Package(
         .testTarget(name: "BordergateAuditTests", dependencies: ["BordergateAudit"]),
         .testTarget(name: "BordergateKernelTests", dependencies: ["BordergateKernel"]),
         .testTarget(name: "BordergateProxyTests", dependencies: ["BordergateProxy"]),
+        .testTarget(name: "BordergateTests", dependencies: ["Bordergate"]),
+        .testTarget(name: "BordergateCLITests", dependencies: ["bordergate"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["BordergateAudit", "bordergate"]

@@ -59,6 +59,10 @@ up)
   exit 1
   ;;
 down)
+  # every process in the namespace, not only the one we started: the namespace lives while any does
+  if ip netns list 2>/dev/null | grep -qw "$name"; then
+    ip netns pids "$name" 2>/dev/null | xargs -r kill 2>/dev/null || true
+  fi
   if [ -f "$piddir/$name.pid" ]; then kill "$(cat "$piddir/$name.pid")" 2>/dev/null || true; rm -f "$piddir/$name.pid"; fi
   ip link del "$host_if" 2>/dev/null || true
   ip netns del "$name" 2>/dev/null || true

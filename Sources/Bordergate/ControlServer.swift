@@ -116,17 +116,15 @@ final class ControlServer: @unchecked Sendable {
         let subscription = follow ? interceptor.hub.subscribe(filter: filter) : nil
         let end = subscription?.historyEnd ?? interceptor.hub.log.currentSize
         do {
-            var batch = ByteBuffer()
-            _ = try AuditLog.read(path: interceptor.hub.log.path, upTo: end, filter: filter) { _, line in
-                batch.writeBytes(line)
-                batch.writeInteger(UInt8(ascii: "\n"))
-                if batch.readableBytes > 64 << 10 {
-                    let out = batch
-                    batch = ByteBuffer()
-                    try channelWrite(out, on: channel)
+            var reader = try AuditLog.Reader(path: interceptor.hub.log.path, upTo: end, filter: filter)
+            while let batch = try reader.next() {
+                var out = ByteBuffer()
+                for (_, line) in batch {
+                    out.writeBytes(line)
+                    out.writeInteger(UInt8(ascii: "\n"))
                 }
+                try await channel.writeAndFlush(out)
             }
-            try await channel.writeAndFlush(batch)
             try await channel.writeAndFlush(Self.notice(ControlNotice(control: "history-end")))
             if let subscription {
                 for await item in subscription.items {
@@ -145,11 +143,6 @@ final class ControlServer: @unchecked Sendable {
             logger.debug("control: events reader went away: \(error)")
         }
         try? await channel.close()
-    }
-
-    /// Writes synchronously from the history reader, waiting for the write when the reader is slow.
-    private func channelWrite(_ buffer: ByteBuffer, on channel: Channel) throws {
-        try channel.writeAndFlush(buffer).wait()
     }
 
     static func notice(_ n: ControlNotice) -> ByteBuffer {

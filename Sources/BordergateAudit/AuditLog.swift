@@ -97,41 +97,70 @@ public final class AuditLog: @unchecked Sendable {
     /// torn write, a foreign line) are counted in `skipped` and passed over.
     public static func read(path: String, upTo limit: UInt64? = nil, filter: EventFilter = EventFilter(),
                             _ body: (AuditEvent, Data) throws -> Void) throws -> (read: Int, skipped: Int) {
-        guard let h = FileHandle(forReadingAtPath: path) else {
-            if !FileManager.default.fileExists(atPath: path) { return (0, 0) }
-            throw AuditError("cannot read the audit log \(path): permission denied; run as root or as a member of group bordergate")
-        }
-        defer { try? h.close() }
-        let decoder = AuditEvent.makeDecoder()
-        var remaining = limit ?? UInt64.max
-        var pending = Data()
+        var reader = try Reader(path: path, upTo: limit, filter: filter)
         var count = 0
-        var skipped = 0
-        func handle(_ line: Data) throws {
+        while let batch = try reader.next() {
+            for (e, line) in batch {
+                count += 1
+                try body(e, line)
+            }
+        }
+        return (count, reader.skipped)
+    }
+
+    /// Reads a log in batches, so a caller can await between them (a slow reader of a long
+    /// history must not hold a thread).
+    public struct Reader {
+        private let handle: FileHandle?
+        private var remaining: UInt64
+        private var pending = Data()
+        private let filter: EventFilter
+        private let decoder = AuditEvent.makeDecoder()
+        private var done = false
+        public private(set) var skipped = 0
+
+        public init(path: String, upTo limit: UInt64? = nil, filter: EventFilter = EventFilter()) throws {
+            handle = FileHandle(forReadingAtPath: path)
+            if handle == nil, FileManager.default.fileExists(atPath: path) {
+                throw AuditError("cannot read the audit log \(path): permission denied; run as root or as a member of group bordergate")
+            }
+            remaining = limit ?? UInt64.max
+            self.filter = filter
+        }
+
+        /// The next matching events, about `chunk` bytes of log at a time; nil at the end.
+        public mutating func next(chunk: Int = 1 << 20) throws -> [(AuditEvent, Data)]? {
+            guard let handle, !done else { return nil }
+            var out: [(AuditEvent, Data)] = []
+            while out.isEmpty && !done {
+                let data = remaining > 0 ? handle.readData(ofLength: Int(min(remaining, UInt64(chunk)))) : Data()
+                remaining -= UInt64(data.count)
+                if data.isEmpty {
+                    done = true
+                    try? handle.close()
+                    decode(pending, into: &out) // a last line without its newline
+                    pending = Data()
+                    break
+                }
+                pending.append(data)
+                var start = pending.startIndex
+                while let nl = pending[start...].firstIndex(of: UInt8(ascii: "\n")) {
+                    decode(pending[start..<nl], into: &out)
+                    start = pending.index(after: nl)
+                }
+                pending = Data(pending[start...])
+            }
+            return out.isEmpty && done ? nil : out
+        }
+
+        private mutating func decode(_ line: Data, into out: inout [(AuditEvent, Data)]) {
             guard !line.isEmpty else { return }
             guard let e = try? decoder.decode(AuditEvent.self, from: line) else {
                 skipped += 1
                 return
             }
-            if filter.matches(e) {
-                count += 1
-                try body(e, line)
-            }
+            if filter.matches(e) { out.append((e, Data(line))) }
         }
-        while remaining > 0 {
-            let chunk = h.readData(ofLength: Int(min(remaining, 1 << 20)))
-            if chunk.isEmpty { break }
-            remaining -= UInt64(chunk.count)
-            pending.append(chunk)
-            var start = pending.startIndex
-            while let nl = pending[start...].firstIndex(of: UInt8(ascii: "\n")) {
-                try handle(pending[start..<nl])
-                start = pending.index(after: nl)
-            }
-            pending = Data(pending[start...])
-        }
-        try handle(pending)
-        return (count, skipped)
     }
 }
 

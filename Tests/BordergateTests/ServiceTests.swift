@@ -1,0 +1,66 @@
+import BordergateAudit
+import Foundation
+import Testing
+@testable import Bordergate
+
+@Suite struct ConnectionLedgerTests {
+    @Test func aConnectionSeenByBothSidesIsReportedOnceWhicheverComesFirst() {
+        let ledger = ConnectionLedger<String>(grace: .seconds(5))
+        #expect(ledger.kernelSaw(cookie: 1, "k1"))
+        ledger.proxyClaimed(cookie: 1)           // kernel first, then proxy
+        ledger.proxyClaimed(cookie: 2)           // proxy first...
+        #expect(!ledger.kernelSaw(cookie: 2, "k2"), "...then the kernel's sighting is dropped")
+        #expect(ledger.expired(now: .now + .seconds(10)).isEmpty)
+    }
+
+    @Test func aSightingTheProxyNeverClaimsIsReportedAfterTheGracePeriod() {
+        let ledger = ConnectionLedger<String>(grace: .seconds(5))
+        #expect(ledger.kernelSaw(cookie: 7, "unclaimed"))
+        #expect(ledger.expired(now: .now + .seconds(1)).isEmpty, "not before the grace period")
+        #expect(ledger.expired(now: .now + .seconds(6)) == ["unclaimed"])
+        #expect(ledger.expired(now: .now + .seconds(60)).isEmpty, "and only once")
+    }
+}
+
+@Suite struct SettingsTests {
+    @Test func flagsWinOverEnvironmentOverDefaults() {
+        let env = ["BORDERGATE_STATE_DIR": "/env/state", "BORDERGATE_PROXY_PORT": "9999"]
+        let s = Settings(stateDirectory: nil, pinRoot: nil, controlSocket: "/flag.sock", proxyPort: nil, environment: env)
+        #expect(s.stateDirectory == "/env/state")
+        #expect(s.proxyPort == 9999)
+        #expect(s.controlSocket == "/flag.sock")
+        #expect(s.pinRoot == Settings.defaultPinRoot)
+        #expect(s.auditLogPath == "/env/state/audit/events.jsonl")
+    }
+}
+
+@Suite struct EventFormatterTests {
+    let process = AuditEvent.Process(pid: 42, ppid: 1, uid: 0, user: "root", comm: "curl", exe: "/usr/bin/curl", cgroup: "/ci")
+
+    @Test func theSummaryPairsConnectsWithTheirCloses() {
+        let events = [
+            AuditEvent(type: .connect, verdict: "redirect", process: process, destination: .init(ip: "2001:db8::10", port: 80), connection: "a"),
+            AuditEvent(type: .connect, verdict: "redirect", process: process, destination: .init(ip: "198.51.100.10", port: 81), connection: "b"),
+            AuditEvent(type: .close, verdict: "redirect", process: process, connection: "a", bytes: .init(sent: 77, received: 2048), duration_ms: 3.5, end: "closed by server"),
+            AuditEvent(type: .close, verdict: "redirect", process: process, connection: "b", bytes: .init(sent: 0, received: 0), duration_ms: 1, end: "upstream-failed", error: "connecting to 198.51.100.10 port 81: connection refused"),
+        ]
+        let s = EventFormatter.summary(events, command: "curl")
+        let lines = s.split(separator: "\n").map(String.init)
+        #expect(lines[0] == "bordergate: curl made 2 connections")
+        #expect(lines[1].contains("[2001:db8::10]:80") && lines[1].contains("received 2.0 KiB") && lines[1].contains("closed by server"))
+        #expect(lines[2].contains("198.51.100.10:81") && lines[2].contains("upstream-failed: connecting to 198.51.100.10 port 81: connection refused"))
+    }
+
+    @Test func compactLinesNameProcessAndDestination() {
+        let e = AuditEvent(type: .connect, verdict: "redirect", process: process, destination: .init(ip: "198.51.100.10", port: 443, host: "api.example.com"), connection: "a")
+        let line = EventFormatter.compact(e)
+        #expect(line.contains("curl[42]"))
+        #expect(line.contains("→ 198.51.100.10:443 (api.example.com)"))
+        #expect(!line.contains("/usr/bin/curl"), "an exe that only repeats the command name is left out")
+    }
+
+    @Test func bytesAreHumanSized() {
+        #expect(EventFormatter.bytes(999) == "999 B")
+        #expect(EventFormatter.bytes(52_428_800) == "50.0 MiB")
+    }
+}
