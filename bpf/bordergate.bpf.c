@@ -192,9 +192,8 @@ static __always_inline int is_local_v6(const __u32 *ip6)
 }
 
 /*
- * Decide one connect. Returns 1 to let connect() proceed (possibly rewritten), 0 to fail it with
- * EPERM. `o` is filled with identity, destination and verdict; `*redirect` tells the caller to
- * rewrite the destination to the proxy.
+ * Decide one connect: 1 to let it proceed (possibly redirected, per o->verdict), 0 to fail it
+ * with EPERM, -1 for the proxy's own connects, which are left alone and not reported.
  */
 static __always_inline int decide(struct bg_orig *o, __u32 *policy_id, struct bg_config **cfg_out)
 {
@@ -235,6 +234,32 @@ static __always_inline void account(struct bg_orig *o)
         count(BG_STAT_DENIED);
 }
 
+/*
+ * The part of connect4 and connect6 that does not depend on the family: identity, verdict,
+ * counters, the event, and for a redirect the socket's entry in sock_orig. `o->dst` is filled by
+ * the caller. Returns -1 to refuse the connect (EPERM), 0 to let it proceed unchanged, or the
+ * proxy's port to rewrite it to.
+ */
+static __always_inline int intercept(struct bpf_sock_addr *ctx, struct bg_orig *o)
+{
+    __u64 cookie = bpf_get_socket_cookie(ctx);
+    fill_identity(&o->id, cookie);
+    __u32 policy_id = 0;
+    struct bg_config *cfg = 0;
+    int allow = decide(o, &policy_id, &cfg);
+    if (allow < 0)
+        return 0;
+    account(o);
+    emit(o, IPPROTO_TCP, policy_id);
+    if (!allow)
+        return -1;
+    if (o->verdict == BG_VERDICT_REDIRECT && cfg) {
+        bpf_map_update_elem(&sock_orig, &cookie, o, BPF_ANY);
+        return cfg->proxy_port;
+    }
+    return 0;
+}
+
 SEC("cgroup/connect4")
 int bg_connect4(struct bpf_sock_addr *ctx)
 {
@@ -242,25 +267,18 @@ int bg_connect4(struct bpf_sock_addr *ctx)
         return 1;
 
     struct bg_orig o = {};
-    __u64 cookie = bpf_get_socket_cookie(ctx);
-    fill_identity(&o.id, cookie);
     set_mapped_v4(o.dst.addr, ctx->user_ip4);
     o.dst.port = bpf_ntohs(ctx->user_port);
     o.dst.family = AF_INET;
 
-    __u32 policy_id = 0;
-    struct bg_config *cfg = 0;
-    int allow = decide(&o, &policy_id, &cfg);
-    if (allow < 0)
-        return 1;
-    account(&o);
-    if (allow && o.verdict == BG_VERDICT_REDIRECT && cfg) {
-        bpf_map_update_elem(&sock_orig, &cookie, &o, BPF_ANY);
+    int port = intercept(ctx, &o);
+    if (port < 0)
+        return 0;
+    if (port > 0) {
         ctx->user_ip4 = bpf_htonl(0x7f000001);
-        ctx->user_port = bpf_htons(cfg->proxy_port);
+        ctx->user_port = bpf_htons((__u16)port);
     }
-    emit(&o, IPPROTO_TCP, policy_id);
-    return allow ? 1 : 0;
+    return 1;
 }
 
 SEC("cgroup/connect6")
@@ -272,20 +290,14 @@ int bg_connect6(struct bpf_sock_addr *ctx)
         return 1;
 
     struct bg_orig o = {};
-    __u64 cookie = bpf_get_socket_cookie(ctx);
-    fill_identity(&o.id, cookie);
     __builtin_memcpy(o.dst.addr, ip6, 16);
     o.dst.port = bpf_ntohs(ctx->user_port);
     o.dst.family = AF_INET6;
 
-    __u32 policy_id = 0;
-    struct bg_config *cfg = 0;
-    int allow = decide(&o, &policy_id, &cfg);
-    if (allow < 0)
-        return 1;
-    account(&o);
-    if (allow && o.verdict == BG_VERDICT_REDIRECT && cfg) {
-        bpf_map_update_elem(&sock_orig, &cookie, &o, BPF_ANY);
+    int port = intercept(ctx, &o);
+    if (port < 0)
+        return 0;
+    if (port > 0) {
         if (is_mapped_v4(ip6)) {
             /* ::ffff:127.0.0.1 reaches the proxy's IPv4 listener */
             ctx->user_ip6[0] = 0;
@@ -298,10 +310,9 @@ int bg_connect6(struct bpf_sock_addr *ctx)
             ctx->user_ip6[2] = 0;
             ctx->user_ip6[3] = bpf_htonl(1);
         }
-        ctx->user_port = bpf_htons(cfg->proxy_port);
+        ctx->user_port = bpf_htons((__u16)port);
     }
-    emit(&o, IPPROTO_TCP, policy_id);
-    return allow ? 1 : 0;
+    return 1;
 }
 
 /* Re-key the original destination by the client's local address and port, which is all the proxy

@@ -4,11 +4,7 @@
 # Bordergate shows what it saw: the process, the destination, the bytes, how it ended.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Loading BPF programs and managing cgroups needs root.
-if [ "$(id -u)" != 0 ]; then
-  command -v sudo >/dev/null || { echo "$0: run as root" >&2; exit 1; }
-  exec sudo -E env "PATH=$PATH" "$0" "$@"
-fi
+. scripts/lib/as-root.sh
 
 scripts/setup.sh
 bin=.build/debug/bordergate

@@ -6,11 +6,7 @@
 # Safe to run again: it installs only what is missing. Works offline when everything is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Loading BPF programs and managing cgroups needs root.
-if [ "$(id -u)" != 0 ]; then
-  command -v sudo >/dev/null || { echo "$0: run as root" >&2; exit 1; }
-  exec sudo -E env "PATH=$PATH" "$0" "$@"
-fi
+. scripts/lib/as-root.sh
 
 say() { printf 'setup: %s\n' "$*"; }
 die() { printf 'setup: %s\n' "$*" >&2; exit 1; }

@@ -4,11 +4,7 @@
 # network namespace. Needs root; installs what is missing first (scripts/setup.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Loading BPF programs and managing cgroups needs root.
-if [ "$(id -u)" != 0 ]; then
-  command -v sudo >/dev/null || { echo "$0: run as root" >&2; exit 1; }
-  exec sudo -E env "PATH=$PATH" "$0" "$@"
-fi
+. scripts/lib/as-root.sh
 
 scripts/setup.sh
 cleanup() {

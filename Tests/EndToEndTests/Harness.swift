@@ -152,6 +152,14 @@ enum Harness {
         "bash -c 'echo $$ > \(cgroupRoot)\(rel)/cgroup.procs && exec bash -c \"$0\"' \(shellQuote(command))"
     }
 
+    /// Runs a Python script inside the cgroup `rel`.
+    static func python(_ script: String, inCgroup rel: String) throws -> Result2 {
+        let path = NSTemporaryDirectory() + "bge2e-\(getpid())-\(UUID().uuidString).py"
+        try script.write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        return sh(inCgroup(rel, "python3 \(path)"))
+    }
+
     static func shellQuote(_ s: String) -> String {
         "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
     }

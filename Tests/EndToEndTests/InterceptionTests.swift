@@ -120,10 +120,7 @@ import Testing
                 reply += chunk
             print(reply.decode().strip() == f'{hashlib.sha256(data).hexdigest()} {len(data)}')
             """
-            let path = NSTemporaryDirectory() + "bge2e-halfclose-\(getpid()).py"
-            try script.write(toFile: path, atomically: true, encoding: .utf8)
-            defer { try? FileManager.default.removeItem(atPath: path) }
-            let r = Harness.sh(Harness.inCgroup(cg, "python3 \(path)"))
+            let r = try Harness.python(script, inCgroup: cg)
             #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "True", "\(r.stdout) \(r.stderr)")
         }
     }
@@ -144,10 +141,7 @@ import Testing
                     body += c
                 print(addr, peer[0], peer[1], body.split(b'\\r\\n\\r\\n', 1)[1].decode().strip())
             """
-            let path = NSTemporaryDirectory() + "bge2e-v6-\(getpid()).py"
-            try script.write(toFile: path, atomically: true, encoding: .utf8)
-            defer { try? FileManager.default.removeItem(atPath: path) }
-            let r = Harness.sh(Harness.inCgroup(cg, "python3 \(path)"))
+            let r = try Harness.python(script, inCgroup: cg)
             #expect(r.status == 0, "\(r.stderr)")
             let lines = r.stdout.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
             try #require(lines.count == 3, "\(r.stdout)")
@@ -179,10 +173,7 @@ import Testing
             with concurrent.futures.ThreadPoolExecutor(200) as ex:
                 print(sum(ex.map(one, range(200))))
             """
-            let path = NSTemporaryDirectory() + "bge2e-many-\(getpid()).py"
-            try script.write(toFile: path, atomically: true, encoding: .utf8)
-            defer { try? FileManager.default.removeItem(atPath: path) }
-            let r = Harness.sh(Harness.inCgroup(cg, "python3 \(path)"))
+            let r = try Harness.python(script, inCgroup: cg)
             #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "200", "\(r.stdout) \(r.stderr)")
             let events = d.waitForEvents { $0.filter { $0.type == .close && $0.process?.cgroup == cg }.count >= 200 }
             #expect(events.filter { $0.type == .connect && $0.process?.cgroup == cg }.count == 200)
