@@ -31,12 +31,24 @@ public final class Interceptor: @unchecked Sendable {
         self.cgroups = cgroups
         self.hub = hub
         self.logger = logger
+        Self.raiseOpenFileLimit(logger: logger)
         kernel = try KernelGuard(mode: mode, logger: logger)
         describer = ProcessDescriber(kernel: kernel, cgroups: cgroups)
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount))
         let resolver = KernelResolver(kernel: kernel, describer: describer, ledger: ledger)
         proxy = TransparentProxy(configuration: .init(port: settings.proxyPort), group: group, resolver: resolver,
                                  sink: hub, logger: logger)
+    }
+
+    /// A proxied connection holds two descriptors; the default soft limit (often 1024) would cap
+    /// the proxy near 500 connections, so take everything the hard limit allows.
+    static func raiseOpenFileLimit(logger: Logger) {
+        var lim = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim) == 0, lim.rlim_cur < lim.rlim_max else { return }
+        lim.rlim_cur = lim.rlim_max
+        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim) == 0 {
+            logger.debug("open-file limit raised to \(lim.rlim_max): up to \(lim.rlim_max / 2) proxied connections")
+        }
     }
 
     /// Starts the proxy, points the kernel at it, and starts reading kernel events.
