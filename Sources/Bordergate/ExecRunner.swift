@@ -45,6 +45,7 @@ public enum ExecRunner {
     /// Runs the command and reports how it ended. Everything is cleaned up (guard, cgroup, summary)
     /// before this returns, so the caller may pass the ending on with ``Outcome/passOn()``.
     public static func run(_ options: Options, settings: Settings, logger: Logger) async throws -> Outcome {
+        _ = ChildProcess.originalOpenFileLimit // remembered before the proxy raises it
         let cgroups = try Preflight.check(for: "bordergate exec")
         let client = ControlClient(path: settings.controlSocket)
         let viaDaemon = client.isDaemonRunning

@@ -18,6 +18,13 @@ public enum ChildProcess {
         return nil
     }
 
+    /// The soft open-file limit this process started with, before the proxy raised it: what a
+    /// spawned command gets, as it would without Bordergate.
+    public static let originalOpenFileLimit: UInt = {
+        var lim = rlimit()
+        return getrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim) == 0 ? UInt(lim.rlim_cur) : 0
+    }()
+
     /// Spawns `arguments` (argv[0] is the command) in the cgroup at `cgroupDirectory`.
     public static func spawn(arguments: [String], inCgroup cgroupDirectory: String,
                              environment: [String: String] = ProcessInfo.processInfo.environment) throws -> pid_t {
@@ -37,7 +44,7 @@ public enum ChildProcess {
         }
         let pid = argv.withUnsafeBufferPointer { a in
             envp.withUnsafeBufferPointer { e in
-                bg_spawn_in_cgroup(cgfd, path, a.baseAddress, e.baseAddress)
+                bg_spawn_in_cgroup(cgfd, path, a.baseAddress, e.baseAddress, originalOpenFileLimit)
             }
         }
         guard pid > 0 else {

@@ -7,13 +7,15 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 // Written in C because the child of a raw clone3 in a multithreaded process may only make
 // async-signal-safe calls until it execs; Swift code there could take a lock another thread held.
-pid_t bg_spawn_in_cgroup(int cgroup_fd, const char *path, char *const argv[], char *const envp[])
+pid_t bg_spawn_in_cgroup(int cgroup_fd, const char *path, char *const argv[], char *const envp[],
+                         unsigned long nofile_soft)
 {
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0)
@@ -40,6 +42,13 @@ pid_t bg_spawn_in_cgroup(int cgroup_fd, const char *path, char *const argv[], ch
         sigprocmask(SIG_SETMASK, &none, NULL);
         for (int sig = 1; sig < NSIG; sig++)
             signal(sig, SIG_DFL);
+        if (nofile_soft != 0) {
+            struct rlimit lim;
+            if (getrlimit(RLIMIT_NOFILE, &lim) == 0) {
+                lim.rlim_cur = nofile_soft < lim.rlim_max ? nofile_soft : lim.rlim_max;
+                setrlimit(RLIMIT_NOFILE, &lim);
+            }
+        }
         close(report[0]);
         execve(path, argv, envp);
         int err = errno;

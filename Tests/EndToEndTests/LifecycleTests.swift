@@ -45,6 +45,9 @@ extension EndToEnd {
         #expect(killed.stderr.contains("made 0 connections"), "the summary still comes: \(killed.stderr)")
         let after = Set((try? FileManager.default.contentsOfDirectory(atPath: Harness.cgroupRoot + "/bordergate")) ?? [])
         #expect(after.subtracting(before).isEmpty, "dying of the signal leaves no cgroup behind")
+        // the command gets the user's open-file limit, not the one the proxy raised for itself
+        let limit = Harness.sh("ulimit -Sn 1024; \(Harness.binary) exec --quiet -- sh -c 'ulimit -Sn'", environment: env)
+        #expect(limit.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "1024", "\(limit.stdout) \(limit.stderr)")
         let missing = Harness.sh("\(Harness.binary) exec -- no-such-tool-xyz", environment: env)
         #expect(missing.status != 0)
         #expect(missing.stderr.contains("no-such-tool-xyz: command not found"), "\(missing.stderr)")
