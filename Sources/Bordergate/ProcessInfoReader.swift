@@ -49,12 +49,9 @@ final class ProcessDescriber: @unchecked Sendable {
             if exe.isEmpty { exe = rec.exe }
             if ppid == 0 { ppid = rec.ppid }
         }
-        // Prefer the resolved path of a live process: exec's filename may be relative.
-        if let live = Self.liveExe(pid: id.tgid) {
-            exe = live
-        } else if !exe.isEmpty, !exe.hasPrefix("/") {
-            exe = "\(exe)"
-        }
+        // /proc only when the kernel's table falls short (a process older than the guard, or an
+        // exec by relative path): this runs for every proxied connection.
+        if !exe.hasPrefix("/"), let live = Self.liveExe(pid: id.tgid) { exe = live }
         if ppid == 0, let p = Self.liveParent(pid: id.tgid) { ppid = p }
         return AuditEvent.Process(
             pid: Int(id.tgid), ppid: ppid == 0 ? nil : Int(ppid), uid: Int(id.uid), user: userName(id.uid),
