@@ -7,7 +7,7 @@ extension AuditEvent {
     public func jsonLine() -> Data {
         var w = JSONWriter()
         w.open()
-        w.field("time", AuditTime.format(time))
+        w.time("time", time)
         w.field("id", id)
         w.field("type", type.rawValue)
         w.field("verdict", verdict)
@@ -43,50 +43,65 @@ extension AuditEvent {
         w.field("connection", connection)
         if let b = bytes {
             w.key("bytes")
-            w.raw("{\"sent\":\(b.sent),\"received\":\(b.received)}")
+            w.open()
+            w.field("sent", b.sent)
+            w.field("received", b.received)
+            w.close()
         }
         if let ms = duration_ms { w.key("duration_ms"); w.raw(JSONWriter.number(ms)) }
         w.field("end", end)
         w.field("error", error)
         w.field("message", message)
         w.close()
-        return Data(w.out.utf8)
+        return Data(w.bytes)
     }
 }
 
+/// Writes JSON as UTF-8 bytes: on the path that records every connection, String appends and
+/// their bridging cost more than the rest of the event.
 struct JSONWriter {
-    var out = ""
+    private(set) var bytes: [UInt8] = []
     private var first = [true]
 
-    init() { out.reserveCapacity(512) }
+    init() { bytes.reserveCapacity(512) }
+
+    var out: String { String(decoding: bytes, as: UTF8.self) }
 
     mutating func open() {
-        out += "{"
+        bytes.append(UInt8(ascii: "{"))
         first.append(true)
     }
 
     mutating func close() {
-        out += "}"
+        bytes.append(UInt8(ascii: "}"))
         first.removeLast()
     }
 
-    mutating func key(_ k: String) {
-        if first[first.count - 1] { first[first.count - 1] = false } else { out += "," }
-        out += "\"" + k + "\":"
+    mutating func key(_ k: StaticString) {
+        if first[first.count - 1] { first[first.count - 1] = false } else { bytes.append(UInt8(ascii: ",")) }
+        bytes.append(UInt8(ascii: "\""))
+        k.withUTF8Buffer { bytes.append(contentsOf: $0) }
+        bytes.append(UInt8(ascii: "\""))
+        bytes.append(UInt8(ascii: ":"))
     }
 
-    mutating func raw(_ s: String) { out += s }
+    mutating func raw(_ s: String) { bytes.append(contentsOf: s.utf8) }
 
-    mutating func field(_ k: String, _ v: String?) {
+    mutating func field(_ k: StaticString, _ v: String?) {
         guard let v else { return }
         key(k)
-        out += Self.quote(v)
+        Self.appendQuoted(v, to: &bytes)
     }
 
-    mutating func field(_ k: String, _ v: Int?) {
+    mutating func field(_ k: StaticString, _ v: Int?) {
         guard let v else { return }
         key(k)
-        out += String(v)
+        Self.appendInteger(Int64(v), to: &bytes)
+    }
+
+    mutating func field(_ k: StaticString, _ v: UInt64) {
+        key(k)
+        Self.appendUnsigned(v, to: &bytes)
     }
 
     static func number(_ d: Double) -> String {
@@ -94,21 +109,82 @@ struct JSONWriter {
         return d.isFinite ? "\(d)" : "0"
     }
 
-    static func quote(_ s: String) -> String {
-        var r = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": r += "\\\""
-            case "\\": r += "\\\\"
-            case "\n": r += "\\n"
-            case "\r": r += "\\r"
-            case "\t": r += "\\t"
-            case _ where u.value < 0x20:
-                let hex = String(u.value, radix: 16)
-                r += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: r.unicodeScalars.append(u)
+    static func appendInteger(_ v: Int64, to out: inout [UInt8]) {
+        if v < 0 { out.append(UInt8(ascii: "-")) }
+        appendUnsigned(v.magnitude, to: &out)
+    }
+
+    static func appendUnsigned(_ v: UInt64, to out: inout [UInt8], width: Int = 1) {
+        var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                     UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var n = 0
+        var x = v
+        withUnsafeMutableBytes(of: &digits) { d in
+            repeat {
+                d[n] = UInt8(48 + x % 10)
+                x /= 10
+                n += 1
+            } while x > 0
+            while n < width { d[n] = 48; n += 1 }
+            for i in stride(from: n - 1, through: 0, by: -1) { out.append(d[i]) }
+        }
+    }
+
+    static func appendQuoted(_ s: String, to out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        for b in s.utf8 {
+            switch b {
+            case UInt8(ascii: "\""): out.append(UInt8(ascii: "\\")); out.append(b)
+            case UInt8(ascii: "\\"): out.append(UInt8(ascii: "\\")); out.append(b)
+            case UInt8(ascii: "\n"): out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "n"))
+            case UInt8(ascii: "\r"): out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "r"))
+            case UInt8(ascii: "\t"): out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "t"))
+            case 0..<0x20:
+                let hex = Array("0123456789abcdef".utf8)
+                out.append(contentsOf: Array("\\u00".utf8))
+                out.append(hex[Int(b >> 4)])
+                out.append(hex[Int(b & 0xf)])
+            default: out.append(b) // UTF-8 passes through as it is
             }
         }
-        return r + "\""
+        out.append(UInt8(ascii: "\""))
+    }
+
+    static func quote(_ s: String) -> String {
+        var out: [UInt8] = []
+        appendQuoted(s, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// RFC 3339 UTC with microseconds, without Foundation formatters.
+    static func appendTime(_ date: Date, to out: inout [UInt8]) {
+        let t = date.timeIntervalSince1970
+        var secs = time_t(t.rounded(.down))
+        var micros = UInt64(((t - Double(secs)) * 1_000_000).rounded())
+        if micros >= 1_000_000 { secs += 1; micros -= 1_000_000 }
+        var tm = tm()
+        gmtime_r(&secs, &tm)
+        out.append(UInt8(ascii: "\""))
+        appendUnsigned(UInt64(tm.tm_year + 1900), to: &out, width: 4)
+        out.append(UInt8(ascii: "-"))
+        appendUnsigned(UInt64(tm.tm_mon + 1), to: &out, width: 2)
+        out.append(UInt8(ascii: "-"))
+        appendUnsigned(UInt64(tm.tm_mday), to: &out, width: 2)
+        out.append(UInt8(ascii: "T"))
+        appendUnsigned(UInt64(tm.tm_hour), to: &out, width: 2)
+        out.append(UInt8(ascii: ":"))
+        appendUnsigned(UInt64(tm.tm_min), to: &out, width: 2)
+        out.append(UInt8(ascii: ":"))
+        appendUnsigned(UInt64(tm.tm_sec), to: &out, width: 2)
+        out.append(UInt8(ascii: "."))
+        appendUnsigned(micros, to: &out, width: 6)
+        out.append(UInt8(ascii: "Z"))
+        out.append(UInt8(ascii: "\""))
+    }
+
+    mutating func time(_ k: StaticString, _ date: Date) {
+        key(k)
+        Self.appendTime(date, to: &bytes)
     }
 }

@@ -146,20 +146,9 @@ extension AuditEvent {
 /// RFC 3339 times with microseconds, as events carry them.
 public enum AuditTime {
     public static func format(_ date: Date) -> String {
-        let t = date.timeIntervalSince1970
-        var secs = time_t(t.rounded(.down))
-        var micros = Int(((t - Double(secs)) * 1_000_000).rounded())
-        if micros >= 1_000_000 { secs += 1; micros -= 1_000_000 }
-        var tm = tm()
-        gmtime_r(&secs, &tm)
-        func pad(_ v: Int32, _ w: Int) -> String {
-            let s = String(v)
-            return String(repeating: "0", count: max(0, w - s.count)) + s
-        }
-        let us = String(micros)
-        return "\(pad(tm.tm_year + 1900, 4))-\(pad(tm.tm_mon + 1, 2))-\(pad(tm.tm_mday, 2))T"
-            + "\(pad(tm.tm_hour, 2)):\(pad(tm.tm_min, 2)):\(pad(tm.tm_sec, 2))."
-            + String(repeating: "0", count: 6 - us.count) + us + "Z"
+        var out: [UInt8] = []
+        JSONWriter.appendTime(date, to: &out)
+        return String(decoding: out.dropFirst().dropLast(), as: UTF8.self)
     }
 
     /// Parses RFC 3339 times (`2026-11-21T19:06:21.123456Z`, `...+01:00`), keeping every

@@ -70,6 +70,16 @@ func blockingConnect(port: Int) throws -> Int32 {
     return fd
 }
 
+/// Runs blocking socket code on a thread of its own. In a Task it would hold one of the few
+/// cooperative threads (two on a 2-core machine) and could starve every other test.
+func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { cont in
+        Thread.detachNewThread {
+            do { cont.resume(returning: try body()) } catch { cont.resume(throwing: error) }
+        }
+    }
+}
+
 func readAll(_ fd: Int32) -> (Data, Int32) {
     var out = Data()
     var buf = [UInt8](repeating: 0, count: 65536)
@@ -104,7 +114,7 @@ func readAll(_ fd: Int32) -> (Data, Int32) {
         let sink = EventRecorder()
         let proxy = try await startProxy(target: upstream.localAddress, sink: sink)
         let payload = [UInt8](repeating: 7, count: 3 << 20)
-        let (reply, err) = try await Task.detached {
+        let (reply, err) = try await onThread {
             let fd = try blockingConnect(port: proxy.port)
             defer { close(fd) }
             var off = 0
@@ -115,7 +125,7 @@ func readAll(_ fd: Int32) -> (Data, Int32) {
             }
             shutdown(fd, Int32(SHUT_WR)) // half-close: the answer comes after our EOF
             return readAll(fd)
-        }.value
+        }
         #expect(err == 0)
         #expect(String(decoding: reply, as: UTF8.self) == "got \(3 << 20)\n")
         let closes = await sink.waitFor(.close)
@@ -132,11 +142,11 @@ func readAll(_ fd: Int32) -> (Data, Int32) {
         try await unused.close()
         let sink = EventRecorder()
         let proxy = try await startProxy(target: dead, sink: sink)
-        let err = try await Task.detached {
+        let err = try await onThread {
             let fd = try blockingConnect(port: proxy.port)
             defer { close(fd) }
             return readAll(fd).1
-        }.value
+        }
         #expect(err == ECONNRESET, "the tool sees a reset, not a clean EOF")
         let closes = await sink.waitFor(.close)
         #expect(closes.first?.end == "upstream-failed")
@@ -148,11 +158,11 @@ func readAll(_ fd: Int32) -> (Data, Int32) {
     @Test func aConnectionTheGuardDidNotRedirectIsRefused() async throws {
         let sink = EventRecorder()
         let proxy = try await startProxy(target: nil, sink: sink)
-        let err = try await Task.detached {
+        let err = try await onThread {
             let fd = try blockingConnect(port: proxy.port)
             defer { close(fd) }
             return readAll(fd).1
-        }.value
+        }
         #expect(err == ECONNRESET)
         #expect(proxy.counters.values.unmapped == 1)
         #expect(sink.all.isEmpty, "no event invents a destination")
@@ -167,14 +177,14 @@ func readAll(_ fd: Int32) -> (Data, Int32) {
         let ok = try await withThrowingTaskGroup(of: Bool.self) { group in
             for i in 0..<200 {
                 group.addTask {
-                    try await Task.detached {
+                    try await onThread {
                         let fd = try blockingConnect(port: port)
                         defer { close(fd) }
                         let msg = Array("hello \(i)".utf8)
                         _ = msg.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
                         shutdown(fd, Int32(SHUT_WR))
                         return String(decoding: readAll(fd).0, as: UTF8.self) == "got \(msg.count)\n"
-                    }.value
+                    }
                 }
             }
             return try await group.reduce(0) { $0 + ($1 ? 1 : 0) }
