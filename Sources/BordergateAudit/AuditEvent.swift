@@ -117,17 +117,6 @@ final class Counter: @unchecked Sendable {
 }
 
 extension AuditEvent {
-    /// The encoder every writer of events uses: RFC 3339 UTC with microseconds, no escaped slashes.
-    public static func makeEncoder() -> JSONEncoder {
-        let e = JSONEncoder()
-        e.outputFormatting = [.withoutEscapingSlashes]
-        e.dateEncodingStrategy = .custom { date, encoder in
-            var c = encoder.singleValueContainer()
-            try c.encode(AuditTime.format(date))
-        }
-        return e
-    }
-
     public static func makeDecoder() -> JSONDecoder {
         let d = JSONDecoder()
         d.dateDecodingStrategy = .custom { decoder in
