@@ -114,6 +114,9 @@ final class ControlServer: @unchecked Sendable {
 
     private func streamEvents(filter: EventFilter, follow: Bool, on channel: Channel) async {
         let subscription = follow ? interceptor.hub.subscribe(filter: filter) : nil
+        // A reader that goes away while nothing matches would otherwise hold its subscription
+        // until the next matching event.
+        channel.closeFuture.whenComplete { _ in subscription?.cancel() }
         let end = subscription?.historyEnd ?? interceptor.hub.log.currentSize
         do {
             var reader = try AuditLog.Reader(path: interceptor.hub.log.path, upTo: end, filter: filter)

@@ -61,6 +61,7 @@ public enum ExecRunner {
             guard r.ok else { throw ServiceError(r.error ?? "the daemon refused to guard \(cgroupName)") }
             defer { _ = try? client.call(ControlRequest(command: .detach, cgroup: cgroupName)) }
             let status = try await spawnAndWait(options.arguments, in: dir)
+            stopLeftovers(in: dir, cgroups: cgroups, command: command, quiet: options.quiet)
             if !options.quiet {
                 let events = collectFromDaemon(client, cgroup: cgroupName, since: started)
                 FileHandle.standardError.write(Data((EventFormatter.summary(events, command: command) + "\n").utf8))
@@ -84,6 +85,7 @@ public enum ExecRunner {
             try await interceptor.start()
             _ = try interceptor.attach(cgroup: cgroupName)
             status = try await spawnAndWait(options.arguments, in: dir)
+            stopLeftovers(in: dir, cgroups: cgroups, command: command, quiet: options.quiet)
             // Let the proxy see the tool's sockets close, so every connection has its close event.
             for _ in 0..<100 where interceptor.proxy.counters.values.active > 0 {
                 try? await Task.sleep(for: .milliseconds(20))
@@ -100,6 +102,15 @@ public enum ExecRunner {
             FileHandle.standardError.write(Data((EventFormatter.summary(events, command: command) + "\n").utf8))
         }
         return Outcome(waitStatus: status)
+    }
+
+    /// Processes the command left running (`cmd &`, a build daemon) would run unguarded once the
+    /// guard goes with the command: they end with it instead.
+    static func stopLeftovers(in dir: String, cgroups: CgroupV2, command: String, quiet: Bool) {
+        let n = cgroups.killAll(dir)
+        if n > 0 && !quiet {
+            FileHandle.standardError.write(Data("bordergate: stopped \(n) process(es) \(command) left running; they would have run unguarded after it\n".utf8))
+        }
     }
 
     /// Reads the run's events back from the daemon, waiting briefly for close events to land.

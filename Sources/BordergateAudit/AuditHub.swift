@@ -30,6 +30,11 @@ public final class AuditHub: @unchecked Sendable {
             (items, continuation) = AsyncStream<Item>.makeStream(bufferingPolicy: .bufferingOldest(capacity))
         }
 
+        /// Ends the subscription (its reader went away); the hub forgets it.
+        public func cancel() {
+            continuation.finish()
+        }
+
         /// Called with the hub's lock held.
         fileprivate func deliver(_ event: AuditEvent, line: Data) {
             guard filter.matches(event) else { return }

@@ -125,6 +125,36 @@ public struct CgroupV2: Sendable {
         }
     }
 
+    /// The processes in a cgroup (itself only, not its descendants).
+    public func processes(in dir: String) -> [Int32] {
+        ((try? String(contentsOfFile: dir + "/cgroup.procs", encoding: .utf8)) ?? "")
+            .split(separator: "\n").compactMap { Int32($0) }
+    }
+
+    /// Kills every process in a cgroup and its descendants and waits until it is empty. Returns
+    /// how many processes it found. Uses cgroup.kill (Linux 5.14+), else SIGKILL one by one.
+    @discardableResult
+    public func killAll(_ dir: String, timeout: Duration = .seconds(5)) -> Int {
+        func populated() -> Bool {
+            let events = (try? String(contentsOfFile: dir + "/cgroup.events", encoding: .utf8)) ?? ""
+            return events.contains("populated 1")
+        }
+        guard populated() else { return 0 }
+        var found = Set(processes(in: dir))
+        let killFile = dir + "/cgroup.kill"
+        let useKillFile = FileManager.default.fileExists(atPath: killFile)
+        let deadline = ContinuousClock.now + timeout
+        while populated() && ContinuousClock.now < deadline {
+            if useKillFile {
+                try? "1".write(toFile: killFile, atomically: false, encoding: .utf8)
+            } else {
+                for pid in processes(in: dir) { found.insert(pid); kill(pid, SIGKILL) }
+            }
+            usleep(10_000)
+        }
+        return max(found.count, 1)
+    }
+
     /// Removes an empty cgroup, waiting briefly for exited processes to leave it.
     public func remove(_ dir: String) {
         for _ in 0..<50 {

@@ -54,7 +54,7 @@ public final class KernelGuard: @unchecked Sendable {
             bpf_object__open_mem(raw.baseAddress, raw.count, nil)
         }
         guard let obj else {
-            throw KernelError.system("opening the embedded BPF object", errno: errno, hint: LibBPFLog.tail(3))
+            throw KernelError.system("opening the embedded BPF object", errno: errno, hint: "rebuild bordergate (libbpf said: \(LibBPFLog.tail(3, separator: "; ")))")
         }
         object = obj
 
@@ -72,14 +72,14 @@ public final class KernelGuard: @unchecked Sendable {
 
         let loaded = objectBytes.withUnsafeBytes { _ in bpf_object__load(obj) }
         if loaded != 0 {
-            let detail = LibBPFLog.tail(6)
+            let detail = LibBPFLog.tail(6, separator: "; ")
             bpf_object__close(obj)
             if case .pinned(let root) = mode, detail.contains("reuse") || detail.contains("mismatch") {
                 throw KernelError("the maps pinned under \(root)/maps come from an incompatible version of Bordergate; "
-                    + "run 'bordergate detach --all' to remove the old guard, then start again\n\(detail)")
+                    + "run 'bordergate detach --all' to remove the old guard, then start again (libbpf said: \(detail))")
             }
             throw KernelError.system("loading Bordergate's BPF programs into the kernel", errno: -loaded,
-                                     hint: "needs root, a kernel with BTF (/sys/kernel/btf/vmlinux) and cgroup BPF support.\n\(detail)")
+                                     hint: "needs root, a kernel with BTF (/sys/kernel/btf/vmlinux) and cgroup BPF support (libbpf said: \(detail))")
         }
 
         func mapFD(_ name: String) -> Int32 {

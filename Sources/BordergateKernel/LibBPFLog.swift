@@ -32,8 +32,8 @@ enum LibBPFLog {
     }
 
     /// The last `n` libbpf lines, for an error message.
-    static func tail(_ n: Int) -> String {
-        lock.withLock { recent.suffix(n).joined(separator: "\n") }
+    static func tail(_ n: Int, separator: String) -> String {
+        lock.withLock { recent.suffix(n).joined(separator: separator) }
     }
 
     static func reset() {

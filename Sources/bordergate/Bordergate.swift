@@ -153,8 +153,7 @@ struct DetachCommand: AsyncParsableCommand {
                 let r = try client.call(ControlRequest(command: .detach, cgroup: cgroup, all: all))
                 guard r.ok else { throw ServiceError(r.error ?? "detach failed") }
                 print(r.message ?? "detached")
-                if all { _ = KernelGuard.detachAllPinned(root: settings.pinRoot) } // nothing left of a stale guard
-                return
+                return // the running daemon keeps its maps and process table; only its guards went
             }
             // No daemon: the pins are the guard; remove them directly.
             try Preflight.requireRoot(for: "bordergate detach")

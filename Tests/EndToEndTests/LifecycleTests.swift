@@ -48,6 +48,15 @@ extension EndToEnd {
         // the command gets the user's open-file limit, not the one the proxy raised for itself
         let limit = Harness.sh("ulimit -Sn 1024; \(Harness.binary) exec --quiet -- sh -c 'ulimit -Sn'", environment: env)
         #expect(limit.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "1024", "\(limit.stdout) \(limit.stderr)")
+        // what the command leaves behind does not outlive the guard
+        let started = Date()
+        let leftover = Harness.sh("\(Harness.binary) exec -- sh -c 'sleep 60 & echo $!'", environment: env)
+        #expect(Date().timeIntervalSince(started) < 20, "exec returns with its command")
+        let sleeper = try #require(Int32(leftover.stdout.trimmingCharacters(in: .whitespacesAndNewlines)))
+        let state = (try? String(contentsOfFile: "/proc/\(sleeper)/stat", encoding: .utf8))?
+            .split(separator: ")").last?.split(separator: " ").first.map(String.init)
+        #expect(state == nil || state == "Z", "the background sleep was stopped with the command (state \(state ?? "gone"))")
+        #expect(leftover.stderr.contains("stopped 1 process(es)"), "\(leftover.stderr)")
         let missing = Harness.sh("\(Harness.binary) exec -- no-such-tool-xyz", environment: env)
         #expect(missing.status != 0)
         #expect(missing.stderr.contains("no-such-tool-xyz: command not found"), "\(missing.stderr)")
