@@ -60,7 +60,8 @@ let package = Package(
         ),
         .testTarget(name: "BordergateAuditTests", dependencies: ["BordergateAudit"]),
         .testTarget(name: "BordergateKernelTests", dependencies: ["BordergateKernel"]),
-        .testTarget(name: "BordergateProxyTests", dependencies: ["BordergateProxy"]),
+        .testTarget(name: "BordergateProxyTests", dependencies: ["BordergateProxy",
+                                                                .product(name: "NIOEmbedded", package: "swift-nio")]),
         .testTarget(name: "BordergateTests", dependencies: ["Bordergate"]),
         .testTarget(name: "BordergateCLITests", dependencies: ["bordergate"]),
         .testTarget(

@@ -195,12 +195,13 @@ static __always_inline int is_local_v6(const __u32 *ip6)
  * Decide one connect: 1 to let it proceed (possibly redirected, per o->verdict), 0 to fail it
  * with EPERM, -1 for the proxy's own connects, which are left alone and not reported.
  */
-static __always_inline int decide(struct bg_orig *o, __u32 *policy_id, struct bg_config **cfg_out)
+static __always_inline int decide(struct bg_orig *o, __u32 mark, __u32 *policy_id,
+                                  struct bg_config **cfg_out)
 {
     __u32 zero = 0;
     struct bg_config *cfg = bpf_map_lookup_elem(&config, &zero);
     *cfg_out = cfg;
-    if (cfg && cfg->proxy_tgid == o->id.tgid) {
+    if (cfg && cfg->proxy_tgid != 0 && cfg->proxy_tgid == o->id.tgid && mark == cfg->proxy_mark) {
         count(BG_STAT_LOOP_GUARD);
         return -1; /* the proxy's own dial: untouched, not reported */
     }
@@ -244,9 +245,13 @@ static __always_inline int intercept(struct bpf_sock_addr *ctx, struct bg_orig *
 {
     __u64 cookie = bpf_get_socket_cookie(ctx);
     fill_identity(&o->id, cookie);
+    __u32 mark = 0;
+    struct bpf_sock *sk = ctx->sk;
+    if (sk)
+        mark = sk->mark;
     __u32 policy_id = 0;
     struct bg_config *cfg = 0;
-    int allow = decide(o, &policy_id, &cfg);
+    int allow = decide(o, mark, &policy_id, &cfg);
     if (allow < 0)
         return 0;
     account(o);

@@ -36,7 +36,8 @@ public final class Interceptor: @unchecked Sendable {
         describer = ProcessDescriber(kernel: kernel, cgroups: cgroups)
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount))
         let resolver = KernelResolver(kernel: kernel, describer: describer, ledger: ledger)
-        proxy = TransparentProxy(configuration: .init(port: settings.proxyPort), group: group, resolver: resolver,
+        proxy = TransparentProxy(configuration: .init(port: settings.proxyPort, upstreamMark: KernelGuard.proxyMark),
+                                 group: group, resolver: resolver,
                                  sink: hub, logger: logger)
     }
 

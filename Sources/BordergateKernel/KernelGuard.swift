@@ -321,10 +321,15 @@ public final class KernelGuard: @unchecked Sendable {
 
     // MARK: Configuration
 
-    /// Points redirected connects at the proxy and exempts the proxy's own process (loop guard).
+    /// The SO_MARK the proxy puts on its upstream sockets (the loop guard checks it with the pid).
+    public static let proxyMark = UInt32(BG_DEFAULT_PROXY_MARK)
+
+    /// Points redirected connects at the proxy and exempts the proxy's own upstream sockets:
+    /// those of process `tgid` that carry ``proxyMark``.
     public func setProxy(tgid: Int32, port: UInt16) throws {
         var cfg = bg_config()
         cfg.proxy_tgid = UInt32(bitPattern: tgid)
+        cfg.proxy_mark = Self.proxyMark
         cfg.proxy_port = port
         cfg.flags = port == 0 ? 0 : BG_CONFIG_FLAG_READY
         try config.update(0, cfg)

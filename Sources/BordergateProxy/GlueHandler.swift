@@ -39,24 +39,28 @@ final class GlueHandler {
         context?.flush()
     }
 
+    /// The partner sent EOF: send ours once everything queued before it is written. NIO turns
+    /// an output close on a side whose input is already shut into a full close, which would
+    /// discard writes still queued behind a slow reader, so the close waits for them.
     private func partnerWriteEOF() {
-        context?.close(mode: .output, promise: nil)
+        guard let context else { return }
+        let channel = context.channel
+        let written = context.eventLoop.makePromise(of: Void.self)
+        context.writeAndFlush(NIOAny(channel.allocator.buffer(capacity: 0)), promise: written)
+        written.futureResult.whenComplete { _ in
+            channel.close(mode: .output).whenFailure { _ in channel.close(promise: nil) }
+        }
     }
 
     private func partnerCloseFull() {
         context?.close(promise: nil)
     }
 
-    /// The partner closed cleanly: finish writing what it sent, then send EOF. Closing outright
-    /// would discard bytes still queued behind a slow reader. If output is already shut, nothing is
-    /// left to relay to, so close.
+    /// The partner closed: finish writing what it sent, then send EOF (closing outright would
+    /// discard bytes still queued behind a slow reader).
     private func partnerGone() {
         partnerInactive = true
-        guard let context else { return }
-        let channel = context.channel
-        let done = context.eventLoop.makePromise(of: Void.self)
-        context.close(mode: .output, promise: done)
-        done.futureResult.whenFailure { _ in channel.close(promise: nil) }
+        partnerWriteEOF()
     }
 
     private func partnerBecameWritable() {

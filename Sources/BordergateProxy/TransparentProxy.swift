@@ -17,13 +17,17 @@ public final class TransparentProxy: Sendable {
         public var hosts: [String]
         public var connectTimeout: TimeAmount
         public var backlog: Int32
+        /// SO_MARK for upstream sockets, so the guard can tell the proxy's own dials (needs
+        /// CAP_NET_ADMIN); nil sets none.
+        public var upstreamMark: UInt32?
 
         public init(port: Int, hosts: [String] = ["127.0.0.1", "::1"], connectTimeout: TimeAmount = .seconds(10),
-                    backlog: Int32 = 4096) {
+                    backlog: Int32 = 4096, upstreamMark: UInt32? = nil) {
             self.port = port
             self.hosts = hosts
             self.connectTimeout = connectTimeout
             self.backlog = backlog
+            self.upstreamMark = upstreamMark
         }
     }
 
@@ -106,8 +110,16 @@ public final class TransparentProxy: Sendable {
             process: conn.process, destination: conn.destination, protocol: "tcp", policy: conn.policy,
             connection: conn.connectionID))
         let session = RelaySession(connection: conn, sink: sink, counters: counters)
+        // Holds what the tool sends (and its EOF or close) while the upstream is dialled: NIO
+        // delivers an early EOF's bytes even with autoRead off, and nothing else would keep them.
+        let held = InboundHold()
+        try? channel.pipeline.syncOperations.addHandler(held)
 
-        ClientBootstrap(group: channel.eventLoop)
+        var bootstrap = ClientBootstrap(group: channel.eventLoop)
+        if let mark = configuration.upstreamMark {
+            bootstrap = bootstrap.channelOption(.socketOption(NIOBSDSocket.Option(rawValue: CInt(SO_MARK))), value: Int(mark))
+        }
+        bootstrap
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelOption(.autoRead, value: false)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -118,14 +130,17 @@ public final class TransparentProxy: Sendable {
                 case .success(let upstream):
                     let (toolSide, upstreamSide) = GlueHandler.matchedPair(session: session)
                     do {
-                        try channel.pipeline.syncOperations.addHandler(toolSide)
                         try upstream.pipeline.syncOperations.addHandler(upstreamSide)
+                        try channel.pipeline.syncOperations.addHandler(toolSide)
                     } catch {
                         session.fail(end: "proxy-error", error: "\(error)")
+                        session.sideClosed("client")
+                        session.sideClosed("server")
                         channel.close(promise: nil)
                         upstream.close(promise: nil)
                         return
                     }
+                    held.release()
                     // Reads were held off until both sides were glued; from here NIO reads
                     // whenever the glue asks (it asks only while the partner is writable).
                     try? channel.syncOptions?.setOption(.autoRead, value: true)
@@ -166,6 +181,43 @@ public final class TransparentProxy: Sendable {
 public struct ProxyError: Error, CustomStringConvertible, Sendable {
     public let description: String
     public init(_ description: String) { self.description = description }
+}
+
+/// Keeps inbound bytes, EOF and inactivity until ``release()``, then replays them in order to the
+/// handlers after it and steps aside.
+final class InboundHold: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = NIOAny
+    private enum Held {
+        case read(NIOAny)
+        case readComplete
+        case event(Any)
+        case inactive
+    }
+
+    private var held: [Held] = []
+    private var context: ChannelHandlerContext?
+
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) { held.append(.read(data)) }
+    func channelReadComplete(context: ChannelHandlerContext) { held.append(.readComplete) }
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) { held.append(.event(event)) }
+    func channelInactive(context: ChannelHandlerContext) { held.append(.inactive) }
+
+    /// Replays what was held to the handlers added since, and removes itself.
+    func release() {
+        guard let context else { return }
+        for h in held {
+            switch h {
+            case .read(let data): context.fireChannelRead(data)
+            case .readComplete: context.fireChannelReadComplete()
+            case .event(let e): context.fireUserInboundEventTriggered(e)
+            case .inactive: context.fireChannelInactive()
+            }
+        }
+        held.removeAll()
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+    }
 }
 
 /// Calls back once when its channel becomes active, then steps aside.

@@ -2,6 +2,7 @@ import BordergateAudit
 import Foundation
 import Logging
 import NIOCore
+import NIOEmbedded
 import NIOPosix
 import Testing
 @testable import BordergateProxy
@@ -91,6 +92,52 @@ func readAll(_ fd: Int32) -> (Data, Int32) {
     }
 }
 
+/// An upstream that waits for EOF, then sends `size` bytes and closes at once.
+final class AnswerAfterEOF: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    let size: Int
+    init(size: Int) { self.size = size }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case ChannelEvent.inputClosed = event {
+            let channel = context.channel
+            let reply = channel.allocator.buffer(repeating: 9, count: size)
+            context.writeAndFlush(wrapOutboundOut(reply)).whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+}
+
+/// Records what reaches the end of a pipeline.
+final class InboundRecorder: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    var log: [String] = []
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        log.append("read \(String(buffer: unwrapInboundIn(data)))")
+    }
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case ChannelEvent.inputClosed = event { log.append("eof") }
+    }
+    func channelInactive(context: ChannelHandlerContext) { log.append("inactive") }
+}
+
+@Suite struct InboundHoldTests {
+    @Test func whatArrivesBeforeTheRelayIsReplayedInOrder() throws {
+        let channel = EmbeddedChannel()
+        let hold = InboundHold()
+        try channel.pipeline.syncOperations.addHandler(hold)
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        try channel.writeInbound(channel.allocator.buffer(string: "GET / HTTP/1.0\r\n\r\n"))
+        channel.pipeline.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        let recorder = InboundRecorder()
+        try channel.pipeline.syncOperations.addHandler(recorder)
+        #expect(recorder.log.isEmpty, "held until released")
+        hold.release()
+        #expect(recorder.log == ["read GET / HTTP/1.0\r\n\r\n", "eof"])
+        _ = try? channel.finish()
+    }
+}
+
 @Suite struct TransparentProxyTests {
     let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
     let logger = Logger(label: "test")
@@ -131,6 +178,33 @@ func readAll(_ fd: Int32) -> (Data, Int32) {
         let closes = await sink.waitFor(.close)
         #expect(closes.first?.bytes == AuditEvent.Bytes(sent: UInt64(3 << 20), received: UInt64(reply.count)))
         #expect(sink.all.filter { $0.type == .connect }.count == 1)
+        await proxy.stop()
+        try await upstream.close()
+    }
+
+    @Test func aReplyAfterTheToolsEOFArrivesWholeEvenWhenTheServerClosesFirst() async throws {
+        // The tool half-closes, the server answers 32 MiB and closes at once, the tool reads slowly:
+        // the last bytes must not be dropped when the proxy passes the server's EOF on.
+        let size = 32 << 20 // more than the socket buffers hold: the proxy must queue the rest
+        let upstream = try await ServerBootstrap(group: group)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .childChannelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(AnswerAfterEOF(size: size)) } }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let sink = EventRecorder()
+        let proxy = try await startProxy(target: upstream.localAddress, sink: sink)
+        let (got, err) = try await onThread {
+            let fd = try blockingConnect(port: proxy.port)
+            defer { close(fd) }
+            _ = "x".withCString { write(fd, $0, 1) }
+            shutdown(fd, Int32(SHUT_WR))
+            usleep(300_000) // slow reader: the proxy holds most of the reply
+            let (data, err) = readAll(fd)
+            return (data.count, err)
+        }
+        #expect(err == 0)
+        #expect(got == size)
+        let closes = await sink.waitFor(.close)
+        #expect(closes.first?.bytes?.received == UInt64(size))
         await proxy.stop()
         try await upstream.close()
     }

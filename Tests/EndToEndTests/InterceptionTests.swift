@@ -254,6 +254,25 @@ import Testing
         }
     }
 
+    @Test func theProxysSocketMarkAloneExemptsNothing() throws {
+        try withGuardedCgroup("mark") { d, cg in
+            // a guarded root process that copies the proxy's SO_MARK is still intercepted
+            let script = """
+            import socket
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, 36, 0x42470001)  # SO_MARK
+            s.connect(('\(Harness.host4)', 80))
+            s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')
+            print(len(s.recv(4096)) > 0)
+            """
+            let r = try Harness.python(script, inCgroup: cg)
+            #expect(r.stdout.contains("True"), "\(r.stdout) \(r.stderr)")
+            let events = d.waitForEvents { !$0.connects(comm: "python3").filter { e in e.process?.cgroup == cg }.isEmpty }
+            let seen = events.connects(comm: "python3").filter { e in e.process?.cgroup == cg }
+            #expect(seen.count == 1, "the marked connection went through the proxy and was recorded")
+        }
+    }
+
     @Test func theLoopGuardLeavesTheProxysOwnDialsAlone() throws {
         // Put the daemon itself in a guarded cgroup: its upstream dials must still go direct.
         let d = DaemonFixture("loop", port: 17_402)

@@ -54,12 +54,17 @@ enum bg_stat {
 
 /* Single entry of the `config` array map; written by the daemon, read by every program. */
 struct bg_config {
-    __u32 proxy_tgid;   /* loop guard: connects of this process are never redirected */
+    __u32 proxy_tgid;   /* loop guard: connects of this process ... */
     __u16 proxy_port;   /* where redirected connects go, on 127.0.0.1 and ::1 */
     __u16 _pad0;
     __u32 flags;
-    __u32 _pad1;
+    __u32 proxy_mark;   /* ... on sockets with this SO_MARK are never redirected. Both must match:
+                           a killed daemon's pid may be reused by a guarded process, and setting
+                           a mark needs CAP_NET_ADMIN. */
 };
+
+/* The SO_MARK the proxy puts on its upstream sockets unless configured otherwise. */
+#define BG_DEFAULT_PROXY_MARK 0x42470001u
 
 /* Value of the `guarded` map, keyed by cgroup id (__u64). Descendants inherit the deepest entry. */
 struct bg_cgroup_policy {
