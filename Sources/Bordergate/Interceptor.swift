@@ -32,7 +32,7 @@ public final class Interceptor: @unchecked Sendable {
         self.hub = hub
         self.logger = logger
         Self.raiseOpenFileLimit(logger: logger)
-        kernel = try KernelGuard(mode: mode, logger: logger)
+        kernel = try KernelGuard(mode: mode, logger: logger, locate: { cgroups.directory(ofID: $0) })
         describer = ProcessDescriber(kernel: kernel, cgroups: cgroups)
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount))
         let resolver = KernelResolver(kernel: kernel, describer: describer, ledger: ledger)

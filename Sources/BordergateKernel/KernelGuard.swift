@@ -40,7 +40,9 @@ public final class KernelGuard: @unchecked Sendable {
     let eventsFD: Int32
 
     /// Loads the embedded object. In pinned mode, existing pins are reused and upgraded in place.
-    public init(mode: Mode, logger: Logger) throws {
+    /// `locate` finds a cgroup's directory by id (nil when it is gone); a restart needs it to tell
+    /// a removed cgroup from a link that must be attached again.
+    public init(mode: Mode, logger: Logger, locate: (UInt64) -> String? = { _ in nil }) throws {
         self.mode = mode
         self.logger = logger
         LibBPFLog.install(logger)
@@ -95,7 +97,7 @@ public final class KernelGuard: @unchecked Sendable {
         do {
             try attachTracepoints()
             if case .pinned(let root) = mode {
-                try resumePinnedCgroups(root: root)
+                try resumePinnedCgroups(root: root, locate: locate)
             }
         } catch {
             close()
@@ -192,14 +194,8 @@ public final class KernelGuard: @unchecked Sendable {
                     let rc = bpf_link__update_program(existing, try program(name))
                     bpf_link__destroy(existing)
                     if rc == 0 { continue }
-                    unlink(path)
                 }
-                guard let link = bpf_program__attach_cgroup(try program(name), fd) else {
-                    throw KernelError.system("attaching \(name) to \(cgroupDirectory)", errno: errno)
-                }
-                let rc = bpf_link__pin(link, path)
-                bpf_link__destroy(link)
-                if rc != 0 { throw KernelError.system("pinning \(path)", errno: -rc) }
+                try attachAndPin(name, cgroupFD: fd, cgroupDirectory: cgroupDirectory, path: path)
             }
         } else {
             var links: [OpaquePointer] = []
@@ -212,6 +208,24 @@ public final class KernelGuard: @unchecked Sendable {
                 links.append(link)
             }
             lock.withLock { heldLinks[cgroupID] = links }
+        }
+    }
+
+    /// Attaches a fresh link and pins it over `path`: the new link is in place before an old one
+    /// at that path lets go, so the cgroup is never without the hook.
+    private func attachAndPin(_ name: String, cgroupFD: Int32, cgroupDirectory: String, path: String) throws {
+        guard let link = bpf_program__attach_cgroup(try program(name), cgroupFD) else {
+            throw KernelError.system("attaching \(name) to \(cgroupDirectory)", errno: errno)
+        }
+        let fresh = path + "_new"
+        unlink(fresh)
+        let rc = bpf_link__pin(link, fresh)
+        bpf_link__destroy(link)
+        if rc != 0 { throw KernelError.system("pinning \(fresh)", errno: -rc) }
+        if rename(fresh, path) != 0 {
+            let err = errno
+            unlink(fresh)
+            throw KernelError.system("replacing \(path)", errno: err)
         }
     }
 
@@ -242,31 +256,43 @@ public final class KernelGuard: @unchecked Sendable {
         return out
     }
 
-    /// After a restart: swap this build's programs into every pinned cgroup link.
-    private func resumePinnedCgroups(root: String) throws {
+    /// After a restart: swap this build's programs into every pinned cgroup link. Only a cgroup
+    /// that is gone loses its guard; a link that cannot be swapped or is missing is attached
+    /// afresh, and if even that fails the daemon does not start (the old links keep guarding).
+    private func resumePinnedCgroups(root: String, locate: (UInt64) -> String?) throws {
         let base = "\(root)/cgroups"
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? []
         for entry in entries {
             guard let id = UInt64(entry) else { continue }
-            var alive = true
-            for name in Self.cgroupPrograms {
-                let path = "\(base)/\(entry)/\(name)"
-                guard let link = bpf_link__open(path) else { continue }
-                let rc = bpf_link__update_program(link, try program(name))
-                bpf_link__destroy(link)
-                if rc != 0 {
-                    // ENOLINK: the cgroup was removed, which detached its links.
-                    logger.info("cgroup \(id) is gone; dropping its guard", metadata: ["link": "\(name)", "errno": "\(-rc)"])
-                    alive = false
-                    break
-                }
-            }
-            if !alive {
+            guard let dir = locate(id) else {
+                logger.info("cgroup \(id) is gone; dropping its guard")
                 Self.unpinCgroup(root: root, cgroupID: id)
                 guarded.delete(id)
-            } else {
-                logger.info("resumed guard of cgroup \(id)")
+                continue
             }
+            var stale: [String] = []
+            for name in Self.cgroupPrograms {
+                let path = "\(base)/\(entry)/\(name)"
+                guard let link = bpf_link__open(path) else {
+                    stale.append(name)
+                    continue
+                }
+                let rc = bpf_link__update_program(link, try program(name))
+                bpf_link__destroy(link)
+                if rc != 0 { stale.append(name) }
+            }
+            if !stale.isEmpty {
+                let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                guard fd >= 0 else {
+                    throw KernelError.system("re-attaching \(stale.joined(separator: ", ")) to \(dir)", errno: errno)
+                }
+                defer { Foundation.close(fd) }
+                for name in stale {
+                    try attachAndPin(name, cgroupFD: fd, cgroupDirectory: dir, path: "\(base)/\(entry)/\(name)")
+                }
+                logger.warning("re-attached \(stale.joined(separator: ", ")) to \(dir)")
+            }
+            logger.info("resumed guard of \(dir)")
         }
     }
 

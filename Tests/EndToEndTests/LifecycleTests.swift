@@ -99,6 +99,33 @@ extension EndToEnd {
         #expect(events.contains { $0.process?.cgroup == cg && $0.error?.contains("never reached the proxy") == true })
     }
 
+    @Test func aRestartRepairsAGuardMissingAHookAndDropsOnlyRemovedCgroups() throws {
+        try Harness.requireEnvironment()
+        let d = DaemonFixture("repair", port: 17_405)
+        defer { d.tearDown() }
+        try d.start()
+        let kept = try Harness.makeCgroup("repair")
+        let removed = try Harness.makeCgroup("repair-gone")
+        defer { Harness.removeCgroup(kept) }
+        #expect(d.cli("attach \(kept)").status == 0)
+        #expect(d.cli("attach \(removed)").status == 0)
+        // a cgroup's id is its directory's inode
+        let keptID = try #require(try FileManager.default.attributesOfItem(atPath: Harness.cgroupRoot + kept)[.systemFileNumber] as? UInt64)
+        d.stop(signal: SIGKILL)
+        // lose the IPv4 connect hook of one guard, and a whole cgroup
+        #expect(unlink("\(d.pinRoot)/cgroups/\(keptID)/bg_connect4") == 0)
+        Harness.removeCgroup(removed)
+        try d.start()
+        let status = d.cli("status").stdout
+        #expect(status.contains(kept), "\(status)")
+        #expect(!status.contains(removed), "a removed cgroup's guard is dropped: \(status)")
+        #expect(FileManager.default.fileExists(atPath: "\(d.pinRoot)/cgroups/\(keptID)/bg_connect4"), "the missing hook is attached again")
+        let r = Harness.sh(Harness.inCgroup(kept, "curl -sS -o /dev/null http://\(Harness.host4)/"))
+        #expect(r.status == 0, "\(r.stderr)")
+        let events = d.waitForEvents { $0.connects(comm: "curl").contains { e in e.process?.cgroup == kept } }
+        #expect(events.connects(comm: "curl").contains { e in e.process?.cgroup == kept }, "intercepted again after the repair")
+    }
+
     @Test func aStoppedDaemonLeavesConnectsRefusedWithEPERM() throws {
         try Harness.requireEnvironment()
         let d = DaemonFixture("graceful", port: 17_404)
