@@ -62,7 +62,8 @@ let package = Package(
         .testTarget(name: "BordergateKernelTests", dependencies: ["BordergateKernel"]),
         .testTarget(name: "BordergateProxyTests", dependencies: ["BordergateProxy",
                                                                 .product(name: "NIOEmbedded", package: "swift-nio")]),
-        .testTarget(name: "BordergateTests", dependencies: ["Bordergate"]),
+        .testTarget(name: "BordergateTests", dependencies: ["Bordergate", "BordergateKernel",
+                                                          .product(name: "NIOCore", package: "swift-nio")]),
         .testTarget(name: "BordergateCLITests", dependencies: ["bordergate"]),
         .testTarget(
             name: "EndToEndTests",

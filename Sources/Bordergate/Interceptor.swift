@@ -132,9 +132,7 @@ public final class Interceptor: @unchecked Sendable {
         return DaemonStatus(
             pid: getpid(), version: bordergateVersion, startedAt: startedAt, proxy: proxyAddresses, pinRoot: pinRoot,
             stateDirectory: settings.stateDirectory, auditLog: hub.log.path, cgroupRoot: cgroups.mountPoint,
-            programs: ["cgroup/connect4", "cgroup/connect6", "sockops", "cgroup/getpeername4", "cgroup/getpeername6",
-                       "cgroup/sock_release", "tp_btf/sched_process_exec", "tp_btf/sched_process_fork",
-                       "tp_btf/sched_process_exit"],
+            programs: kernel.programSections,
             guards: guards, kernel: kernel.counters(), proxyCounters: proxy.counters.dictionary,
             audit: ["published": audit.published, "write_failures": audit.writeFailures],
             subscribers: hub.subscriberCount)
@@ -173,8 +171,8 @@ struct KernelResolver: ConnectionResolver {
     let ledger: ConnectionLedger<KernelConnectEvent>
 
     func resolve(client: SocketAddress) -> ProxiedConnection? {
-        guard let ipText = client.ipAddress, let port = client.port,
-              let addr = KernelAddress(ipText), let orig = kernel.claimOriginal(clientAddress: addr, clientPort: UInt16(port))
+        guard let (addr, port) = KernelAddress.from(client),
+              let orig = kernel.claimOriginal(clientAddress: addr, clientPort: port)
         else { return nil }
         ledger.proxyClaimed(cookie: orig.identity.cookie)
         let ip = orig.destination.description
@@ -185,5 +183,25 @@ struct KernelResolver: ConnectionResolver {
             destination: .init(ip: ip, port: Int(orig.port)), policy: "default",
             reason: "cgroup is guarded: relayed through the proxy",
             connectedAt: wallClock(monotonicNanos: orig.identity.monotonicNanos))
+    }
+}
+
+extension KernelAddress {
+    /// The kernel's form of an accepted peer's address and port, read from the sockaddr (this
+    /// runs for every proxied connection, so no detour through text).
+    static func from(_ address: SocketAddress) -> (KernelAddress, UInt16)? {
+        var bytes = [UInt8](repeating: 0, count: 16)
+        switch address {
+        case .v4(let a):
+            bytes[10] = 0xff
+            bytes[11] = 0xff
+            withUnsafeBytes(of: a.address.sin_addr) { bytes.replaceSubrange(12..<16, with: $0) }
+            return (KernelAddress(bytes: bytes), UInt16(bigEndian: a.address.sin_port))
+        case .v6(let a):
+            withUnsafeBytes(of: a.address.sin6_addr) { bytes = Array($0) }
+            return (KernelAddress(bytes: bytes), UInt16(bigEndian: a.address.sin6_port))
+        case .unixDomainSocket:
+            return nil
+        }
     }
 }

@@ -65,8 +65,6 @@ struct JSONWriter {
 
     init() { bytes.reserveCapacity(512) }
 
-    var out: String { String(decoding: bytes, as: UTF8.self) }
-
     mutating func open() {
         bytes.append(UInt8(ascii: "{"))
         first.append(true)

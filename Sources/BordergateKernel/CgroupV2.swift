@@ -43,7 +43,7 @@ public struct CgroupV2: Sendable {
     /// mountinfo escapes space, tab, newline and backslash as octal.
     static func unescapeMountPath(_ s: String) -> String {
         var out = ""
-        var chars = Array(s)
+        let chars = Array(s)
         var i = 0
         while i < chars.count {
             if chars[i] == "\\", i + 3 < chars.count,
@@ -55,7 +55,6 @@ public struct CgroupV2: Sendable {
                 i += 1
             }
         }
-        chars.removeAll()
         return out
     }
 

@@ -361,6 +361,13 @@ public final class KernelGuard: @unchecked Sendable {
         try config.update(0, cfg)
     }
 
+    /// The section of every program this guard runs (`cgroup/connect4`, `tp_btf/sched_process_exec`).
+    public var programSections: [String] {
+        (Self.cgroupPrograms + Self.tracePrograms).compactMap { name in
+            bpf_object__find_program_by_name(object, name).flatMap { bpf_program__section_name($0) }.map { String(cString: $0) }
+        }
+    }
+
     // MARK: Lookups
 
     /// The original destination and identity of a redirected connection, by the client's address

@@ -1,4 +1,6 @@
 import BordergateAudit
+import BordergateKernel
+import NIOCore
 import Foundation
 import Testing
 @testable import Bordergate
@@ -62,5 +64,15 @@ import Testing
     @Test func bytesAreHumanSized() {
         #expect(EventFormatter.bytes(999) == "999 B")
         #expect(EventFormatter.bytes(52_428_800) == "50.0 MiB")
+    }
+}
+
+@Suite struct PeerAddressTests {
+    @Test func acceptedPeersBecomeKernelKeysWithoutText() throws {
+        let v4 = try #require(KernelAddress.from(try SocketAddress(ipAddress: "127.0.0.1", port: 40000)))
+        #expect(v4.0 == KernelAddress("127.0.0.1") && v4.1 == 40000)
+        let v6 = try #require(KernelAddress.from(try SocketAddress(ipAddress: "::1", port: 443)))
+        #expect(v6.0 == KernelAddress("::1") && v6.1 == 443)
+        #expect(KernelAddress.from(try SocketAddress(unixDomainSocketPath: "/tmp/x")) == nil)
     }
 }

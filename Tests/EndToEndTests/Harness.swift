@@ -51,7 +51,7 @@ enum Harness {
         return "/sys/fs/cgroup"
     }()
 
-    struct Result2 {
+    struct ShellResult {
         var status: Int32
         var stdout: String
         var stderr: String
@@ -117,17 +117,17 @@ enum Harness {
     /// Runs a bash command line and waits for it. Output goes through temporary files, not pipes:
     /// a server the command leaves running in the background must not keep us waiting.
     @discardableResult
-    static func sh(_ command: String, environment: [String: String] = [:], timeout: TimeInterval = 120) -> Result2 {
+    static func sh(_ command: String, environment: [String: String] = [:], timeout: TimeInterval = 120) -> ShellResult {
         let base = NSTemporaryDirectory() + "bge2e-sh-\(getpid())-\(UUID().uuidString)"
         let outPath = base + ".out", errPath = base + ".err"
         defer { unlink(outPath); unlink(errPath) }
         guard let pid = spawn(["/bin/bash", "-c", command], environment: environment, stdout: outPath, stderr: errPath) else {
-            return Result2(status: -1, stdout: "", stderr: "cannot start bash")
+            return ShellResult(status: -1, stdout: "", stderr: "cannot start bash")
         }
         let (status, sig) = wait(pid, timeout: timeout)
         let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
         let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
-        return Result2(status: status, stdout: out, stderr: err, signal: sig)
+        return ShellResult(status: status, stdout: out, stderr: err, signal: sig)
     }
 
     /// A fresh cgroup for one test.
@@ -153,7 +153,7 @@ enum Harness {
     }
 
     /// Runs a Python script inside the cgroup `rel`.
-    static func python(_ script: String, inCgroup rel: String) throws -> Result2 {
+    static func python(_ script: String, inCgroup rel: String) throws -> ShellResult {
         let path = NSTemporaryDirectory() + "bge2e-\(getpid())-\(UUID().uuidString).py"
         try script.write(toFile: path, atomically: true, encoding: .utf8)
         defer { try? FileManager.default.removeItem(atPath: path) }
@@ -237,7 +237,7 @@ final class DaemonFixture: @unchecked Sendable {
     }
 
     @discardableResult
-    func cli(_ args: String, timeout: TimeInterval = 120) -> Harness.Result2 {
+    func cli(_ args: String, timeout: TimeInterval = 120) -> Harness.ShellResult {
         Harness.sh("\(Harness.binary) \(args)", environment: environment, timeout: timeout)
     }
 
