@@ -36,11 +36,12 @@ public enum CompiledRegionTables {
             heads.append((intern(t.name), intern(t.source)))
             var s = Split()
             for e in t.entries {
-                _ = intern(e.region)
                 if e.prefix.address.isIPv4 { s.v4.append(e) } else { s.v6.append(e) }
             }
             splits.append(s)
         }
+        // Regions interned in file order, so decoding and encoding again gives the same bytes.
+        for s in splits { for e in s.v4 { _ = intern(e.region) }; for e in s.v6 { _ = intern(e.region) } }
 
         var out: [UInt8] = []
         func u32(_ v: UInt32) { withUnsafeBytes(of: v.littleEndian) { out.append(contentsOf: $0) } }

@@ -266,15 +266,12 @@ enum CloudJSONReader {
         default:
             preconditionFailure("not a JSON format: \(format)")
         }
-        var table = RegionTable(name: name, source: path, entries: reader.entries)
-        table.deduplicate()
-        return table
+        return RegionTable(name: name, source: path, entries: reader.builder.entries)
     }
 
     struct Collector {
         let path: String
-        var entries: [RegionTable.Entry] = []
-        var regions = RegionNames()
+        var builder = TableBuilder()
 
         func error(_ at: JSONValue, _ problem: String, _ expected: String) -> RegionTableError {
             RegionTableError(path: path, location: at.line.map { .line($0) } ?? .none, problem: problem, expected: expected)
@@ -320,7 +317,7 @@ enum CloudJSONReader {
             let r = region.trimmingSpaces.lowercased()
             // Prefixes announced everywhere ("GLOBAL", "global", no region) say nothing about residency.
             if r.isEmpty || r == "global" { return }
-            entries.append(.init(prefix: prefix, region: regions.name(provider + ":" + r)))
+            builder.add(prefix, region: builder.region(provider + ":" + r))
         }
     }
 }

@@ -323,9 +323,8 @@ enum MMDBReader {
             ipv4Node = n
         }
 
-        var entries: [RegionTable.Entry] = []
-        var regionAt: [Int: String?] = [:]
-        var names = RegionNames()
+        var builder = TableBuilder()
+        var regionAt: [Int: UInt32?] = [:]
         let startDepth = meta.ipVersion == 6 ? 0 : 96
         let startBits: UInt128 = meta.ipVersion == 6 ? 0 : IPAddress.v4MappedBase
         var stack: [(node: Int, depth: Int, bits: UInt128)] = nodeCount > 0 ? [(0, startDepth, startBits)] : []
@@ -363,27 +362,25 @@ enum MMDBReader {
                                            problem: "node \(node) has record \(rec), beyond the \(nodeCount) nodes and the \(dataSize)-byte data section",
                                            expected: "a node index below node_count or a pointer into the data section")
                 }
-                let region: String?
+                let region: UInt32?
                 if let cached = regionAt[dataOffset] {
                     region = cached
                 } else {
-                    region = try decoder.countryCode(ofRecordAt: dataStart + dataOffset).map { names.name($0) }
+                    region = try decoder.countryCode(ofRecordAt: dataStart + dataOffset).map { builder.region($0) }
                     regionAt[dataOffset] = region
                 }
                 guard let region else { continue }
                 if meta.ipVersion == 6 && childDepth >= 96 && childBits >> 32 == 0 {
-                    entries.append(.init(prefix: IPPrefix(unchecked: childBits | IPAddress.v4MappedBase, bits128: childDepth), region: region))
+                    builder.add(IPPrefix(unchecked: childBits | IPAddress.v4MappedBase, bits128: childDepth), region: region)
                 } else {
-                    entries.append(.init(prefix: IPPrefix(unchecked: childBits, bits128: childDepth), region: region))
+                    builder.add(IPPrefix(unchecked: childBits, bits128: childDepth), region: region)
                     // A record above ::/96 also answers every IPv4 address.
                     if meta.ipVersion == 6 && childDepth < 96 && childBits == 0 {
-                        entries.append(.init(prefix: IPPrefix(unchecked: IPAddress.v4MappedBase, bits128: 96), region: region))
+                        builder.add(IPPrefix(unchecked: IPAddress.v4MappedBase, bits128: 96), region: region)
                     }
                 }
             }
         }
-        var table = RegionTable(name: name, source: path, entries: entries)
-        table.deduplicate()
-        return table
+        return RegionTable(name: name, source: path, entries: builder.entries)
     }
 }

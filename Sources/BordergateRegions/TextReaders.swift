@@ -1,9 +1,8 @@
 /// cidr-csv (`prefix,region`) and range-csv (`start,end,country`, Tor's geoip and geoip6).
 enum TextTableReader {
     static func readCIDR(_ bytes: [UInt8], path: String, name: String) throws -> RegionTable {
-        var entries: [RegionTable.Entry] = []
-        entries.reserveCapacity(bytes.count / 20)
-        var regions = RegionNames()
+        var builder = TableBuilder()
+        builder.reserve(bytes.count / 24)
         var sawData = false
         try forEachLine(bytes) { p, lineNo, start, end in
             var fields = (0, 0, 0, 0)
@@ -27,17 +26,14 @@ enum TextTableReader {
                 throw RegionTableError(path: path, location: .line(lineNo), problem: "the region is empty",
                                        expected: "a region such as DE or aws:eu-central-1")
             }
-            entries.append(.init(prefix: prefix, region: regions.name(p, fields.2, fields.3)))
+            builder.add(prefix, region: builder.region(p, fields.2, fields.3))
         }
-        var table = RegionTable(name: name, source: path, entries: entries)
-        table.deduplicate()
-        return table
+        return RegionTable(name: name, source: path, entries: builder.entries)
     }
 
     static func readRanges(_ bytes: [UInt8], path: String, name: String) throws -> RegionTable {
-        var entries: [RegionTable.Entry] = []
-        entries.reserveCapacity(bytes.count / 20)
-        var regions = RegionNames()
+        var builder = TableBuilder()
+        builder.reserve(bytes.count / 24)
         try forEachLine(bytes) { p, lineNo, start, end in
             var f = (0, 0, 0, 0, 0, 0)
             let n = split3(p, start, end, &f)
@@ -69,14 +65,10 @@ enum TextTableReader {
                 throw RegionTableError(path: path, location: .line(lineNo), problem: "the country is empty",
                                        expected: "an ISO 3166 alpha-2 country code")
             }
-            let region = regions.name(p, f.4, f.5)
-            for prefix in RangeSplitter.prefixes(from: first, to: last) {
-                entries.append(.init(prefix: prefix, region: region))
-            }
+            let region = builder.region(p, f.4, f.5)
+            RangeSplitter.forEachPrefix(from: first, to: last) { builder.add($0, region: region) }
         }
-        var table = RegionTable(name: name, source: path, entries: entries)
-        table.deduplicate()
-        return table
+        return RegionTable(name: name, source: path, entries: builder.entries)
     }
 
     // MARK: helpers
@@ -154,24 +146,74 @@ enum TextTableReader {
     }
 }
 
-/// Interns region names and normalises their case: country codes upper, "provider:region" lower.
-struct RegionNames {
-    private var cache: [[UInt8]: String] = [:]
+/// Interns region names (normalising their case: country codes upper, "provider:region" lower)
+/// and collects entries without repeating a (prefix, region) pair.
+struct TableBuilder {
+    private var cache: [[UInt8]: UInt32] = [:]
+    private var names: [String] = []
+    private var seen: Set<Key> = []
+    private(set) var entries: [RegionTable.Entry] = []
 
-    mutating func name(_ p: UnsafeBufferPointer<UInt8>, _ s: Int, _ e: Int) -> String {
-        let key = Array(UnsafeBufferPointer(rebasing: p[s..<e]))
-        if let known = cache[key] { return known }
-        let name = RegionNames.normalise(String(decoding: key, as: UTF8.self))
-        cache[key] = name
-        return name
+    private struct Key: Hashable {
+        var value: UInt128
+        var bits: UInt8
+        var region: UInt32
     }
 
-    mutating func name(_ raw: String) -> String {
+    mutating func region(_ p: UnsafeBufferPointer<UInt8>, _ s: Int, _ e: Int) -> UInt32 {
+        // Tables use few names, and consecutive lines mostly repeat one: check the last first.
+        if let last = lastKey, last.count == e - s, last.elementsEqual(UnsafeBufferPointer(rebasing: p[s..<e])) { return lastID }
+        let key = Array(UnsafeBufferPointer(rebasing: p[s..<e]))
+        lastKey = key
+        if let known = cache[key] { lastID = known; return known }
+        lastID = intern(TableBuilder.normalise(String(decoding: key, as: UTF8.self)), key: key)
+        return lastID
+    }
+    private var lastKey: [UInt8]?
+    private var lastID: UInt32 = 0
+
+    mutating func region(_ raw: String) -> UInt32 {
         let key = Array(raw.utf8)
         if let known = cache[key] { return known }
-        let name = RegionNames.normalise(raw)
-        cache[key] = name
-        return name
+        return intern(TableBuilder.normalise(raw), key: key)
+    }
+
+    private mutating func intern(_ name: String, key: [UInt8]) -> UInt32 {
+        // Two spellings of one name ("de", "DE") share one string.
+        let id: UInt32
+        if let i = names.firstIndex(of: name) { id = UInt32(i) } else { id = UInt32(names.count); names.append(name) }
+        cache[key] = id
+        return id
+    }
+
+    /// While prefixes arrive in ascending, non-overlapping order (as Tor's files and most lists
+    /// do) none can repeat, so the set is only built once that order breaks.
+    private var ordered = true
+    private var lastEnd: UInt128 = 0
+    private var regionIDs: [UInt32] = []
+
+    mutating func add(_ prefix: IPPrefix, region: UInt32) {
+        if ordered {
+            if entries.isEmpty || prefix.address.value > lastEnd {
+                lastEnd = prefix.lastValue
+                entries.append(RegionTable.Entry(prefix: prefix, region: names[Int(region)]))
+                regionIDs.append(region)
+                return
+            }
+            ordered = false
+            seen.reserveCapacity(entries.count * 2)
+            for (e, r) in zip(entries, regionIDs) {
+                seen.insert(Key(value: e.prefix.address.value, bits: UInt8(e.prefix.length), region: r))
+            }
+            regionIDs = []
+        }
+        guard seen.insert(Key(value: prefix.address.value, bits: UInt8(prefix.length), region: region)).inserted else { return }
+        entries.append(RegionTable.Entry(prefix: prefix, region: names[Int(region)]))
+    }
+
+    mutating func reserve(_ n: Int) {
+        entries.reserveCapacity(n)
+        regionIDs.reserveCapacity(n)
     }
 
     static func normalise(_ raw: String) -> String {
@@ -185,12 +227,17 @@ struct RegionNames {
 /// Splits an address range into the fewest CIDR prefixes that cover exactly it.
 public enum RangeSplitter {
     public static func prefixes(from first: IPAddress, to last: IPAddress) -> [IPPrefix] {
+        var result: [IPPrefix] = []
+        forEachPrefix(from: first, to: last) { result.append($0) }
+        return result
+    }
+
+    static func forEachPrefix(from first: IPAddress, to last: IPAddress, _ body: (IPPrefix) -> Void) {
         precondition(first.isIPv4 == last.isIPv4 && first <= last)
         let width = first.isIPv4 ? 32 : 128
         let base: UInt128 = first.isIPv4 ? IPAddress.v4MappedBase : 0
         let lo = first.isIPv4 ? first.value & 0xffff_ffff : first.value
         let hi = first.isIPv4 ? last.value & 0xffff_ffff : last.value
-        var result: [IPPrefix] = []
         var cur = lo
         while true {
             // The largest aligned block starting at `cur` that does not pass `hi`.
@@ -201,10 +248,9 @@ public enum RangeSplitter {
                 size -= 1
             }
             let blockLast = cur | (size == 128 ? ~UInt128(0) : (UInt128(1) << size) - 1)
-            result.append(IPPrefix(unchecked: base | cur, bits128: (128 - width) + (width - size)))
+            body(IPPrefix(unchecked: base | cur, bits128: (128 - width) + (width - size)))
             if blockLast >= hi { break }
             cur = blockLast + 1
         }
-        return result
     }
 }
