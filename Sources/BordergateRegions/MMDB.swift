@@ -327,57 +327,55 @@ enum MMDBReader {
         var regionAt: [Int: UInt32?] = [:]
         let startDepth = meta.ipVersion == 6 ? 0 : 96
         let startBits: UInt128 = meta.ipVersion == 6 ? 0 : IPAddress.v4MappedBase
-        var stack: [(node: Int, depth: Int, bits: UInt128)] = nodeCount > 0 ? [(0, startDepth, startBits)] : []
+        // Depth-first, left before right, so prefixes come out in address order (which lets the
+        // builder skip its duplicate set). Each stack item is a record reached at `depth` bits.
+        var stack: [(record: Int, depth: Int, bits: UInt128)] = nodeCount > 0 ? [(0, startDepth, startBits)] : []
         var visits = 0
         let maxVisits = 4 * nodeCount + 1024
         let mappedSubtree: UInt128 = IPAddress.v4MappedBase
 
         while let item = stack.popLast() {
-            let (node, depth, bits) = item
-            visits += 1
-            guard visits <= maxVisits else {
-                throw RegionTableError(path: path, location: .byteOffset(node * nodeBytes),
-                                       problem: "the search tree reaches its nodes many times over (shared or cyclic subtrees)",
-                                       expected: "a tree")
+            let (rec, depth, bits) = item
+            if rec < nodeCount {
+                if meta.ipVersion == 6 && depth == 96 && bits == mappedSubtree { continue }
+                if rec == ipv4Node && depth > 0 && !(depth == 96 && bits == 0) { continue }
+                visits += 1
+                guard visits <= maxVisits else {
+                    throw RegionTableError(path: path, location: .byteOffset(rec * nodeBytes),
+                                           problem: "the search tree reaches its nodes many times over (shared or cyclic subtrees)",
+                                           expected: "a tree")
+                }
+                guard depth < 128 else {
+                    throw RegionTableError(path: path, location: .byteOffset(rec * nodeBytes),
+                                           problem: "the search tree is deeper than \(128 - startDepth) bits (a cycle?) at node \(rec)",
+                                           expected: "a tree whose leaves are at most \(128 - startDepth) bits deep")
+                }
+                stack.append((record(rec, true), depth + 1, bits | UInt128(1) << (127 - depth)))
+                stack.append((record(rec, false), depth + 1, bits))
+                continue
             }
-            for side in [true, false] { // right pushed first so the left half is emitted first
-                let childDepth = depth + 1
-                let childBits = side ? bits | UInt128(1) << (127 - depth) : bits
-                let rec = record(node, side)
-                if rec < nodeCount {
-                    if meta.ipVersion == 6 && childDepth == 96 && childBits == mappedSubtree { continue }
-                    if rec == ipv4Node && !(childDepth == 96 && childBits == 0) { continue }
-                    guard childDepth < 128 else {
-                        throw RegionTableError(path: path, location: .byteOffset(node * nodeBytes),
-                                               problem: "the search tree is deeper than 128 bits (a cycle?) at node \(node)",
-                                               expected: "a tree whose leaves are at most 128 bits deep")
-                    }
-                    stack.append((rec, childDepth, childBits))
-                    continue
-                }
-                if rec == nodeCount { continue } // no data
-                let dataOffset = rec - nodeCount - 16
-                guard dataOffset >= 0 && dataOffset < dataSize else {
-                    throw RegionTableError(path: path, location: .byteOffset(node * nodeBytes + (side ? nodeBytes / 2 : 0)),
-                                           problem: "node \(node) has record \(rec), beyond the \(nodeCount) nodes and the \(dataSize)-byte data section",
-                                           expected: "a node index below node_count or a pointer into the data section")
-                }
-                let region: UInt32?
-                if let cached = regionAt[dataOffset] {
-                    region = cached
-                } else {
-                    region = try decoder.countryCode(ofRecordAt: dataStart + dataOffset).map { builder.region($0) }
-                    regionAt[dataOffset] = region
-                }
-                guard let region else { continue }
-                if meta.ipVersion == 6 && childDepth >= 96 && childBits >> 32 == 0 {
-                    builder.add(IPPrefix(unchecked: childBits | IPAddress.v4MappedBase, bits128: childDepth), region: region)
-                } else {
-                    builder.add(IPPrefix(unchecked: childBits, bits128: childDepth), region: region)
-                    // A record above ::/96 also answers every IPv4 address.
-                    if meta.ipVersion == 6 && childDepth < 96 && childBits == 0 {
-                        builder.add(IPPrefix(unchecked: IPAddress.v4MappedBase, bits128: 96), region: region)
-                    }
+            if rec == nodeCount { continue } // no data
+            let dataOffset = rec - nodeCount - 16
+            guard dataOffset >= 0 && dataOffset < dataSize else {
+                throw RegionTableError(path: path, location: .byteOffset(dataStart - 16),
+                                       problem: "a record of value \(rec) at \(IPPrefix(unchecked: bits, bits128: depth)) points beyond the \(nodeCount) nodes and the \(dataSize)-byte data section",
+                                       expected: "a node index below node_count or a pointer into the data section")
+            }
+            let region: UInt32?
+            if let cached = regionAt[dataOffset] {
+                region = cached
+            } else {
+                region = try decoder.countryCode(ofRecordAt: dataStart + dataOffset).map { builder.region($0) }
+                regionAt[dataOffset] = region
+            }
+            guard let region else { continue }
+            if meta.ipVersion == 6 && depth >= 96 && bits >> 32 == 0 {
+                builder.add(IPPrefix(unchecked: bits | IPAddress.v4MappedBase, bits128: depth), region: region)
+            } else {
+                builder.add(IPPrefix(unchecked: bits, bits128: depth), region: region)
+                // A record above ::/96 also answers every IPv4 address.
+                if meta.ipVersion == 6 && depth < 96 && bits == 0 {
+                    builder.add(IPPrefix(unchecked: IPAddress.v4MappedBase, bits128: 96), region: region)
                 }
             }
         }

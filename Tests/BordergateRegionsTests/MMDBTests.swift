@@ -206,7 +206,7 @@ import Testing
     @Test func cyclicTree() {
         var w = small()
         w.set(w.nodes.count - 1, false, .node(0))
-        expectError(w.build(), "deeper than 128 bits")
+        expectError(w.build(), "deeper than 32 bits")
         var w6 = MMDBWriter(recordSize: 28, ipVersion: 6)
         w6.nodes = [(.node(1), .empty), (.node(0), .node(1))]
         expectError(w6.build(), "")
