@@ -132,6 +132,9 @@ struct FamilyIndex<K: FixedWidthInteger & UnsignedInteger & Sendable>: Sendable 
     /// Interval i covers starts[i] ..< starts[i + 1]; owners[i] is a prefix index or `none`.
     let starts: [K]
     let owners: [UInt32]
+    /// buckets[b] is the first interval starting at or after b << (width - 16): a lookup only
+    /// searches the intervals of its top 16 bits, which keeps the search within a few cache lines.
+    let buckets: [UInt32]
     static var none: UInt32 { .max }
 
     init(items: inout [Item]) {
@@ -175,12 +178,21 @@ struct FamilyIndex<K: FixedWidthInteger & UnsignedInteger & Sendable>: Sendable 
         }
         self.starts = starts
         self.owners = owners
+        var buckets = [UInt32](repeating: UInt32(starts.count), count: 65_537)
+        var b = 0
+        for (i, s) in starts.enumerated() {
+            let top = Int(s >> (FamilyIndex.width - 16))
+            while b <= top { buckets[b] = UInt32(i); b += 1 }
+        }
+        self.buckets = buckets
     }
 
     /// The index of the prefix that answers `key`, if any.
     @inline(__always) func owner(of key: K) -> Int? {
-        // Largest i with starts[i] <= key; starts[0] == 0.
-        var lo = 0, hi = starts.count
+        // Largest i with starts[i] <= key; starts[0] == 0, and every interval before buckets[top]
+        // starts below key.
+        let top = Int(key >> (FamilyIndex.width - 16))
+        var lo = max(Int(buckets[top]) - 1, 0), hi = Int(buckets[top + 1])
         starts.withUnsafeBufferPointer { s in
             while hi - lo > 1 {
                 let mid = (lo + hi) >> 1
