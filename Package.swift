@@ -39,6 +39,8 @@ let package = Package(
             plugins: ["BPFObjectPlugin"]
         ),
         .target(name: "BordergateAudit"),
+        .plugin(name: "EmbedDataPlugin", capability: .buildTool(), path: "Plugins/EmbedDataPlugin"),
+        .target(name: "BordergateRegions", exclude: ["Data"], plugins: ["EmbedDataPlugin"]),
         .target(
             name: "BordergateProxy",
             dependencies: ["BordergateAudit",
@@ -59,6 +61,7 @@ let package = Package(
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "BordergateAuditTests", dependencies: ["BordergateAudit"]),
+        .testTarget(name: "BordergateRegionsTests", dependencies: ["BordergateRegions"]),
         .testTarget(name: "BordergateKernelTests", dependencies: ["BordergateKernel"]),
         .testTarget(name: "BordergateProxyTests", dependencies: ["BordergateProxy",
                                                                 .product(name: "NIOEmbedded", package: "swift-nio")]),
