@@ -88,6 +88,43 @@ public final class RegionDatabase: Sendable {
         (v4.prefixStart.count, v4.starts.count, v6.prefixStart.count, v6.starts.count)
     }
 
+    /// Region names by class, as `kernelImage()` numbers them (index 0 is "": no table knows it).
+    public var regionClasses: [String] { classes }
+
+    /// A coarser image for the kernel: `classMap[c]` is the kernel class of region class c, and
+    /// kernel class 0 ("as if no table knew it") is left out. Policies tell apart far fewer
+    /// destinations than the tables do (EU or not), so merging runs of equal kernel class and
+    /// writing each run as the fewest prefixes shrinks the tries by orders of magnitude.
+    public func kernelImage(classMap: [UInt32], classNames: [String]) -> KernelRegionImage {
+        precondition(classMap.count == classes.count && classMap.first == 0)
+        // Two ways to write it; real tables (disjoint country ranges) favour runs, nested and
+        // overlapping tables favour the reduced prefixes. Take the smaller.
+        func smaller<K>(_ f: FamilyIndex<K>) -> [FamilyIndex<K>.Reduced] {
+            let runs = f.partitionedPrefixes(classMap)
+            let nested = f.reducedPrefixes(map: classMap)
+            return nested.count < runs.count ? nested : runs
+        }
+        let k4 = smaller(v4)
+        let k6 = smaller(v6)
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        func mix(_ b: UInt8) { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+        func mix32(_ v: UInt32) { for s in stride(from: 24, through: 0, by: -8) { mix(UInt8(truncatingIfNeeded: v >> UInt32(s))) } }
+        for c in classNames { for b in c.utf8 { mix(b) }; mix(0) }
+        mix32(UInt32(k4.count))
+        for e in k4 { mix32(e.start); mix(e.bits); mix32(e.cls) }
+        mix32(UInt32(k6.count))
+        var ipv6: [(address: [UInt8], length: UInt8, regionClass: UInt32)] = []
+        ipv6.reserveCapacity(k6.count)
+        for e in k6 {
+            let bytes = IPAddress(value: e.start).bytes16
+            for b in bytes { mix(b) }
+            mix(e.bits); mix32(e.cls)
+            ipv6.append((bytes, e.bits, e.cls))
+        }
+        return KernelRegionImage(classes: classNames, ipv4: k4.map { ($0.start, $0.bits, $0.cls) }, ipv6: ipv6,
+                                 fingerprint: h == 0 ? 1 : h)
+    }
+
     public func kernelImage() -> KernelRegionImage {
         let k4 = v4.reducedPrefixes()
         let k6 = v6.reducedPrefixes()
@@ -209,10 +246,52 @@ struct FamilyIndex<K: FixedWidthInteger & UnsignedInteger & Sendable>: Sendable 
         var cls: UInt32
     }
 
+    /// Runs of intervals with one kernel class (per `map`), each as the fewest aligned prefixes;
+    /// runs of kernel class 0 are left out. The prefixes are disjoint, so the order of insertion
+    /// into an LPM trie does not matter.
+    func partitionedPrefixes(_ map: [UInt32]) -> [Reduced] {
+        let width = FamilyIndex.width
+        func kclass(_ i: Int) -> UInt32 {
+            let o = owners[i]
+            return o == FamilyIndex.none ? 0 : map[Int(prefixClass[Int(o)])]
+        }
+        var out: [Reduced] = []
+        var i = 0
+        let n = starts.count
+        while i < n {
+            let k = kclass(i)
+            var j = i + 1
+            while j < n && kclass(j) == k { j += 1 }
+            if k != 0 {
+                let last = j < n ? starts[j] - 1 : K.max
+                var cur = starts[i]
+                while true {
+                    var size = cur == 0 ? width : min(cur.trailingZeroBitCount, width)
+                    func blockLast(_ size: Int) -> K { cur | (size >= width ? ~K(0) : (K(1) << size) - 1) }
+                    while size > 0 && blockLast(size) > last { size -= 1 }
+                    out.append(Reduced(start: cur, bits: UInt8(width - size), cls: k))
+                    let end = blockLast(size)
+                    if end >= last { break }
+                    cur = end + 1
+                }
+            }
+            i = j
+        }
+        return out
+    }
+
     /// The winning prefixes, reduced without changing any answer: an entry with the region of its
     /// nearest covering entry goes; two sibling halves with one region become their parent.
-    func reducedPrefixes() -> [Reduced] {
-        var list = (0..<prefixStart.count).map { Reduced(start: prefixStart[$0], bits: prefixBits[$0], cls: prefixClass[$0]) }
+    /// With `map`, classes are first mapped (kernel classes) and entries of class 0 with no
+    /// non-zero cover go too: class 0 is what an address without an entry gets.
+    func reducedPrefixes(map: [UInt32]? = nil) -> [Reduced] {
+        var list: [Reduced] = []
+        list.reserveCapacity(prefixStart.count)
+        for i in 0..<prefixStart.count {
+            let cls = map?[Int(prefixClass[i])] ?? prefixClass[i]
+            list.append(Reduced(start: prefixStart[i], bits: prefixBits[i], cls: cls))
+        }
+        let dropUncoveredZero = map != nil
         let width = FamilyIndex.width
         for _ in 0..<64 {
             let before = list.count
@@ -223,6 +302,7 @@ struct FamilyIndex<K: FixedWidthInteger & UnsignedInteger & Sendable>: Sendable 
             for e in list {
                 while let top = stack.last, top.last < e.start { stack.removeLast() }
                 if let top = stack.last, top.cls == e.cls { continue }
+                if dropUncoveredZero && stack.isEmpty && e.cls == 0 { continue }
                 kept.append(e)
                 stack.append((e.start | FamilyIndex.hostMask(e.bits), e.cls))
             }

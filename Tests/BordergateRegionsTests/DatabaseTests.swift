@@ -154,3 +154,44 @@ struct SplitMix: RandomNumberGenerator {
         return z ^ (z >> 31)
     }
 }
+
+@Suite struct PartitionedImageTests {
+    /// The kernel only needs the classes policies tell apart: EU or not, say. The coarse image must
+    /// answer every address with the kernel class of the region lookup() gives.
+    @Test func aCoarseImageAnswersWithTheKernelClassOfLookup() {
+        var rng = SplitMix(seed: 7)
+        let regions = ["DE", "FR", "US", "aws:eu-central-1", "aws:us-east-1"]
+        var entries: [RegionTable.Entry] = []
+        for _ in 0..<800 {
+            let region = regions[Int(rng.next() % UInt64(regions.count))]
+            if rng.next() % 3 == 0 {
+                let v = (UInt128(0x2001_0db8) << 96) | (UInt128(rng.next() & 0xffff_ffff) << 64)
+                entries.append(.init(prefix: IPPrefix(address: IPAddress(value: v), length: 32 + Int(rng.next() % 33))!, region: region))
+            } else {
+                let v = 0x0A00_0000 | UInt32(rng.next() & 0xffff)
+                entries.append(.init(prefix: IPPrefix(address: IPAddress(ipv4: v), length: 16 + Int(rng.next() % 17))!, region: region))
+            }
+        }
+        let db = RegionDatabase(tables: [RegionTable(name: "t", source: "random", entries: entries)])
+        // EU regions are kernel class 1; everything else is class 0, like "no table knows it".
+        let eu: Set = ["DE", "FR", "aws:eu-central-1"]
+        let map = db.regionClasses.map { eu.contains($0) ? UInt32(1) : 0 }
+        let image = db.kernelImage(classMap: map, classNames: ["", "EU"])
+        #expect(image.ipv4.count + image.ipv6.count < db.kernelImage().ipv4.count + db.kernelImage().ipv6.count)
+        for _ in 0..<4000 {
+            let ip: IPAddress
+            switch rng.next() % 3 {
+            case 0: ip = IPAddress(ipv4: 0x0A00_0000 | UInt32(rng.next() & 0x1_ffff))
+            case 1: ip = IPAddress(value: (UInt128(0x2001_0db8) << 96) | (UInt128(rng.next() & 0x1_ffff_ffff) << 63) | UInt128(rng.next()))
+            default:
+                let e = entries.randomElement(using: &rng)!
+                ip = rng.next() % 2 == 0 ? e.prefix.address : IPAddress(value: e.prefix.lastValue)
+            }
+            let expected = db.lookup(ip).map { eu.contains($0.region) ? "EU" : nil } ?? nil
+            #expect(imageLookup(image, ip) == expected, "\(ip)")
+        }
+        // A different partition is a different image.
+        let all = db.kernelImage(classMap: db.regionClasses.map { $0.isEmpty ? 0 : 1 }, classNames: ["", "known"])
+        #expect(all.fingerprint != image.fingerprint)
+    }
+}
