@@ -11,6 +11,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
     ],
     targets: [
         // libbpf, found through pkg-config (Debian: libbpf-dev).
@@ -32,6 +33,9 @@ let package = Package(
         // Small C helpers that must not run Swift code: spawning into a cgroup with clone3.
         .target(name: "CBordergateSys", path: "Sources/CBordergateSys"),
         .plugin(name: "BPFObjectPlugin", capability: .buildTool(), path: "Plugins/BPFObjectPlugin"),
+        // Data files (cloud regions, jurisdictions) embedded as Swift strings: no bundle to find at run time.
+        .plugin(name: "EmbedDataPlugin", capability: .buildTool(), path: "Plugins/EmbedDataPlugin"),
+        .target(name: "BordergateRegions", exclude: ["Data"], plugins: ["EmbedDataPlugin"]),
         .target(
             name: "BordergateKernel",
             dependencies: ["CLibBPF", "CBordergateABI", "CBordergateSys",
@@ -39,8 +43,7 @@ let package = Package(
             plugins: ["BPFObjectPlugin"]
         ),
         .target(name: "BordergateAudit"),
-        .plugin(name: "EmbedDataPlugin", capability: .buildTool(), path: "Plugins/EmbedDataPlugin"),
-        .target(name: "BordergateRegions", exclude: ["Data"], plugins: ["EmbedDataPlugin"]),
+        .target(name: "BordergatePolicy", dependencies: ["BordergateRegions", .product(name: "Yams", package: "Yams")]),
         .target(
             name: "BordergateProxy",
             dependencies: ["BordergateAudit",
@@ -50,18 +53,19 @@ let package = Package(
         ),
         .target(
             name: "Bordergate",
-            dependencies: ["BordergateKernel", "BordergateAudit", "BordergateProxy",
+            dependencies: ["BordergateKernel", "BordergateAudit", "BordergateProxy", "BordergatePolicy", "BordergateRegions",
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "Logging", package: "swift-log")]
         ),
         .executableTarget(
             name: "bordergate",
-            dependencies: ["Bordergate",
+            dependencies: ["Bordergate", "BordergatePolicy", "BordergateRegions",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "BordergateAuditTests", dependencies: ["BordergateAudit"]),
         .testTarget(name: "BordergateRegionsTests", dependencies: ["BordergateRegions"]),
+        .testTarget(name: "BordergatePolicyTests", dependencies: ["BordergatePolicy", "BordergateRegions"]),
         .testTarget(name: "BordergateKernelTests", dependencies: ["BordergateKernel"]),
         .testTarget(name: "BordergateProxyTests", dependencies: ["BordergateProxy",
                                                                 .product(name: "NIOEmbedded", package: "swift-nio")]),

@@ -1,0 +1,284 @@
+import BordergateRegions
+import Foundation
+import Yams
+
+/// A problem in a config file: one line naming file:line:column, what is wrong and what is expected.
+public struct ConfigError: Error, CustomStringConvertible, Sendable, Equatable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Reads `/etc/bordergate/config.yaml` (or `--config`): tables, regions, groups, policies, cgroups.
+public enum ConfigParser {
+    public static func load(path: String) throws -> BordergateConfig {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError("\(path): cannot read the config file (\(String(cString: strerror(errno)))); check the path, or run without --config for the built-in policy")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ConfigError("\(path):1:1: the file is not UTF-8 text; expected a YAML config")
+        }
+        return try parse(text, path: path)
+    }
+
+    public static func parse(_ text: String, path: String) throws -> BordergateConfig {
+        let node: Node?
+        do {
+            node = try Yams.compose(yaml: text)
+        } catch let e as YamlError {
+            throw ConfigError(describe(e, path: path))
+        } catch {
+            throw ConfigError("\(path): \(error)")
+        }
+        guard let root = node else {
+            throw ConfigError("\(path):1:1: the file is empty; expected a mapping with 'policies:'")
+        }
+        return try Reader(path: path).config(root)
+    }
+
+    static func describe(_ e: YamlError, path: String) -> String {
+        switch e {
+        case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
+             .composer(let context, let problem, let mark, _):
+            let ctx = context.map { " (\($0.text))" } ?? ""
+            return "\(path):\(mark.line):\(mark.column): YAML syntax: \(problem)\(ctx); expected well-formed YAML"
+        case .reader(let problem, let offset, _, _):
+            return "\(path): YAML reader: \(problem) at byte \(offset ?? 0); expected UTF-8 text"
+        case .duplicatedKeysInMapping(let duplicates, let context):
+            return "\(path):\(context.mark.line):\(context.mark.column): duplicate key \(duplicates.map { "'\($0)'" }.joined(separator: ", ")) in this mapping; expected each key once"
+        default:
+            return "\(path): YAML: \(e)"
+        }
+    }
+
+    struct Reader {
+        let path: String
+
+        func at(_ n: Node) -> String {
+            guard let m = n.mark else { return path }
+            return "\(path):\(m.line):\(m.column)"
+        }
+
+        func fail(_ n: Node, _ what: String) -> ConfigError { ConfigError("\(at(n)): \(what)") }
+
+        func mapping(_ n: Node, _ what: String) throws -> [(String, Node, Node)] {
+            guard let m = n.mapping else { throw fail(n, "\(what) must be a mapping (key: value)") }
+            var seen = Set<String>()
+            var out: [(String, Node, Node)] = []
+            for (k, v) in m {
+                guard let key = k.scalar?.string else { throw fail(k, "\(what): keys must be plain words") }
+                if !seen.insert(key).inserted { throw fail(k, "'\(key)' appears twice in \(what); expected each key once") }
+                out.append((key, k, v))
+            }
+            return out
+        }
+
+        func string(_ n: Node, _ what: String) throws -> String {
+            guard let s = n.scalar?.string, !s.isEmpty else { throw fail(n, "\(what) must be a non-empty string") }
+            return s
+        }
+
+        func strings(_ n: Node, _ what: String) throws -> [String] {
+            if n.scalar != nil { return [try string(n, what)] }
+            guard let seq = n.sequence else { throw fail(n, "\(what) must be a string or a list of strings") }
+            let out = try seq.map { try string($0, what) }
+            if out.isEmpty { throw fail(n, "\(what) is an empty list; expected at least one entry") }
+            return out
+        }
+
+        func choice<T: RawRepresentable>(_ n: Node, _ what: String, _: T.Type) throws -> T where T.RawValue == String {
+            let s = try string(n, what)
+            guard let v = T(rawValue: s) else {
+                throw fail(n, "\(what) is '\(s)'; expected one of \(allValues(T.self))")
+            }
+            return v
+        }
+
+        func allValues<T>(_ t: T.Type) -> String {
+            switch t {
+            case is PolicyAction.Type: return "allow, deny"
+            case is Policy.Mode.Type: return "enforce, audit"
+            case is Policy.Inspect.Type: return "all, needed"
+            default: return "a known value"
+            }
+        }
+
+        func config(_ root: Node) throws -> BordergateConfig {
+            var c = BordergateConfig(path: path, defaultPolicy: "")
+            var defaultNode: Node?
+            var cgroupsNode: Node?
+            for (key, k, v) in try mapping(root, "the config file") {
+                switch key {
+                case "tables":
+                    guard let seq = v.sequence else { throw fail(v, "tables must be a list of {path, format, name}") }
+                    c.tables = try seq.map(table)
+                case "regions":
+                    for (region, _, country) in try mapping(v, "regions") {
+                        let cc = try string(country, "the country of region \(region)").uppercased()
+                        guard cc.count == 2, cc.allSatisfy({ $0.isLetter && $0.isASCII }) else {
+                            throw fail(country, "region \(region) maps to '\(cc)'; expected a two-letter country code (ISO 3166)")
+                        }
+                        c.regions[region] = cc
+                    }
+                case "groups":
+                    for (group, _, members) in try mapping(v, "groups") {
+                        let list = try strings(members, "the countries of group \(group)").map { $0.uppercased() }
+                        for cc in list where cc.count != 2 {
+                            throw fail(members, "group \(group) lists '\(cc)'; expected two-letter country codes")
+                        }
+                        c.groups[group] = list
+                    }
+                case "default-policy":
+                    c.defaultPolicy = try string(v, "default-policy")
+                    defaultNode = v
+                case "policies":
+                    for (name, _, body) in try mapping(v, "policies") {
+                        c.policies[name] = try policy(name, body)
+                        c.policyOrder.append(name)
+                    }
+                case "cgroups":
+                    cgroupsNode = v
+                default:
+                    throw fail(k, "unknown key '\(key)'; expected tables, regions, groups, default-policy, policies or cgroups")
+                }
+            }
+            guard !c.policyOrder.isEmpty else {
+                throw fail(root, "no policies defined; expected 'policies:' with at least one named policy")
+            }
+            if let defaultNode {
+                guard c.policies[c.defaultPolicy] != nil else {
+                    throw fail(defaultNode, "default-policy names '\(c.defaultPolicy)', which is not defined; expected one of \(c.policyOrder.joined(separator: ", "))")
+                }
+            } else {
+                c.defaultPolicy = c.policyOrder[0]
+            }
+            if let cgroupsNode {
+                for (cg, _, pol) in try mapping(cgroupsNode, "cgroups") {
+                    let name = try string(pol, "the policy of cgroup \(cg)")
+                    guard c.policies[name] != nil else {
+                        throw fail(pol, "cgroup \(cg) names policy '\(name)', which is not defined; expected one of \(c.policyOrder.joined(separator: ", "))")
+                    }
+                    c.cgroups.append((cg, name))
+                }
+            }
+            // Names a rule uses must mean something: a typo in a country would silently match nothing.
+            let catalog = c.catalog()
+            for name in c.policyOrder {
+                try checkNames(c.policies[name]!, catalog: catalog, root: root)
+            }
+            return c
+        }
+
+        func table(_ n: Node) throws -> BordergateConfig.TableSource {
+            var src = BordergateConfig.TableSource(path: "", origin: at(n))
+            if n.scalar != nil { src.path = try string(n, "a table path") }
+            else { for (key, k, v) in try mapping(n, "a table") {
+                switch key {
+                case "path": src.path = try string(v, "path")
+                case "name": src.name = try string(v, "name")
+                case "format":
+                    let f = try string(v, "format")
+                    guard let fmt = RegionTableFormat(rawValue: f) else {
+                        throw fail(v, "format is '\(f)'; expected one of \(RegionTableFormat.allCases.map(\.rawValue).joined(separator: ", "))")
+                    }
+                    src.format = fmt
+                default: throw fail(k, "unknown key '\(key)' in a table; expected path, format or name")
+                }
+            } }
+            if src.path.isEmpty { throw fail(n, "a table needs 'path:'") }
+            if !src.path.hasPrefix("/") {
+                // relative to the config file, as operators expect of include-like paths
+                src.path = ((path as NSString).deletingLastPathComponent as NSString).appendingPathComponent(src.path)
+            }
+            return src
+        }
+
+        func policy(_ name: String, _ n: Node) throws -> Policy {
+            var p = Policy(name: name)
+            p.origin = at(n)
+            if n.scalar?.string == "" || n.null != nil { return p }
+            for (key, k, v) in try mapping(n, "policy \(name)") {
+                switch key {
+                case "mode": p.mode = try choice(v, "mode", Policy.Mode.self)
+                case "inspect": p.inspect = try choice(v, "inspect", Policy.Inspect.self)
+                case "unknown": p.unknown = try choice(v, "unknown", PolicyAction.self)
+                case "loopback": p.loopback = try choice(v, "loopback", PolicyAction.self)
+                case "private": p.privateNetworks = try choice(v, "private", PolicyAction.self)
+                case "default": p.fallback = try choice(v, "default", PolicyAction.self)
+                case "allow", "deny":
+                    guard let seq = v.sequence else {
+                        throw fail(v, "\(key) must be a list of rules such as '- country: DE' or '- host: \"*.example.com\"'")
+                    }
+                    let rules = try seq.map { try rule($0, in: "\(key) of policy \(name)") }
+                    if key == "allow" { p.allow = rules } else { p.deny = rules }
+                default:
+                    throw fail(k, "unknown key '\(key)' in policy \(name); expected mode, inspect, unknown, loopback, private, default, allow or deny")
+                }
+            }
+            return p
+        }
+
+        func rule(_ n: Node, in what: String) throws -> Rule {
+            var target: Rule.Target?
+            var exe: String?
+            var uid: UInt32?
+            func setTarget(_ t: Rule.Target, _ k: Node) throws {
+                if target != nil { throw fail(k, "a rule in \(what) names two kinds of destination; expected one of region, country, jurisdiction or host per rule") }
+                target = t
+            }
+            for (key, k, v) in try mapping(n, "a rule in \(what)") {
+                switch key {
+                case "region", "regions": try setTarget(.regions(try strings(v, key)), k)
+                case "country", "countries": try setTarget(.countries(try strings(v, key).map { $0.uppercased() }), k)
+                case "jurisdiction", "jurisdictions": try setTarget(.jurisdictions(try strings(v, key)), k)
+                case "host", "hosts":
+                    let globs = try strings(v, key).map { pattern -> HostnameGlob in
+                        guard let g = HostnameGlob(pattern) else {
+                            throw fail(v, "'\(pattern)' is not a hostname pattern; expected names like api.example.com or *.example.com (letters, digits, '-', '.', '*')")
+                        }
+                        return g
+                    }
+                    try setTarget(.hosts(globs), k)
+                case "exe": exe = try string(v, "exe")
+                case "uid":
+                    guard let s = v.scalar?.string, let u = UInt32(s) else { throw fail(v, "uid must be a number") }
+                    uid = u
+                case "process":
+                    for (pk, pkn, pv) in try mapping(v, "process") {
+                        switch pk {
+                        case "exe": exe = try string(pv, "exe")
+                        case "uid":
+                            guard let s = pv.scalar?.string, let u = UInt32(s) else { throw fail(pv, "uid must be a number") }
+                            uid = u
+                        default: throw fail(pkn, "unknown key '\(pk)' in process; expected exe or uid")
+                        }
+                    }
+                default:
+                    throw fail(k, "unknown key '\(key)' in a rule; expected region, country, jurisdiction, host, exe, uid or process")
+                }
+            }
+            guard let target else {
+                throw fail(n, "a rule in \(what) names no destination; expected one of region, country, jurisdiction or host")
+            }
+            var r = Rule(target: target, exe: exe, uid: uid)
+            r.origin = at(n)
+            return r
+        }
+
+        func checkNames(_ p: Policy, catalog: RegionCatalog, root: Node) throws {
+            for r in p.allow + p.deny {
+                switch r.target {
+                case .countries(let cs):
+                    for c in cs where !catalog.isKnownCountry(c) {
+                        throw ConfigError("\(r.origin): '\(c)' is not a country code; expected ISO 3166 alpha-2, such as DE or US")
+                    }
+                case .jurisdictions(let js):
+                    for j in js where catalog.groups[j] == nil && !catalog.isKnownCountry(j) {
+                        throw ConfigError("\(r.origin): '\(j)' is not a known jurisdiction; expected one of \(catalog.groups.keys.sorted().joined(separator: ", ")), a country code, or a group defined under 'groups:'")
+                    }
+                case .regions, .hosts:
+                    break // regions come from tables, which may not be loaded yet
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,153 @@
+import BordergateRegions
+
+/// What a policy can do with a connection.
+public enum PolicyAction: String, Sendable, Codable {
+    case allow, deny
+}
+
+/// One named residency policy (`policies:` in the config file).
+///
+/// Evaluation order, the same in the kernel and the proxy: loopback and private networks by their
+/// own settings; then the deny rules in order; then the allow rules in order; then `unknown` for
+/// destinations no table knows, else `default` (deny when there are allow rules, allow when not).
+/// Grants are allow rules placed before everything else, so an exception beats a deny rule.
+public struct Policy: Sendable {
+    public enum Mode: String, Sendable { case enforce, audit }
+    /// Which allowed TCP connections go through the proxy: `all`, or only those whose verdict
+    /// needs a hostname or the process (`needed`), the rest going direct.
+    public enum Inspect: String, Sendable { case all, needed }
+
+    public var name: String
+    public var mode: Mode = .enforce
+    public var inspect: Inspect = .needed
+    public var unknown: PolicyAction = .deny
+    public var loopback: PolicyAction = .allow
+    public var privateNetworks: PolicyAction = .allow
+    /// nil: deny when there are allow rules, allow when there are none.
+    public var fallback: PolicyAction?
+    public var deny: [Rule] = []
+    public var allow: [Rule] = []
+    /// Where it was defined ("file:line:column"), for messages.
+    public var origin: String = ""
+
+    public init(name: String) { self.name = name }
+
+    public var effectiveDefault: PolicyAction { fallback ?? (allow.isEmpty ? .allow : .deny) }
+}
+
+/// One allow or deny entry.
+public struct Rule: Sendable {
+    public enum Target: Sendable {
+        case regions([String])
+        case countries([String])
+        case jurisdictions([String])
+        case hosts([HostnameGlob])
+    }
+
+    public var target: Target
+    /// Narrows the rule to processes whose executable matches this glob (fnmatch).
+    public var exe: String?
+    public var uid: UInt32?
+    /// Set for grants: why and until when (wall-clock seconds).
+    public var grant: Grant?
+    /// Where it was written ("file:line:column").
+    public var origin: String = ""
+
+    public init(target: Target, exe: String? = nil, uid: UInt32? = nil, grant: Grant? = nil) {
+        self.target = target
+        self.exe = exe
+        self.uid = uid
+        self.grant = grant
+    }
+
+    public var narrowsProcess: Bool { exe != nil || uid != nil }
+
+    public var targetDescription: String {
+        switch target {
+        case .regions(let r): return (r.count == 1 ? "region " : "regions ") + r.joined(separator: ", ")
+        case .countries(let c): return (c.count == 1 ? "country " : "countries ") + c.joined(separator: ", ")
+        case .jurisdictions(let j): return (j.count == 1 ? "jurisdiction " : "jurisdictions ") + j.joined(separator: ", ")
+        case .hosts(let h): return (h.count == 1 ? "host " : "hosts ") + h.map(\.pattern).joined(separator: ", ")
+        }
+    }
+
+    public var description: String {
+        var s = targetDescription
+        if let exe { s += " for exe \(exe)" }
+        if let uid { s += (exe == nil ? " for" : " and") + " uid \(uid)" }
+        return s
+    }
+}
+
+/// A just-in-time exception: `bordergate grant`.
+public struct Grant: Sendable, Codable, Equatable {
+    public var id: String
+    public var allow: String
+    public var reason: String
+    public var expires: Double
+    public var grantedBy: String?
+
+    public init(id: String, allow: String, reason: String, expires: Double, grantedBy: String?) {
+        self.id = id
+        self.allow = allow
+        self.reason = reason
+        self.expires = expires
+        self.grantedBy = grantedBy
+    }
+}
+
+/// The whole configuration file.
+public struct BordergateConfig: Sendable {
+    public struct TableSource: Sendable, Equatable {
+        public var path: String
+        public var format: RegionTableFormat?
+        public var name: String?
+        public var origin: String
+
+        public init(path: String, format: RegionTableFormat? = nil, name: String? = nil, origin: String = "") {
+            self.path = path
+            self.format = format
+            self.name = name
+            self.origin = origin
+        }
+    }
+
+    /// The file it came from, or "(built-in)".
+    public var path: String
+    /// nil: the default compiled tables in the state directory, if present.
+    public var tables: [TableSource]?
+    public var regions: [String: String] = [:]
+    public var groups: [String: [String]] = [:]
+    public var policies: [String: Policy] = [:]
+    public var policyOrder: [String] = []
+    public var defaultPolicy: String
+    /// Cgroups the daemon guards when it starts, with their policy.
+    public var cgroups: [(cgroup: String, policy: String)] = []
+
+    public init(path: String, defaultPolicy: String) {
+        self.path = path
+        self.defaultPolicy = defaultPolicy
+    }
+
+    /// Without a config file: one policy, `default`, that allows everything and relays every TCP
+    /// connection through the proxy, so it is recorded.
+    public static var builtIn: BordergateConfig {
+        var c = BordergateConfig(path: "(built-in)", defaultPolicy: "default")
+        var p = Policy(name: "default")
+        p.inspect = .all
+        p.unknown = .allow
+        p.fallback = .allow
+        p.origin = "(built-in)"
+        c.policies["default"] = p
+        c.policyOrder = ["default"]
+        return c
+    }
+
+    /// The catalog with this file's own regions and groups added.
+    public func catalog(base: RegionCatalog = .builtIn) -> RegionCatalog {
+        var cat = base
+        for (r, c) in regions.sorted(by: { $0.key < $1.key }) { cat.define(region: r, country: c) }
+        for (g, cs) in groups.sorted(by: { $0.key < $1.key }) { cat.define(group: g, countries: cs) }
+        return cat
+    }
+}
