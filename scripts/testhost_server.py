@@ -3,10 +3,12 @@
 
 - HTTP on port 80 (IPv4 and IPv6): GET / greets; GET /bytes/N sends N deterministic bytes;
   POST /sha256 answers with the SHA-256 of the request body; GET /peer shows the client address.
+- UDP echo on port 7.
 - "echo digest" on port 7: reads until the client half-closes, then answers with the SHA-256 and
   length of everything read, and closes. A relay that mishandles half-close fails it.
 """
 import hashlib
+import os
 import socket
 import socketserver
 import sys
@@ -104,11 +106,25 @@ class DualStackTCP(socketserver.ThreadingTCPServer):
         super().server_bind()
 
 
+def udp_echo(address):
+    """UDP echo on port 7: answers each datagram with "echo:" and the datagram (UDP verdict tests).
+    One socket per address, so a reply leaves from the address the client sent to (a connected
+    UDP client drops replies from any other)."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.bind((address, 7))
+    while True:
+        data, peer = s.recvfrom(65535)
+        s.sendto(b"echo:" + data, peer)
+
+
 def main():
     http = DualStackHTTP(("::", 80), HTTP)
     echo = DualStackTCP(("::", 7), EchoDigest)
     threading.Thread(target=echo.serve_forever, daemon=True).start()
-    print("test host serving HTTP :80 and echo-digest :7", flush=True)
+    for address in os.environ.get("BG_UDP_ADDRESSES", "0.0.0.0").split():
+        threading.Thread(target=udp_echo, args=(address,), daemon=True).start()
+    print("test host serving HTTP :80, echo-digest :7 and UDP echo :7", flush=True)
     http.serve_forever()
 
 

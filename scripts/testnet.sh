@@ -7,7 +7,8 @@
 #   scripts/testnet.sh status [NAME]
 #
 # Addresses: host side 198.51.100.1 / 2001:db8::1, test host 198.51.100.10 / 2001:db8::10
-# (and 198.51.100.11, 2001:db8::11). Servers: HTTP on 80 (GET /bytes/N, POST /sha256), and an
+# (and 198.51.100.11, 2001:db8::11), plus 198.51.100.200 and 2001:db8:8000::10 in the upper halves,
+# which residency tests map to another region than the lower ones. Servers: HTTP on 80 (GET /bytes/N, POST /sha256), and an
 # "echo digest" service on 7 that reads until EOF and answers with the SHA-256 of what it read.
 # Overridable by BG_NET_PREFIX4 (198.51.100) and BG_NET_PREFIX6 (2001:db8:).
 set -euo pipefail
@@ -39,12 +40,16 @@ up)
   ip -n "$name" link set lo up
   ip -n "$name" addr add "$p4.10/24" dev "$ns_if"
   ip -n "$name" addr add "$p4.11/24" dev "$ns_if"
+  ip -n "$name" addr add "$p4.200/24" dev "$ns_if"
   ip -n "$name" -6 addr add "${p6}:10/64" dev "$ns_if" nodad
   ip -n "$name" -6 addr add "${p6}:11/64" dev "$ns_if" nodad
+  ip -n "$name" -6 addr add "${p6}8000::10/64" dev "$ns_if" nodad
+  ip -6 addr add "${p6}8000::1/64" dev "$host_if" nodad
   ip -n "$name" link set "$ns_if" up
   ip -n "$name" route add default via "$p4.1"
   ip -n "$name" -6 route add default via "${p6}:1"
-  ip netns exec "$name" python3 "$here/testhost_server.py" >"$piddir/$name.log" 2>&1 &
+  BG_UDP_ADDRESSES="$p4.10 $p4.11 $p4.200 ${p6}:10 ${p6}:11 ${p6}8000::10" \
+    ip netns exec "$name" python3 "$here/testhost_server.py" >"$piddir/$name.log" 2>&1 &
   echo $! >"$piddir/$name.pid"
   # wait until both services answer
   for _ in $(seq 1 100); do
