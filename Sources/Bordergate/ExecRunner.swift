@@ -9,9 +9,12 @@ public enum ExecRunner {
     public struct Options: Sendable {
         public var arguments: [String]
         public var quiet: Bool
-        public init(arguments: [String], quiet: Bool) {
+        /// The policy for the command's cgroup; the config's default when nil.
+        public var policy: String?
+        public init(arguments: [String], quiet: Bool, policy: String? = nil) {
             self.arguments = arguments
             self.quiet = quiet
+            self.policy = policy
         }
     }
 
@@ -57,7 +60,7 @@ public enum ExecRunner {
         let command = (options.arguments.first as NSString?)?.lastPathComponent ?? "command"
 
         if viaDaemon {
-            let r = try client.call(ControlRequest(command: .attach, cgroup: cgroupName))
+            let r = try client.call(ControlRequest(command: .attach, cgroup: cgroupName, policy: options.policy))
             guard r.ok else { throw ServiceError(r.error ?? "the daemon refused to guard \(cgroupName)") }
             defer { _ = try? client.call(ControlRequest(command: .detach, cgroup: cgroupName)) }
             let status = try await spawnAndWait(options.arguments, in: dir)
@@ -83,7 +86,7 @@ public enum ExecRunner {
         let status: Int32
         do {
             try await interceptor.start()
-            _ = try interceptor.attach(cgroup: cgroupName)
+            _ = try interceptor.attach(cgroup: cgroupName, policy: options.policy)
             status = try await spawnAndWait(options.arguments, in: dir)
             stopLeftovers(in: dir, cgroups: cgroups, command: command, quiet: options.quiet)
             // Let the proxy see the tool's sockets close, so every connection has its close event.

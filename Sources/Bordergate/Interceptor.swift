@@ -1,5 +1,6 @@
 import BordergateAudit
 import BordergateKernel
+import BordergatePolicy
 import BordergateProxy
 import Foundation
 import Logging
@@ -15,6 +16,7 @@ public final class Interceptor: @unchecked Sendable {
     public let cgroups: CgroupV2
     public let hub: AuditHub
     public let proxy: TransparentProxy
+    public let residency: Residency
     public private(set) var proxyAddresses: [String] = []
     public let startedAt = Date()
     let describer: ProcessDescriber
@@ -25,17 +27,20 @@ public final class Interceptor: @unchecked Sendable {
     private var pumpTask: Task<Void, Never>?
     private var sweepTask: Task<Void, Never>?
 
-    /// Loads the kernel side and prepares (but does not start) the proxy.
+    /// Reads the config and region tables, loads the kernel side and prepares (but does not start)
+    /// the proxy.
     public init(settings: Settings, mode: KernelGuard.Mode, cgroups: CgroupV2, hub: AuditHub, logger: Logger) throws {
         self.settings = settings
         self.cgroups = cgroups
         self.hub = hub
         self.logger = logger
+        let residencyConfig = try ResidencyConfig.load(settings: settings)
         Self.raiseOpenFileLimit(logger: logger)
         kernel = try KernelGuard(mode: mode, logger: logger, locate: { cgroups.directory(ofID: $0) })
+        residency = Residency(kernel: kernel, settings: settings, hub: hub, logger: logger, initial: residencyConfig)
         describer = ProcessDescriber(kernel: kernel, cgroups: cgroups)
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount))
-        let resolver = KernelResolver(kernel: kernel, describer: describer, ledger: ledger)
+        let resolver = KernelResolver(kernel: kernel, describer: describer, ledger: ledger, residency: residency)
         proxy = TransparentProxy(configuration: .init(port: settings.proxyPort, upstreamMark: KernelGuard.proxyMark),
                                  group: group, resolver: resolver,
                                  sink: hub, logger: logger)
@@ -54,6 +59,7 @@ public final class Interceptor: @unchecked Sendable {
 
     /// Starts the proxy, points the kernel at it, and starts reading kernel events.
     public func start() async throws {
+        try residency.start(pinned: kernel.guardedSlots(), name: { [describer] in describer.cgroupName($0) })
         proxyAddresses = try await proxy.start()
         try kernel.setProxy(tgid: getpid(), port: UInt16(proxy.port))
         let reader = try kernel.makeEventReader()
@@ -65,6 +71,7 @@ public final class Interceptor: @unchecked Sendable {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(1))
                 for e in ledger.expired() { reportUnclaimed(e) }
+                residency.expireGrants()
             }
         }
     }
@@ -84,8 +91,8 @@ public final class Interceptor: @unchecked Sendable {
 
     // MARK: Guards
 
-    /// Guards a cgroup (and its descendants).
-    public func attach(cgroup name: String) throws -> (directory: String, id: UInt64) {
+    /// Guards a cgroup (and its descendants) with a policy (the default one when nil).
+    public func attach(cgroup name: String, policy: String? = nil) throws -> (directory: String, id: UInt64, policy: String) {
         let dir = cgroups.directory(for: name)
         let id = try cgroups.id(ofDirectory: dir)
         if let mine = CgroupV2.cgroupName(ofProcess: getpid()) {
@@ -94,11 +101,18 @@ public final class Interceptor: @unchecked Sendable {
                 throw ServiceError("refusing to guard \(rel): Bordergate itself runs in \(mine), and the proxy must run outside every guarded cgroup; move the daemon out (e.g. its own systemd unit) or guard a narrower cgroup")
             }
         }
-        try kernel.attach(cgroupDirectory: dir, cgroupID: id)
-        describer.learn(cgroupID: id, name: cgroups.relativeName(ofDirectory: dir))
-        hub.publish(AuditEvent(type: .policy, policy: "default",
-                               message: "guard attached to \(cgroups.relativeName(ofDirectory: dir))"))
-        return (dir, id)
+        let rel = cgroups.relativeName(ofDirectory: dir)
+        let slot = try residency.prepareAttach(cgroupID: id, cgroup: rel, policy: policy)
+        do {
+            try kernel.attach(cgroupDirectory: dir, cgroupID: id, policySlot: slot.policySlot, tableSlot: slot.tableSlot)
+        } catch {
+            residency.forget(cgroupID: id)
+            throw error
+        }
+        describer.learn(cgroupID: id, name: rel)
+        hub.publish(AuditEvent(type: .policy, policy: slot.policy,
+                               message: "guard attached to \(rel) with policy \(slot.policy)"))
+        return (dir, id, slot.policy)
     }
 
     /// Removes a cgroup's guard. Returns false if it had none.
@@ -113,10 +127,47 @@ public final class Interceptor: @unchecked Sendable {
             throw ServiceError("cgroup \(name) does not exist (looked for \(dir))")
         }
         let found = kernel.detach(cgroupID: id)
+        residency.forget(cgroupID: id)
         if found {
             hub.publish(AuditEvent(type: .policy, message: "guard detached from \(cgroups.relativeName(ofDirectory: dir))"))
         }
         return found
+    }
+
+    /// Re-reads config and tables, then applies the config's `cgroups:`; on error nothing changes.
+    public func reload(trigger: String) throws -> String {
+        let summary = try residency.reload(trigger: trigger)
+        applyConfiguredCgroups()
+        return summary
+    }
+
+    /// Guards the cgroups the config lists, with their policies (those already guarded with
+    /// another policy are moved to the listed one).
+    public func applyConfiguredCgroups() {
+        for (cg, policy) in residency.config.config.cgroups {
+            let dir = cgroups.directory(for: cg)
+            guard FileManager.default.fileExists(atPath: dir) else {
+                hub.publish(AuditEvent(type: .policy, verdict: "error", policy: policy,
+                                       message: "the config lists cgroup \(cg), which does not exist (looked for \(dir)); not guarded"))
+                continue
+            }
+            if let id = try? cgroups.id(ofDirectory: dir), residency.policyName(cgroupID: id) == policy { continue }
+            do {
+                _ = try attach(cgroup: cg, policy: policy)
+            } catch {
+                hub.publish(AuditEvent(type: .policy, verdict: "error", policy: policy, message: "cannot guard \(cg) as the config asks: \(error)"))
+            }
+        }
+    }
+
+    /// A just-in-time exception on a guarded cgroup.
+    public func grant(cgroup name: String, allow: String, seconds: Double, reason: String, user: String?) throws -> Grant {
+        guard seconds > 0, seconds <= 7 * 86400 else {
+            throw ServiceError("--for must be between 1s and 7d")
+        }
+        let dir = cgroups.directory(for: name)
+        let id = try cgroups.id(ofDirectory: dir)
+        return try residency.grant(cgroupID: id, allow: allow, duration: seconds, reason: reason, by: user)
     }
 
     public func status() -> DaemonStatus {
@@ -124,7 +175,11 @@ public final class Interceptor: @unchecked Sendable {
             let name = describer.cgroupName(id)
             let procs = (try? String(contentsOfFile: cgroups.directory(for: name) + "/cgroup.procs", encoding: .utf8))?
                 .split(separator: "\n").count ?? 0
-            return DaemonStatus.Guard(cgroup: name, cgroupID: id, policy: "default", processes: procs)
+            let grants = residency.grants(cgroupID: id).map {
+                "\($0.id): allow \($0.allow) until \(AuditTime.format(Date(timeIntervalSince1970: $0.expires))) (\($0.reason))"
+            }
+            return DaemonStatus.Guard(cgroup: name, cgroupID: id, policy: residency.policyName(cgroupID: id) ?? "?",
+                                      processes: procs, grants: grants.isEmpty ? nil : grants)
         }.sorted { $0.cgroup < $1.cgroup }
         let pinRoot: String
         if case .pinned(let root) = kernel.mode { pinRoot = root } else { pinRoot = "(not pinned)" }
@@ -135,7 +190,10 @@ public final class Interceptor: @unchecked Sendable {
             programs: kernel.programSections,
             guards: guards, kernel: kernel.counters(), proxyCounters: proxy.counters.dictionary,
             audit: ["published": audit.published, "write_failures": audit.writeFailures],
-            subscribers: hub.subscriberCount)
+            subscribers: hub.subscriberCount,
+            config: residency.config.config.path, policies: residency.config.config.policyOrder,
+            defaultPolicy: residency.config.config.defaultPolicy, tables: residency.config.tableNotes,
+            kernelTables: residency.kernelTableSummary())
     }
 
     // MARK: Kernel events
@@ -145,21 +203,36 @@ public final class Interceptor: @unchecked Sendable {
         case .redirect:
             _ = ledger.kernelSaw(cookie: e.identity.cookie, e)
         default:
-            hub.publish(auditEvent(for: e, verdict: e.verdict.rawValue, reason: kernelReasonText(e.reason)))
+            hub.publish(auditEvent(for: e, verdict: e.audited ? "audit" : e.verdict.rawValue))
         }
     }
 
     private func reportUnclaimed(_ e: KernelConnectEvent) {
-        hub.publish(auditEvent(for: e, verdict: "redirect", reason: kernelReasonText(e.reason),
+        hub.publish(auditEvent(for: e, verdict: "redirect",
                                error: "the connection never reached the proxy (no daemon was listening, or the tool gave up first); the tool's connect was refused"))
     }
 
-    private func auditEvent(for e: KernelConnectEvent, verdict: String, reason: String, error: String? = nil) -> AuditEvent {
-        AuditEvent(
+    private func auditEvent(for e: KernelConnectEvent, verdict: String, error: String? = nil) -> AuditEvent {
+        let udp = e.ipProtocol == 17
+        let ip = e.destination.description
+        let x = residency.explain(ip: ip, port: Int(e.port), slot: e.policySlot, udp: udp, host: .unknown,
+                                  process: .unknown, verdict: verdict)
+        let destination = x.destination
+        var reason = kernelReasonText(e.reason)
+        var policy: String?
+        var rule: String?
+        switch e.reasonKind {
+        case .policy:
+            (reason, policy, rule) = (x.reason, x.policy, x.rule)
+        case .noProxy:
+            (policy, rule) = (x.policy, x.rule)
+        default:
+            break
+        }
+        return AuditEvent(
             time: wallClock(monotonicNanos: e.identity.monotonicNanos), type: .connect, verdict: verdict,
             reason: reason, process: describer.describe(e.identity, ppid: e.ppid, exe: e.exe),
-            destination: .init(ip: e.destination.description, port: Int(e.port)),
-            protocol: e.ipProtocol == 17 ? "udp" : "tcp", policy: "default",
+            destination: destination, protocol: udp ? "udp" : "tcp", policy: policy, rule: rule,
             connection: connectionID(cookie: e.identity.cookie), error: error)
     }
 }
@@ -169,6 +242,7 @@ struct KernelResolver: ConnectionResolver {
     let kernel: KernelGuard
     let describer: ProcessDescriber
     let ledger: ConnectionLedger<KernelConnectEvent>
+    let residency: Residency
 
     func resolve(client: SocketAddress) -> ProxiedConnection? {
         guard let (addr, port) = KernelAddress.from(client),
@@ -177,12 +251,24 @@ struct KernelResolver: ConnectionResolver {
         ledger.proxyClaimed(cookie: orig.identity.cookie)
         let ip = orig.destination.description
         guard let target = try? SocketAddress(ipAddress: ip, port: Int(orig.port)) else { return nil }
-        return ProxiedConnection(
-            connectionID: connectionID(cookie: orig.identity.cookie), target: target,
-            process: describer.describe(orig.identity),
-            destination: .init(ip: ip, port: Int(orig.port)), policy: "default",
-            reason: "cgroup is guarded: relayed through the proxy",
+        let process = describer.describe(orig.identity)
+        let facts = ProcessFacts(exe: process.exe, uid: UInt32(process.uid))
+        let dstPort = Int(orig.port)
+        let slot = orig.policySlot
+        // What is decidable without the hostname is decided now; the rest waits for the first bytes.
+        let upfront = residency.explain(ip: ip, port: dstPort, slot: slot, udp: false, host: .unknown, process: facts,
+                                        verdict: "redirect")
+        var conn = ProxiedConnection(
+            connectionID: connectionID(cookie: orig.identity.cookie), target: target, process: process,
+            destination: upfront.destination, policy: upfront.policy, reason: upfront.reason,
             connectedAt: wallClock(monotonicNanos: orig.identity.monotonicNanos))
+        conn.rule = upfront.rule
+        if residency.needsVerdict(slot: slot, ip: ip, process: facts) {
+            conn.decide = { [residency] host in
+                residency.proxyVerdict(ip: ip, port: dstPort, slot: slot, host: host, process: facts)
+            }
+        }
+        return conn
     }
 }
 

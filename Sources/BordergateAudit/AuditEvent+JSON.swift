@@ -40,6 +40,7 @@ extension AuditEvent {
         }
         w.field("protocol", self.protocol)
         w.field("policy", policy)
+        w.field("rule", rule)
         w.field("connection", connection)
         if let b = bytes {
             w.key("bytes")

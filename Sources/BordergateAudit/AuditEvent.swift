@@ -61,13 +61,16 @@ public struct AuditEvent: Codable, Sendable, Equatable {
     public var time: Date
     public var id: String
     public var type: Kind
-    /// `redirect` (relayed through the proxy), `pass` (direct), `deny`.
+    /// `redirect` (relayed through the proxy), `pass` (direct), `deny`, `audit` (would have been
+    /// denied; the policy is in audit mode). Policy events: `grant`, `grant-expired`, `error`.
     public var verdict: String?
     public var reason: String?
     public var process: Process?
     public var destination: Destination?
     public var `protocol`: String?
     public var policy: String?
+    /// Which rule of the policy decided ("deny[0]: country RU", "default", "grant g1-…").
+    public var rule: String?
     public var connection: String?
     public var bytes: Bytes?
     public var duration_ms: Double?
@@ -80,7 +83,7 @@ public struct AuditEvent: Codable, Sendable, Equatable {
 
     public init(time: Date = Date(), id: String = AuditEvent.newID(), type: Kind, verdict: String? = nil,
                 reason: String? = nil, process: Process? = nil, destination: Destination? = nil,
-                protocol: String? = nil, policy: String? = nil, connection: String? = nil, bytes: Bytes? = nil,
+                protocol: String? = nil, policy: String? = nil, rule: String? = nil, connection: String? = nil, bytes: Bytes? = nil,
                 duration_ms: Double? = nil, end: String? = nil, error: String? = nil, message: String? = nil) {
         self.time = time
         self.id = id
@@ -91,6 +94,7 @@ public struct AuditEvent: Codable, Sendable, Equatable {
         self.destination = destination
         self.protocol = `protocol`
         self.policy = policy
+        self.rule = rule
         self.connection = connection
         self.bytes = bytes
         self.duration_ms = duration_ms

@@ -7,7 +7,7 @@ import Foundation
 /// Every other request answers with one ``ControlResponse`` line.
 public struct ControlRequest: Codable, Sendable, Equatable {
     public enum Command: String, Codable, Sendable {
-        case status, attach, detach, events, ping
+        case status, attach, detach, events, ping, reload, grant
     }
 
     public var command: Command
@@ -18,13 +18,26 @@ public struct ControlRequest: Codable, Sendable, Equatable {
     /// events: stream live events after the history.
     public var follow: Bool?
     public var filter: EventFilter?
+    /// attach: the policy (the config's default when nil).
+    public var policy: String?
+    /// grant: what to allow, for how many seconds, why, and who asked.
+    public var allow: String?
+    public var seconds: Double?
+    public var reason: String?
+    public var user: String?
 
-    public init(command: Command, cgroup: String? = nil, all: Bool? = nil, follow: Bool? = nil, filter: EventFilter? = nil) {
+    public init(command: Command, cgroup: String? = nil, all: Bool? = nil, follow: Bool? = nil, filter: EventFilter? = nil,
+                policy: String? = nil, allow: String? = nil, seconds: Double? = nil, reason: String? = nil, user: String? = nil) {
         self.command = command
         self.cgroup = cgroup
         self.all = all
         self.follow = follow
         self.filter = filter
+        self.policy = policy
+        self.allow = allow
+        self.seconds = seconds
+        self.reason = reason
+        self.user = user
     }
 }
 
@@ -62,12 +75,14 @@ public struct DaemonStatus: Codable, Sendable {
         public var cgroupID: UInt64
         public var policy: String
         public var processes: Int
+        public var grants: [String]?
 
-        public init(cgroup: String, cgroupID: UInt64, policy: String, processes: Int) {
+        public init(cgroup: String, cgroupID: UInt64, policy: String, processes: Int, grants: [String]? = nil) {
             self.cgroup = cgroup
             self.cgroupID = cgroupID
             self.policy = policy
             self.processes = processes
+            self.grants = grants
         }
     }
 
@@ -85,10 +100,19 @@ public struct DaemonStatus: Codable, Sendable {
     public var proxyCounters: [String: UInt64]
     public var audit: [String: UInt64]
     public var subscribers: Int
+    public var config: String?
+    public var policies: [String]?
+    public var defaultPolicy: String?
+    /// One line per region table in force.
+    public var tables: [String]?
+    /// The kernel's copy: prefix counts and map memory in bytes.
+    public var kernelTables: [String: UInt64]?
 
     public init(pid: Int32, version: String, startedAt: Date, proxy: [String], pinRoot: String, stateDirectory: String,
                 auditLog: String, cgroupRoot: String, programs: [String], guards: [Guard], kernel: [String: UInt64],
-                proxyCounters: [String: UInt64], audit: [String: UInt64], subscribers: Int) {
+                proxyCounters: [String: UInt64], audit: [String: UInt64], subscribers: Int,
+                config: String? = nil, policies: [String]? = nil, defaultPolicy: String? = nil, tables: [String]? = nil,
+                kernelTables: [String: UInt64]? = nil) {
         self.pid = pid
         self.version = version
         self.startedAt = startedAt
@@ -103,5 +127,10 @@ public struct DaemonStatus: Codable, Sendable {
         self.proxyCounters = proxyCounters
         self.audit = audit
         self.subscribers = subscribers
+        self.config = config
+        self.policies = policies
+        self.defaultPolicy = defaultPolicy
+        self.tables = tables
+        self.kernelTables = kernelTables
     }
 }

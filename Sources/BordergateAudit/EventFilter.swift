@@ -8,13 +8,20 @@ public struct EventFilter: Codable, Sendable, Equatable {
     public var cgroup: String?
     public var verdict: String?
     public var type: String?
+    /// A region, country or jurisdiction of the destination (`aws:eu-west-1`, `DE`, `EU`).
+    public var region: String?
+    /// A hostname glob (`*.example.com`), matched against the destination's host.
+    public var host: String?
 
-    public init(since: Date? = nil, pid: Int? = nil, cgroup: String? = nil, verdict: String? = nil, type: String? = nil) {
+    public init(since: Date? = nil, pid: Int? = nil, cgroup: String? = nil, verdict: String? = nil, type: String? = nil,
+                region: String? = nil, host: String? = nil) {
         self.since = since
         self.pid = pid
         self.cgroup = cgroup
         self.verdict = verdict
         self.type = type
+        self.region = region
+        self.host = host
     }
 
     public var isEmpty: Bool { self == EventFilter() }
@@ -24,6 +31,14 @@ public struct EventFilter: Codable, Sendable, Equatable {
         if let pid, e.process?.pid != pid { return false }
         if let verdict, e.verdict != verdict { return false }
         if let type, e.type.rawValue != type { return false }
+        if let region {
+            guard let d = e.destination else { return false }
+            if d.region != region && d.country != region && !(d.jurisdictions ?? []).contains(region) { return false }
+        }
+        if let host {
+            guard let h = e.destination?.host else { return false }
+            if fnmatch(host.lowercased(), h.lowercased(), 0) != 0 { return false }
+        }
         if let cgroup {
             guard let c = e.process?.cgroup else { return false }
             let base = cgroup.count > 1 && cgroup.hasSuffix("/") ? String(cgroup.dropLast()) : cgroup

@@ -110,12 +110,27 @@ public enum KernelVerdict: String, Sendable {
     }
 }
 
+public enum KernelReason: Sendable {
+    case guarded, noProxy, noPolicy, policy, other
+
+    init(raw: UInt32) {
+        switch raw {
+        case UInt32(BG_REASON_GUARDED.rawValue): self = .guarded
+        case UInt32(BG_REASON_NO_PROXY.rawValue): self = .noProxy
+        case UInt32(BG_REASON_NO_POLICY.rawValue): self = .noPolicy
+        case UInt32(BG_REASON_POLICY.rawValue): self = .policy
+        default: self = .other
+        }
+    }
+}
+
 /// The kernel's reason for a verdict, in words for the audit log.
 public func kernelReasonText(_ raw: UInt32) -> String {
     switch raw {
     case UInt32(BG_REASON_GUARDED.rawValue): return "cgroup is guarded: relayed through the proxy"
     case UInt32(BG_REASON_NO_PROXY.rawValue): return "no proxy is configured for the guard: refused (fail closed)"
-    case UInt32(BG_REASON_NO_POLICY.rawValue): return "no policy entry for this cgroup: refused (fail closed)"
+    case UInt32(BG_REASON_NO_POLICY.rawValue): return "no compiled policy decides this connection: refused (fail closed)"
+    case UInt32(BG_REASON_POLICY.rawValue): return "decided by the cgroup's policy"
     default: return ""
     }
 }
@@ -128,6 +143,9 @@ public struct OriginalConnection: Sendable, Equatable {
     /// AF_INET or AF_INET6: the family of the tool's own socket.
     public var family: UInt16
     public var verdict: KernelVerdict
+    /// The compiled policy and region class the kernel used; the proxy finishes the decision with them.
+    public var policySlot: UInt32
+    public var regionClass: UInt32
 
     init(_ o: bg_orig) {
         identity = ConnectIdentity(o.id)
@@ -135,6 +153,8 @@ public struct OriginalConnection: Sendable, Equatable {
         port = o.dst.port
         family = o.dst.family
         verdict = KernelVerdict(raw: o.verdict)
+        policySlot = o.policy_slot
+        regionClass = o.region_class
     }
 }
 
@@ -151,7 +171,14 @@ public struct KernelConnectEvent: Sendable, Equatable {
     public var ppid: UInt32
     /// Empty when the process table did not know the process.
     public var exe: String
-    public var policyID: UInt32
+    public var policySlot: UInt32
+    public var regionClass: UInt32
+    public var tableSlot: UInt32
+    /// Index of the deciding rule in the compiled policy of ``policySlot``.
+    public var rule: UInt32
+    /// The enforce-mode verdict was deny; the policy audits, so it passed.
+    public var audited: Bool
+    public var reasonKind: KernelReason { KernelReason(raw: reason) }
 
     public init(_ e: bg_connect_event) {
         verdict = KernelVerdict(raw: e.verdict)
@@ -163,7 +190,11 @@ public struct KernelConnectEvent: Sendable, Equatable {
         family = e.dst.family
         ppid = e.ppid
         exe = cString(e.exe)
-        policyID = e.policy_id
+        policySlot = e.policy_slot
+        regionClass = e.region_class
+        tableSlot = e.table_slot
+        rule = e.rule
+        audited = e.flags & BG_ROW_AUDIT != 0
     }
 }
 

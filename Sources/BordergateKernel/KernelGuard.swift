@@ -19,9 +19,10 @@ public final class KernelGuard: @unchecked Sendable {
     /// The cgroup programs, in the order they are attached: the connect hooks last, so no connect
     /// is redirected before the hooks that complete a redirect are in place.
     static let cgroupPrograms = ["bg_sock_release", "bg_sockops", "bg_getpeername4", "bg_getpeername6",
-                                 "bg_connect4", "bg_connect6"]
+                                 "bg_sendmsg4", "bg_sendmsg6", "bg_connect4", "bg_connect6"]
     static let tracePrograms = ["bg_exec", "bg_fork", "bg_exit"]
-    static let pinnedMaps = ["config", "guarded", "sock_orig", "orig_by_tuple", "procs", "stats", "events"]
+    static let pinnedMaps = ["config", "guarded", "sock_orig", "orig_by_tuple", "procs", "stats", "events",
+                             "regions4_a", "regions4_b", "regions6_a", "regions6_b", "policy_rows", "udp_seen"]
 
     public let mode: Mode
     private let logger: Logger
@@ -38,6 +39,9 @@ public final class KernelGuard: @unchecked Sendable {
     public let processes: BPFMap<UInt32, bg_proc>
     public let stats: BPFPerCPUCounters
     let eventsFD: Int32
+    let regions4: [BPFMap<bg_lpm4_key, UInt32>]
+    let regions6: [BPFMap<bg_lpm6_key, UInt32>]
+    let policyRows: BPFMap<UInt32, bg_policy_row>
 
     /// Loads the embedded object. In pinned mode, existing pins are reused and upgraded in place.
     /// `locate` finds a cgroup's directory by id (nil when it is gone); a restart needs it to tell
@@ -93,6 +97,9 @@ public final class KernelGuard: @unchecked Sendable {
         processes = BPFMap(fd: mapFD("procs"), name: "procs")
         stats = BPFPerCPUCounters(fd: mapFD("stats"))
         eventsFD = mapFD("events")
+        regions4 = [BPFMap(fd: mapFD("regions4_a"), name: "regions4_a"), BPFMap(fd: mapFD("regions4_b"), name: "regions4_b")]
+        regions6 = [BPFMap(fd: mapFD("regions6_a"), name: "regions6_a"), BPFMap(fd: mapFD("regions6_b"), name: "regions6_b")]
+        policyRows = BPFMap(fd: mapFD("policy_rows"), name: "policy_rows")
 
         do {
             try attachTracepoints()
@@ -166,15 +173,11 @@ public final class KernelGuard: @unchecked Sendable {
         "\(root)/cgroups/\(cgroupID)"
     }
 
-    /// Guards a cgroup and all its descendants.
-    public func attach(cgroupDirectory: String, cgroupID: UInt64, verdict: KernelVerdict = .redirect,
-                       policyID: UInt32 = 0) throws {
-        var pol = bg_cgroup_policy()
-        pol.verdict = verdict == .redirect ? UInt32(BG_VERDICT_REDIRECT.rawValue)
-            : verdict == .pass ? UInt32(BG_VERDICT_PASS.rawValue) : UInt32(BG_VERDICT_DENY.rawValue)
-        pol.policy_id = policyID
+    /// Guards a cgroup and all its descendants with the policy compiled into `policySlot` against
+    /// the region tries of `tableSlot`.
+    public func attach(cgroupDirectory: String, cgroupID: UInt64, policySlot: UInt32, tableSlot: UInt32) throws {
         // The policy entry first: a hook that finds none refuses the connect (fail closed).
-        try guarded.update(cgroupID, pol)
+        try setCgroupPolicy(cgroupID: cgroupID, policySlot: policySlot, tableSlot: tableSlot)
 
         let fd = open(cgroupDirectory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else {
@@ -353,7 +356,7 @@ public final class KernelGuard: @unchecked Sendable {
     /// Points redirected connects at the proxy and exempts the proxy's own upstream sockets:
     /// those of process `tgid` that carry ``proxyMark``.
     public func setProxy(tgid: Int32, port: UInt16) throws {
-        var cfg = bg_config()
+        var cfg = config.lookup(0) ?? bg_config()
         cfg.proxy_tgid = UInt32(bitPattern: tgid)
         cfg.proxy_mark = Self.proxyMark
         cfg.proxy_port = port
@@ -393,6 +396,9 @@ public final class KernelGuard: @unchecked Sendable {
             "events_dropped": stats.value(at: UInt32(BG_STAT_EVENTS_DROPPED.rawValue)),
             "established_mapped": stats.value(at: UInt32(BG_STAT_ESTABLISHED_MAPPED.rawValue)),
             "loop_guard": stats.value(at: UInt32(BG_STAT_LOOP_GUARD.rawValue)),
+            "udp_checked": stats.value(at: UInt32(BG_STAT_UDP_CHECKED.rawValue)),
+            "udp_denied": stats.value(at: UInt32(BG_STAT_UDP_DENIED.rawValue)),
+            "audited": stats.value(at: UInt32(BG_STAT_AUDITED.rawValue)),
         ]
     }
 

@@ -14,6 +14,10 @@ public struct ProxiedConnection: Sendable {
     public var reason: String
     /// When the tool called connect().
     public var connectedAt: Date
+    public var rule: String?
+    /// nil: relay at once. Otherwise the verdict waits for the hostname: the proxy reads the
+    /// tool's first bytes (TLS SNI, HTTP Host), within a cap and a time limit, and asks.
+    public var decide: (@Sendable (_ host: String?) -> ProxyVerdict)?
 
     public init(connectionID: String, target: SocketAddress, process: AuditEvent.Process,
                 destination: AuditEvent.Destination, policy: String, reason: String, connectedAt: Date) {
@@ -24,6 +28,27 @@ public struct ProxiedConnection: Sendable {
         self.policy = policy
         self.reason = reason
         self.connectedAt = connectedAt
+    }
+}
+
+/// The proxy's verdict on a connection that waited for its hostname.
+public struct ProxyVerdict: Sendable {
+    public var relay: Bool
+    /// For the event: `redirect` (relayed), `deny` (refused here), `audit` (would be refused; relayed).
+    public var verdict: String
+    public var reason: String
+    public var policy: String
+    public var rule: String?
+    /// The destination with host and region filled in.
+    public var destination: AuditEvent.Destination
+
+    public init(relay: Bool, verdict: String, reason: String, policy: String, rule: String?, destination: AuditEvent.Destination) {
+        self.relay = relay
+        self.verdict = verdict
+        self.reason = reason
+        self.policy = policy
+        self.rule = rule
+        self.destination = destination
     }
 }
 

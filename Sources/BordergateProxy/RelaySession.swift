@@ -64,7 +64,7 @@ final class RelaySession: @unchecked Sendable {
         sink.publish(AuditEvent(
             type: .close, verdict: "redirect", process: connection.process,
             destination: connection.destination, protocol: "tcp", policy: connection.policy,
-            connection: connection.connectionID, bytes: .init(sent: s.sent, received: s.received),
+            rule: connection.rule, connection: connection.connectionID, bytes: .init(sent: s.sent, received: s.received),
             duration_ms: (ms * 1000).rounded() / 1000,
             end: s.end ?? "closed by \(s.firstClose ?? "client")", error: s.error))
     }
@@ -77,6 +77,8 @@ public final class ProxyCounters: Sendable {
         public var active: UInt64 = 0
         public var unmapped: UInt64 = 0
         public var upstreamFailures: UInt64 = 0
+        /// Refused by a hostname verdict.
+        public var refused: UInt64 = 0
         public var bytesSent: UInt64 = 0
         public var bytesReceived: UInt64 = 0
     }
@@ -97,6 +99,6 @@ public final class ProxyCounters: Sendable {
     public var dictionary: [String: UInt64] {
         let v = values
         return ["accepted": v.accepted, "active": v.active, "unmapped": v.unmapped,
-                "upstream_failures": v.upstreamFailures, "bytes_sent": v.bytesSent, "bytes_received": v.bytesReceived]
+                "upstream_failures": v.upstreamFailures, "refused": v.refused, "bytes_sent": v.bytesSent, "bytes_received": v.bytesReceived]
     }
 }

@@ -20,6 +20,8 @@ public final class TransparentProxy: Sendable {
         /// SO_MARK for upstream sockets, so the guard can tell the proxy's own dials (needs
         /// CAP_NET_ADMIN); nil sets none.
         public var upstreamMark: UInt32?
+        /// How long a verdict that needs the hostname waits for the tool's first bytes.
+        public var sniffTimeout: TimeAmount = .seconds(3)
 
         public init(port: Int, hosts: [String] = ["127.0.0.1", "::1"], connectTimeout: TimeAmount = .seconds(10),
                     backlog: Int32 = 4096, upstreamMark: UInt32? = nil) {
@@ -104,16 +106,58 @@ public final class TransparentProxy: Sendable {
             reset(channel)
             return
         }
-        counters.add(\.active, 1)
-        sink.publish(AuditEvent(
-            time: conn.connectedAt, type: .connect, verdict: "redirect", reason: conn.reason,
-            process: conn.process, destination: conn.destination, protocol: "tcp", policy: conn.policy,
-            connection: conn.connectionID))
-        let session = RelaySession(connection: conn, sink: sink, counters: counters)
-        // Holds what the tool sends (and its EOF or close) while the upstream is dialled: NIO
-        // delivers an early EOF's bytes even with autoRead off, and nothing else would keep them.
+        // Holds what the tool sends (and its EOF or close) while the verdict and the upstream dial
+        // are pending: NIO delivers an early EOF's bytes even with autoRead off, and nothing else
+        // would keep them.
         let held = InboundHold()
         try? channel.pipeline.syncOperations.addHandler(held)
+        guard let decide = conn.decide else {
+            relay(conn, verdict: "redirect", channel: channel, held: held)
+            return
+        }
+        // The verdict needs the hostname: read the first bytes, at most a head's worth and for a
+        // bounded time (a server-speaks-first protocol sends nothing: it gets no hostname).
+        let once = NIOLockedValueBox(false)
+        let finish: @Sendable (SniffedProtocol) -> Void = { [self] sniffed in
+            guard once.withLockedValue({ done in defer { done = true }; return !done }) else { return }
+            let host: String?
+            switch sniffed {
+            case .tls(let name): host = name
+            case .http(let h, _, _): host = h
+            default: host = nil
+            }
+            let v = decide(host)
+            var decided = conn
+            decided.destination = v.destination
+            decided.reason = v.reason
+            decided.policy = v.policy
+            decided.rule = v.rule
+            if v.relay {
+                relay(decided, verdict: v.verdict, channel: channel, held: held)
+            } else {
+                refuse(decided, reason: v.reason, sniffed: sniffed, channel: channel)
+            }
+        }
+        held.observe { bytes, ended in
+            let sniffed = ProtocolSniffer.sniff(bytes.readableBytesView)
+            if case .needMoreBytes = sniffed, !ended, bytes.readableBytes < ProtocolSniffer.maximumHeadBytes {
+                channel.read()
+                return
+            }
+            finish(sniffed)
+        }
+        channel.eventLoop.scheduleTask(in: configuration.sniffTimeout) { finish(.other) }
+        channel.read()
+    }
+
+    /// Dials the original destination and relays both ways.
+    private func relay(_ conn: ProxiedConnection, verdict: String, channel: Channel, held: InboundHold) {
+        counters.add(\.active, 1)
+        sink.publish(AuditEvent(
+            time: conn.connectedAt, type: .connect, verdict: verdict, reason: conn.reason,
+            process: conn.process, destination: conn.destination, protocol: "tcp", policy: conn.policy,
+            rule: conn.rule, connection: conn.connectionID))
+        let session = RelaySession(connection: conn, sink: sink, counters: counters)
 
         var bootstrap = ClientBootstrap(group: channel.eventLoop)
         if let mark = configuration.upstreamMark {
@@ -155,6 +199,38 @@ public final class TransparentProxy: Sendable {
             }
     }
 
+    /// Refuses in the protocol's own words: HTTP gets a 403 with the reason, TLS an alert, anything
+    /// else a reset.
+    private func refuse(_ conn: ProxiedConnection, reason: String, sniffed: SniffedProtocol, channel: Channel) {
+        counters.add(\.refused, 1)
+        sink.publish(AuditEvent(
+            time: conn.connectedAt, type: .connect, verdict: "deny", reason: reason,
+            process: conn.process, destination: conn.destination, protocol: Self.protocolName(sniffed),
+            policy: conn.policy, rule: conn.rule, connection: conn.connectionID))
+        let words: [UInt8]
+        switch sniffed {
+        case .http: words = ProtocolRefusal.httpForbidden(reason: reason)
+        case .tls: words = ProtocolRefusal.tlsAlert()
+        default:
+            reset(channel)
+            return
+        }
+        channel.writeAndFlush(ByteBuffer(bytes: words)).whenComplete { _ in
+            channel.close(mode: .output, promise: nil)
+            // let the tool read the answer; close for good soon after
+            channel.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
+        }
+        try? channel.syncOptions?.setOption(.autoRead, value: true)
+    }
+
+    static func protocolName(_ s: SniffedProtocol) -> String {
+        switch s {
+        case .tls: "tls"
+        case .http: "http"
+        default: "tcp"
+        }
+    }
+
     /// Closes with an RST (SO_LINGER 0), so the tool sees "connection reset" rather than EOF.
     private func reset(_ channel: Channel) {
         guard let provider = channel as? SocketOptionProvider else {
@@ -185,8 +261,8 @@ public struct ProxyError: Error, CustomStringConvertible, Sendable {
 
 /// Keeps inbound bytes, EOF and inactivity until ``release()``, then replays them in order to the
 /// handlers after it and steps aside.
-final class InboundHold: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = NIOAny
+final class InboundHold: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable { // used on its channel's loop only
+    typealias InboundIn = ByteBuffer
     private enum Held {
         case read(NIOAny)
         case readComplete
@@ -196,13 +272,39 @@ final class InboundHold: ChannelInboundHandler, RemovableChannelHandler {
 
     private var held: [Held] = []
     private var context: ChannelHandlerContext?
+    private var observer: ((ByteBuffer, Bool) -> Void)?
+    private var seen = ByteBuffer()
+    private var ended = false
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) { held.append(.read(data)) }
+    /// Calls `body` with everything held so far, and whether the tool has stopped sending, after
+    /// each read and at EOF, until ``release()``.
+    func observe(_ body: @escaping (ByteBuffer, Bool) -> Void) { observer = body }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        held.append(.read(data))
+        if let observer {
+            var b = unwrapInboundIn(data)
+            seen.writeBuffer(&b)
+            observer(seen, ended)
+        }
+    }
     func channelReadComplete(context: ChannelHandlerContext) { held.append(.readComplete) }
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) { held.append(.event(event)) }
-    func channelInactive(context: ChannelHandlerContext) { held.append(.inactive) }
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        held.append(.event(event))
+        if let e = event as? ChannelEvent, case .inputClosed = e { noteEnd() }
+    }
+    func channelInactive(context: ChannelHandlerContext) {
+        held.append(.inactive)
+        noteEnd()
+    }
+
+    private func noteEnd() {
+        guard !ended else { return }
+        ended = true
+        observer?(seen, true)
+    }
 
     /// Replays what was held to the handlers added since, and removes itself.
     func release() {
@@ -216,6 +318,8 @@ final class InboundHold: ChannelInboundHandler, RemovableChannelHandler {
             }
         }
         held.removeAll()
+        observer = nil
+        seen = ByteBuffer()
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 }

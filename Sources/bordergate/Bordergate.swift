@@ -2,6 +2,8 @@ import ArgumentParser
 import Bordergate
 import BordergateAudit
 import BordergateKernel
+import BordergatePolicy
+import BordergateRegions
 import Foundation
 import Logging
 
@@ -11,17 +13,20 @@ struct BordergateCommand: AsyncParsableCommand {
         commandName: "bordergate",
         abstract: "Keep the network traffic of tools inside the places it is allowed to go.",
         discussion: """
-            Every outbound TCP connection of the processes in a guarded cgroup is caught in the kernel, \
-            attributed to its process, relayed through Bordergate's proxy and recorded.
+            Every outbound connection of the processes in a guarded cgroup is caught in the kernel, \
+            attributed to its process, classified by the region of its destination, allowed or refused \
+            by a residency policy, relayed through Bordergate's proxy where needed, and recorded.
 
               bordergate exec -- curl http://198.51.100.10/     run one command under guard
-              bordergate daemon                                 run the interceptor for attach/events
-              bordergate attach /ci/runner                      guard an existing cgroup
+              bordergate daemon --config /etc/bordergate/config.yaml
+              bordergate attach /ci/runner --policy eu-only     guard an existing cgroup
               bordergate events -f                              watch connections live
+              bordergate regions lookup 198.51.100.7            which region, and which table says so
             """,
         version: bordergateVersion,
         subcommands: [DaemonCommand.self, ExecCommand.self, AttachCommand.self, DetachCommand.self,
-                      StatusCommand.self, EventsCommand.self]
+                      StatusCommand.self, EventsCommand.self, ReloadCommand.self, GrantCommand.self,
+                      PolicyCommand.self, RegionsCommand.self]
     )
 }
 
@@ -39,8 +44,12 @@ struct CommonOptions: ParsableArguments {
     @Option(help: ArgumentHelp("The proxy's port on 127.0.0.1 and ::1. Env: BORDERGATE_PROXY_PORT.", valueName: "port"))
     var proxyPort: Int?
 
+    @Option(help: ArgumentHelp("Config file (default /etc/bordergate/config.yaml if it exists, else the built-in policy). Env: BORDERGATE_CONFIG.", valueName: "file"))
+    var config: String?
+
     var settings: Settings {
-        Settings(stateDirectory: stateDir, pinRoot: pinRoot, controlSocket: controlSocket, proxyPort: proxyPort)
+        Settings(stateDirectory: stateDir, pinRoot: pinRoot, controlSocket: controlSocket, proxyPort: proxyPort,
+                 configPath: config)
     }
 }
 
@@ -90,6 +99,9 @@ struct ExecCommand: AsyncParsableCommand {
     @Flag(name: .shortAndLong, help: "Do not print the connection summary.")
     var quiet = false
 
+    @Option(help: "The policy for the command (default: the config's default policy).")
+    var policy: String?
+
     @Argument(parsing: .captureForPassthrough, help: "The command and its arguments (put -- before them).")
     var command: [String] = []
 
@@ -100,7 +112,7 @@ struct ExecCommand: AsyncParsableCommand {
 
     func run() async throws {
         let outcome = try await reportingErrors {
-            try await ExecRunner.run(.init(arguments: command, quiet: quiet), settings: common.settings,
+            try await ExecRunner.run(.init(arguments: command, quiet: quiet, policy: policy), settings: common.settings,
                                      logger: makeLogger(default: .warning))
         }
         outcome.passOn()
@@ -118,9 +130,12 @@ struct AttachCommand: AsyncParsableCommand {
     @Argument(help: "The cgroup to guard.")
     var cgroup: String
 
+    @Option(help: "The policy (default: the config's default policy). Attaching again changes it.")
+    var policy: String?
+
     func run() async throws {
         try await reportingErrors {
-            let r = try ControlClient(path: common.settings.controlSocket).call(ControlRequest(command: .attach, cgroup: cgroup))
+            let r = try ControlClient(path: common.settings.controlSocket).call(ControlRequest(command: .attach, cgroup: cgroup, policy: policy))
             guard r.ok else { throw ServiceError(r.error ?? "attach failed") }
             print(r.message ?? "attached")
         }
@@ -208,8 +223,17 @@ struct StatusCommand: AsyncParsableCommand {
             print("audit log   \(s.auditLog)")
             print("cgroup v2   \(s.cgroupRoot)")
             print("programs    \(s.programs.joined(separator: " "))")
+            if let c = s.config { print("config      \(c): policies \((s.policies ?? []).joined(separator: ", ")) (default \(s.defaultPolicy ?? "?"))") }
+            for (i, t) in (s.tables ?? []).enumerated() { print((i == 0 ? "tables      " : "            ") + t) }
+            if let k = s.kernelTables {
+                let mem = k.filter { $0.key.hasPrefix("regions") || $0.key == "policy_rows" }.values.reduce(0, +)
+                print("kernel maps \(k["ipv4_prefixes"] ?? 0) IPv4 + \(k["ipv6_prefixes"] ?? 0) IPv6 prefixes, \(k["kernel_classes"] ?? 0) verdict classes, \(String(format: "%.1f", Double(mem) / 1048576)) MiB (tries and policy rows)")
+            }
             print("guarded     \(s.guards.count) cgroup(s)")
-            for g in s.guards { print("  \(g.cgroup)  policy \(g.policy), \(g.processes) process(es), id \(g.cgroupID)") }
+            for g in s.guards {
+                print("  \(g.cgroup)  policy \(g.policy), \(g.processes) process(es), id \(g.cgroupID)")
+                for grant in g.grants ?? [] { print("    grant \(grant)") }
+            }
             print("kernel      " + s.kernel.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
             print("proxy       " + s.proxyCounters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
             print("audit       " + s.audit.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") + " live_readers=\(s.subscribers)")
@@ -239,11 +263,17 @@ struct EventsCommand: AsyncParsableCommand {
     @Option(help: "Only events of this cgroup and those below it.")
     var cgroup: String?
 
-    @Option(help: "Only events with this verdict (redirect, pass, deny).")
+    @Option(help: "Only events with this verdict (redirect, pass, deny, audit).")
     var verdict: String?
 
     @Option(help: "Only events of this type (connect, close, policy, daemon).")
     var type: String?
+
+    @Option(help: "Only events whose destination has this region, country or jurisdiction (aws:eu-west-1, DE, EU).")
+    var region: String?
+
+    @Option(help: ArgumentHelp("Only events whose destination hostname matches this glob.", valueName: "glob"))
+    var host: String?
 
     func validate() throws {
         guard ["compact", "json"].contains(output) else { throw ValidationError("-o takes compact or json") }
@@ -255,7 +285,7 @@ struct EventsCommand: AsyncParsableCommand {
     func run() async throws {
         try await reportingErrors {
             let filter = EventFilter(since: since.flatMap { EventFilter.parseSince($0) }, pid: pid, cgroup: cgroup,
-                                     verdict: verdict, type: type)
+                                     verdict: verdict, type: type, region: region, host: host)
             let settings = common.settings
             let client = ControlClient(path: settings.controlSocket)
             let decoder = AuditEvent.makeDecoder()
@@ -280,6 +310,214 @@ struct EventsCommand: AsyncParsableCommand {
                 }
                 if let e = try? decoder.decode(AuditEvent.self, from: line) { show(e, line) }
                 return true
+            }
+        }
+    }
+}
+
+struct ReloadCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reload",
+        abstract: "Re-read the config and region tables; on any error the daemon keeps what it had.",
+        discussion: "The same as sending SIGHUP to the daemon, but says what happened.")
+
+    @OptionGroup var common: CommonOptions
+
+    func run() async throws {
+        try await reportingErrors {
+            let r = try ControlClient(path: common.settings.controlSocket).call(ControlRequest(command: .reload))
+            guard r.ok else { throw ServiceError(r.error ?? "reload failed") }
+            print(r.message ?? "reloaded")
+        }
+    }
+}
+
+struct GrantCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "grant",
+        abstract: "Allow a guarded cgroup one more destination for a while (a just-in-time exception).",
+        discussion: """
+            --allow takes a country (US), a jurisdiction (EU), a cloud region (aws:us-east-1), a hostname \
+            or glob (*.github.com), or KIND=VALUE (region=onprem-1). The grant beats the policy's deny rules, \
+            ends on its own, and both ends are audit events. Grants end with the daemon.
+            """)
+
+    @OptionGroup var common: CommonOptions
+
+    @Option(help: "The guarded cgroup.")
+    var cgroup: String
+
+    @Option(help: "What to allow.")
+    var allow: String
+
+    @Option(name: .customLong("for"), help: ArgumentHelp("How long: 90s, 15m, 2h, 1d.", valueName: "duration"))
+    var duration: String
+
+    @Option(help: "Why (recorded in the audit log).")
+    var reason: String
+
+    func validate() throws {
+        guard Self.seconds(duration) != nil else {
+            throw ValidationError("--for takes a duration such as 90s, 15m, 2h or 1d, not '\(duration)'")
+        }
+        if reason.trimmingCharacters(in: .whitespaces).isEmpty { throw ValidationError("--reason must say why") }
+    }
+
+    static func seconds(_ text: String) -> Double? {
+        let now = Date()
+        guard !text.contains("-"), !text.contains("T"), let d = EventFilter.parseSince(text, now: now) else { return nil }
+        let s = now.timeIntervalSince(d)
+        return s > 0 ? s : nil
+    }
+
+    func run() async throws {
+        try await reportingErrors {
+            let user = ProcessInfo.processInfo.environment["SUDO_USER"] ?? String(cString: getpwuid(getuid())?.pointee.pw_name ?? strdup("?"))
+            let r = try ControlClient(path: common.settings.controlSocket).call(
+                ControlRequest(command: .grant, cgroup: cgroup, allow: allow, seconds: Self.seconds(duration), reason: reason, user: user))
+            guard r.ok else { throw ServiceError(r.error ?? "grant failed") }
+            print(r.message ?? "granted")
+        }
+    }
+}
+
+struct PolicyCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "policy", abstract: "Work with policy files.", subcommands: [Check.self])
+
+    struct Check: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "check",
+            abstract: "Validate a config file and the tables it names; errors name file:line:column.")
+
+        @OptionGroup var common: CommonOptions
+
+        @Argument(help: "The config file.")
+        var file: String
+
+        func run() async throws {
+            try await reportingErrors {
+                var settings = common.settings
+                settings.configPath = file
+                let cfg = try ResidencyConfig.load(settings: settings)
+                let c = cfg.config
+                print("\(file): ok")
+                for name in c.policyOrder {
+                    let p = c.policies[name]!
+                    print("  policy \(name)\(name == c.defaultPolicy ? " (default)" : ""): mode \(p.mode.rawValue), \(p.deny.count) deny and \(p.allow.count) allow rule(s), unknown regions \(p.unknown.rawValue), otherwise \(p.effectiveDefault.rawValue)")
+                    // A region no table has is legal (tables change) but worth a word.
+                    let known = Set(cfg.database.regionClasses)
+                    for r in p.allow + p.deny {
+                        if case .regions(let rs) = r.target {
+                            for region in rs where !known.contains(region) {
+                                print("  warning: \(r.origin): region \(region) is in no loaded table; the rule matches nothing yet")
+                            }
+                        }
+                    }
+                }
+                for (cg, p) in c.cgroups { print("  cgroup \(cg) -> \(p)") }
+                for t in cfg.tableNotes { print("  table \(t)") }
+            }
+        }
+    }
+}
+
+struct RegionsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "regions", abstract: "Region tables: look addresses up, compile tables.",
+        subcommands: [Lookup.self, Compile.self])
+
+    struct Lookup: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "lookup",
+            abstract: "Region, country and jurisdictions of addresses, and which table and prefix said so.")
+
+        @OptionGroup var common: CommonOptions
+
+        @Option(name: .shortAndLong, help: "Output: text or json.")
+        var output: String = "text"
+
+        @Flag(help: "Also print how long loading the tables took.")
+        var timing = false
+
+        @Argument(help: "IPv4 or IPv6 addresses.")
+        var addresses: [String]
+
+        func validate() throws {
+            guard ["text", "json"].contains(output) else { throw ValidationError("-o takes text or json") }
+            if addresses.isEmpty { throw ValidationError("give at least one address") }
+            for a in addresses where IPAddress(a) == nil { throw ValidationError("'\(a)' is not an IPv4 or IPv6 address") }
+        }
+
+        func run() async throws {
+            try await reportingErrors {
+                let started = Date()
+                let cfg = try ResidencyConfig.load(settings: common.settings)
+                if timing {
+                    FileHandle.standardError.write(Data("loaded \(cfg.database.tables.count) table(s) in \(String(format: "%.0f", Date().timeIntervalSince(started) * 1000)) ms\n".utf8))
+                }
+                for a in addresses {
+                    let answer = cfg.database.lookup(IPAddress(a)!)
+                    if output == "json" {
+                        var obj: [String: Any] = ["ip": a]
+                        if let answer {
+                            obj["region"] = answer.region
+                            obj["country"] = answer.country as Any? ?? NSNull()
+                            obj["jurisdictions"] = answer.jurisdictions
+                            obj["table"] = answer.table
+                            obj["prefix"] = answer.prefix.description
+                        } else {
+                            obj["region"] = NSNull()
+                        }
+                        let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])
+                        print(String(decoding: data, as: UTF8.self))
+                    } else if let answer {
+                        print("\(a)  region \(answer.region)  country \(answer.country ?? "-")  jurisdictions \(answer.jurisdictions.isEmpty ? "-" : answer.jurisdictions.joined(separator: ","))  table \(answer.table)  prefix \(answer.prefix)")
+                    } else {
+                        print("\(a)  unknown: no loaded table has it")
+                    }
+                }
+            }
+        }
+    }
+
+    struct Compile: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "compile",
+            abstract: "Read region tables in any supported format and write Bordergate's compiled table.",
+            discussion: "Each INPUT is PATH, PATH:FORMAT or PATH:FORMAT:NAME. Formats: \(RegionTableFormat.allCases.map(\.rawValue).joined(separator: ", ")). Earlier inputs win on equal prefixes.")
+
+        @Option(help: "Where to write the compiled table.")
+        var out: String
+
+        @Argument(help: "Input tables.")
+        var inputs: [String]
+
+        func run() async throws {
+            try await reportingErrors {
+                var tables: [RegionTable] = []
+                for input in inputs {
+                    let parts = input.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false).map(String.init)
+                    var format: RegionTableFormat?
+                    if parts.count > 1 {
+                        guard let f = RegionTableFormat(rawValue: parts[1]) else {
+                            throw ServiceError("\(input): unknown format '\(parts[1])'; expected one of \(RegionTableFormat.allCases.map(\.rawValue).joined(separator: ", "))")
+                        }
+                        format = f
+                    }
+                    let read = try RegionTableReader.read(path: parts[0], format: format, name: parts.count > 2 ? parts[2] : nil)
+                    for t in read { print("\(t.name): \(t.entries.count) prefixes from \(parts[0])") }
+                    tables += read
+                }
+                let bytes = CompiledRegionTables.encode(tables)
+                let dir = (out as NSString).deletingLastPathComponent
+                if !dir.isEmpty { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+                let tmp = out + ".new"
+                guard FileManager.default.createFile(atPath: tmp, contents: Data(bytes)) else {
+                    throw ServiceError("cannot write \(tmp): \(String(cString: strerror(errno)))")
+                }
+                guard rename(tmp, out) == 0 else { throw ServiceError("cannot replace \(out): \(String(cString: strerror(errno)))") }
+                print("wrote \(out) (\(bytes.count) bytes)")
             }
         }
     }

@@ -186,7 +186,11 @@ final class DaemonFixture: @unchecked Sendable {
     private(set) var pid: pid_t?
     let logPath: String
 
-    init(_ name: String, port: Int) {
+    /// The built-in policy, written out, so a config in /etc on the test machine cannot leak in.
+    static let builtInConfig = "policies:\n  default:\n    inspect: all\n    unknown: allow\n"
+
+    /// `files` are written into the state directory first (a config, region tables).
+    init(_ name: String, port: Int, config: String = DaemonFixture.builtInConfig, files: [String: String] = [:]) {
         self.name = name
         stateDir = "/tmp/bge2e-\(name)-\(getpid())"
         pinRoot = "/sys/fs/bpf/bge2e_\(name)_\(getpid())"
@@ -195,11 +199,15 @@ final class DaemonFixture: @unchecked Sendable {
         logPath = stateDir + "/daemon.log"
         try? FileManager.default.removeItem(atPath: stateDir)
         try? FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true)
+        try? config.write(toFile: stateDir + "/config.yaml", atomically: true, encoding: .utf8)
+        for (name, text) in files { try? text.write(toFile: stateDir + "/" + name, atomically: true, encoding: .utf8) }
     }
+
+    var configPath: String { stateDir + "/config.yaml" }
 
     var environment: [String: String] {
         ["BORDERGATE_STATE_DIR": stateDir, "BORDERGATE_PIN_ROOT": pinRoot, "BORDERGATE_CONTROL_SOCKET": socket,
-         "BORDERGATE_PROXY_PORT": String(port)]
+         "BORDERGATE_PROXY_PORT": String(port), "BORDERGATE_CONFIG": configPath]
     }
 
     var auditLog: String { stateDir + "/audit/events.jsonl" }

@@ -17,6 +17,12 @@
 #define BG_EXE_LEN 256
 #define BG_MAX_CGROUP_DEPTH 32
 
+/* Residency: the region tables are compiled into LPM tries whose values are region classes; each
+ * compiled policy is a row of verdicts per class. Class 0 means "no table knows this address". */
+#define BG_MAX_CLASSES 2048
+#define BG_MAX_POLICY_SLOTS 128
+#define BG_CLASS_UNKNOWN 0
+
 /* Kernel verdicts for one connect(). */
 enum bg_verdict {
     BG_VERDICT_NONE = 0,
@@ -31,6 +37,7 @@ enum bg_reason {
     BG_REASON_GUARDED = 1,         /* the cgroup is guarded: inspect in the proxy */
     BG_REASON_NO_PROXY = 2,        /* no proxy was ever configured: fail closed */
     BG_REASON_NO_POLICY = 3,       /* guarded programs ran but no policy entry matched: fail closed */
+    BG_REASON_POLICY = 4,          /* the cgroup's compiled policy decided (rule in the event) */
 };
 
 enum bg_event_kind {
@@ -46,7 +53,10 @@ enum bg_stat {
     BG_STAT_EVENTS_DROPPED = 4,  /* ring buffer full */
     BG_STAT_ESTABLISHED_MAPPED = 5,
     BG_STAT_LOOP_GUARD = 6,      /* the proxy's own connects, left alone */
-    BG_STAT_MAX = 7,
+    BG_STAT_UDP_CHECKED = 7,     /* UDP connects and unconnected sends that met a policy */
+    BG_STAT_UDP_DENIED = 8,
+    BG_STAT_AUDITED = 9,         /* would have been refused; the policy is in audit mode */
+    BG_STAT_MAX = 10,
 };
 
 /* Policy flags in bg_config.flags. */
@@ -61,15 +71,43 @@ struct bg_config {
     __u32 proxy_mark;   /* ... on sockets with this SO_MARK are never redirected. Both must match:
                            a killed daemon's pid may be reused by a guarded process, and setting
                            a mark needs CAP_NET_ADMIN. */
+    __u64 table_fingerprint[2]; /* host bookkeeping, pinned with the maps: what each trie pair holds,
+                                   so a restart with the same tables loads nothing */
 };
 
 /* The SO_MARK the proxy puts on its upstream sockets unless configured otherwise. */
 #define BG_DEFAULT_PROXY_MARK 0x42470001u
 
-/* Value of the `guarded` map, keyed by cgroup id (__u64). Descendants inherit the deepest entry. */
+/* Value of the `guarded` map, keyed by cgroup id (__u64). Descendants inherit the deepest entry.
+ * Both slots change in one map update, so a cgroup never sees a policy compiled against other
+ * region classes than the tries it looks up. */
 struct bg_cgroup_policy {
-    __u32 verdict;      /* enum bg_verdict applied to TCP connects from this cgroup */
-    __u32 policy_id;    /* index of the policy the host compiled for this cgroup; 0 = default */
+    __u32 policy_slot;  /* row of `policy_rows` compiled for this cgroup (< BG_MAX_POLICY_SLOTS) */
+    __u32 table_slot;   /* which pair of region tries (0 = *_a, 1 = *_b) the rows were compiled for */
+};
+
+/* Row flags. */
+#define BG_ROW_AUDIT 1u  /* enforce mode would refuse; the policy is in audit mode, so it passes */
+#define BG_ROW_QUIET 2u  /* no event (loopback traffic the policy allows) */
+
+/* Value of `policy_rows`, indexed by policy_slot * BG_MAX_CLASSES + region class. */
+struct bg_policy_row {
+    __u8 tcp;           /* enum bg_verdict for TCP connects */
+    __u8 udp;           /* enum bg_verdict for UDP (never REDIRECT: the proxy relays TCP only) */
+    __u8 tcp_flags;     /* BG_ROW_* */
+    __u8 udp_flags;
+    __u32 rule;         /* index of the deciding rule in the host's compiled policy */
+};
+
+/* Keys of the LPM tries `regions4_*` and `regions6_*` (prefix length in bits, address in network order). */
+struct bg_lpm4_key {
+    __u32 prefixlen;
+    __u8 addr[4];
+};
+
+struct bg_lpm6_key {
+    __u32 prefixlen;
+    __u8 addr[16];
 };
 
 struct bg_endpoint {
@@ -97,6 +135,10 @@ struct bg_orig {
     struct bg_endpoint dst;     /* the destination the tool asked for */
     __u32 verdict;
     __u32 reason;
+    __u32 policy_slot;          /* the proxy finishes the decision with the same compiled policy */
+    __u32 region_class;
+    __u32 rule;
+    __u32 flags;                /* BG_ROW_* of the verdict */
 };
 
 /* Key of `orig_by_tuple`: the client's local address and port of a redirected connection. */
@@ -125,7 +167,11 @@ struct bg_connect_event {
     struct bg_identity id;
     struct bg_endpoint dst;
     __u32 ppid;         /* 0 when the process table did not know the process */
-    __u32 policy_id;
+    __u32 policy_slot;
+    __u32 region_class;
+    __u32 rule;
+    __u32 flags;        /* BG_ROW_* */
+    __u32 table_slot;
     char exe[BG_EXE_LEN];
 };
 

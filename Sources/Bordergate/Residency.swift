@@ -1,0 +1,501 @@
+import BordergateAudit
+import BordergateKernel
+import BordergatePolicy
+import BordergateProxy
+import BordergateRegions
+import Foundation
+import Logging
+
+/// The configuration in force: the parsed file, its region tables, and what the kernel holds of
+/// them. Built whole or not at all, so a broken file or table never replaces a good one.
+public struct ResidencyConfig: Sendable {
+    public let config: BordergateConfig
+    public let database: RegionDatabase
+    /// One line per table: name, source, prefix counts.
+    public let tableNotes: [String]
+
+    /// Reads the config (the built-in policy when there is no file) and every table it names.
+    public static func load(settings: Settings) throws -> ResidencyConfig {
+        let config: BordergateConfig
+        if let path = settings.configPath {
+            config = try ConfigParser.load(path: path)
+        } else if FileManager.default.fileExists(atPath: Settings.defaultConfigPath) {
+            config = try ConfigParser.load(path: Settings.defaultConfigPath)
+        } else {
+            config = .builtIn
+        }
+        var tables: [RegionTable] = [SpecialRanges.table]
+        if let sources = config.tables {
+            for src in sources {
+                do {
+                    tables += try RegionTableReader.read(path: src.path, format: src.format, name: src.name)
+                } catch {
+                    throw ServiceError("\(error) (table listed at \(src.origin))")
+                }
+            }
+        } else if FileManager.default.fileExists(atPath: settings.defaultTablesPath) {
+            tables += try RegionTableReader.read(path: settings.defaultTablesPath, format: .compiled)
+        }
+        let database = RegionDatabase(tables: tables, catalog: config.catalog())
+        let notes = database.tables.map { "\($0.name) (\($0.source)): \($0.ipv4Count) IPv4 and \($0.ipv6Count) IPv6 prefixes" }
+        return ResidencyConfig(config: config, database: database, tableNotes: notes)
+    }
+
+    public func policy(_ name: String) -> Policy? { config.policies[name] }
+
+    /// Region facts of an address.
+    public func facts(ip: String, host: DestinationFacts.Host) -> (DestinationFacts, RegionAnswer?) {
+        let answer = IPAddress(ip).flatMap { database.lookup($0) }
+        return (DestinationFacts(address: ip, answer: answer, host: host), answer)
+    }
+}
+
+/// Keeps the kernel's compiled policies in step with the configuration, the guarded cgroups and
+/// their grants. All changes go through here, under one lock.
+public final class Residency: @unchecked Sendable {
+    /// A cgroup's policy and its live grants.
+    struct Assignment: Codable {
+        var cgroup: String
+        var policy: String
+        var grants: [Grant] = []
+    }
+
+    /// What one policy slot holds.
+    struct Slot {
+        var key: String
+        var policy: Policy
+        var tableSlot: Int
+    }
+
+    private let lock = NSLock()
+    private let kernel: KernelGuard
+    private let settings: Settings
+    private let logger: Logger
+    private let hub: AuditHub
+    private(set) var current: ResidencyConfig
+    private var tableSlot = 0
+    private var slots: [Int: Slot] = [:]
+    /// Policies of slots since reused stay readable for events already in flight.
+    private var retired: [Int: Slot] = [:]
+    private var assignments: [UInt64: Assignment] = [:]
+    private var grantCounter = 0
+    /// What the kernel holds: prefixes and kernel classes.
+    private var installed = (ipv4: 0, ipv6: 0, classes: 0)
+
+    public init(kernel: KernelGuard, settings: Settings, hub: AuditHub, logger: Logger, initial: ResidencyConfig) {
+        self.kernel = kernel
+        self.settings = settings
+        self.hub = hub
+        self.logger = logger
+        self.current = initial
+    }
+
+    public var config: ResidencyConfig { lock.withLock { current } }
+
+    // MARK: Start and reload
+
+    /// Loads the tables into the kernel (unless the pinned ones already match) and compiles a
+    /// policy for every cgroup guarded from the pins, using the policy names saved with them.
+    public func start(pinned: [UInt64: (policySlot: Int, tableSlot: Int)], name: (UInt64) -> String) throws {
+        try lock.withLock {
+            let saved = Self.readAssignments(path: settings.attachmentsPath)
+            for (id, _) in pinned {
+                var a = saved[id] ?? Assignment(cgroup: name(id), policy: current.config.defaultPolicy)
+                a.grants = [] // grants end with the daemon that gave them (fail closed)
+                if current.config.policies[a.policy] == nil {
+                    logger.warning("cgroup \(a.cgroup) had policy \(a.policy), which the config no longer defines; using \(current.config.defaultPolicy)")
+                    a.policy = current.config.defaultPolicy
+                }
+                assignments[id] = a
+            }
+            let inUse = Set(pinned.values.map(\.policySlot))
+            let tablesInUse = Set(pinned.values.map(\.tableSlot))
+            try install(current, reservedPolicySlots: inUse, tableSlotsInUse: tablesInUse)
+            saveAssignments()
+        }
+    }
+
+    /// Re-reads config and tables. On any error the configuration in force stays, and the error
+    /// is both thrown and recorded.
+    @discardableResult
+    public func reload(trigger: String) throws -> String {
+        let fresh: ResidencyConfig
+        do {
+            fresh = try ResidencyConfig.load(settings: settings)
+            try lock.withLock {
+                for (_, a) in assignments where fresh.config.policies[a.policy] == nil {
+                    throw ServiceError("\(fresh.config.path): policy \(a.policy) is gone, but \(a.cgroup) is guarded with it; define it again or 'bordergate attach \(a.cgroup) --policy NAME' first")
+                }
+                let before = Set(slots.keys)
+                try install(fresh, reservedPolicySlots: before, tableSlotsInUse: [tableSlot])
+            }
+        } catch {
+            let message = "reload (\(trigger)) failed; keeping the configuration in force: \(error)"
+            hub.publish(AuditEvent(type: .policy, verdict: "error", reason: message, message: message))
+            logger.error("\(message)")
+            throw ServiceError(message)
+        }
+        let summary = "reloaded \(fresh.config.path) (\(trigger)): \(fresh.config.policyOrder.count) policies; tables: \(fresh.tableNotes.joined(separator: "; "))"
+        hub.publish(AuditEvent(type: .policy, message: summary))
+        return summary
+    }
+
+    /// Puts a configuration into the kernel. Every policy of the config, and every policy with
+    /// grants in force, is compiled over the region classes; classes that get the same verdicts
+    /// under all of them become one kernel class (class 0: the same as "no table knows it", left
+    /// out of the tries). The tries go into a free pair when they changed, the compiled rows into
+    /// free slots; then every guarded cgroup moves over in one map update each, and the old slots
+    /// and tries are freed. Called with the lock held.
+    private func install(_ cfg: ResidencyConfig, reservedPolicySlots: Set<Int>, tableSlotsInUse: Set<Int>) throws {
+        var variants: [(key: String, policy: Policy)] = []
+        var seen = Set<String>()
+        for name in cfg.config.policyOrder {
+            let key = Self.slotKey(name, [])
+            if seen.insert(key).inserted { variants.append((key, cfg.config.policies[name]!)) }
+        }
+        for a in assignments.values where !a.grants.isEmpty {
+            let key = Self.slotKey(a.policy, a.grants)
+            if seen.insert(key).inserted {
+                variants.append((key, try Self.effectivePolicy(cfg.config.policies[a.policy]!, grants: a.grants,
+                                                               catalog: cfg.database.catalog)))
+            }
+        }
+        let regionClasses = cfg.database.regionClasses
+        let compiled = variants.map { $0.policy.compile(classes: regionClasses, catalog: cfg.database.catalog) }
+
+        // The partition: a class's verdicts under every variant (rules are only for the events,
+        // which name them from user space).
+        func signature(_ c: Int) -> [UInt8] {
+            compiled.flatMap { rows -> [UInt8] in
+                let r = rows[c]
+                return [Self.code(r.tcp), Self.code(r.udp), (r.tcpAudited ? 1 : 0) | (r.udpAudited ? 2 : 0) | (r.quiet ? 4 : 0)]
+            }
+        }
+        var kernelClassOf = [UInt32](repeating: 0, count: regionClasses.count)
+        var representatives = [0]
+        var bySignature: [[UInt8]: UInt32] = [signature(0): 0]
+        for c in 1..<max(regionClasses.count, 1) {
+            let sig = signature(c)
+            if let k = bySignature[sig] {
+                kernelClassOf[c] = k
+            } else {
+                let k = UInt32(representatives.count)
+                bySignature[sig] = k
+                representatives.append(c)
+                kernelClassOf[c] = k
+            }
+        }
+        guard representatives.count <= KernelGuard.maxRegionClasses else {
+            throw ServiceError("the policies tell \(representatives.count) kinds of destination apart; the kernel holds at most \(KernelGuard.maxRegionClasses); simplify the policies or load fewer tables")
+        }
+        let image = cfg.database.kernelImage(classMap: kernelClassOf, classNames: representatives.map { regionClasses[$0] })
+
+        let fingerprints = kernel.tableFingerprints()
+        var target: Int
+        if let same = fingerprints.firstIndex(of: image.fingerprint) {
+            target = same
+        } else {
+            target = tableSlotsInUse.contains(0) ? 1 : 0
+            if tableSlotsInUse.count == 2 { target = 0 } // a reload cut short: rebuild in place
+            let started = Date()
+            try kernel.loadRegions(slot: target, fingerprint: image.fingerprint, ipv4: image.ipv4, ipv6: image.ipv6)
+            logger.info("kernel region tries: \(image.ipv4.count) IPv4 and \(image.ipv6.count) IPv6 prefixes, \(representatives.count) classes, loaded in \(String(format: "%.2f", Date().timeIntervalSince(started))) s")
+        }
+
+        var free = (0..<KernelGuard.maxPolicySlots).filter { !reservedPolicySlots.contains($0) }
+        guard free.count >= variants.count else {
+            throw ServiceError("\(variants.count) policies and grant variants are in use; the kernel has room for \(free.count) more; end some grants or define fewer policies")
+        }
+        var newSlots: [Int: Slot] = [:]
+        for (v, variant) in variants.enumerated() {
+            let slot = free.removeFirst()
+            let rows = representatives.map { Self.kernelRow(compiled[v][$0]) }
+            try kernel.writePolicy(slot: slot, rows: rows, fallback: Self.kernelRow(variant.policy.failClosedRow))
+            newSlots[slot] = Slot(key: variant.key, policy: variant.policy, tableSlot: target)
+        }
+        let slotOfKey = Dictionary(uniqueKeysWithValues: newSlots.map { ($0.value.key, $0.key) })
+        for (id, a) in assignments {
+            guard let slot = slotOfKey[Self.slotKey(a.policy, a.grants)] else { continue }
+            try kernel.setCgroupPolicy(cgroupID: id, policySlot: UInt32(slot), tableSlot: UInt32(target))
+        }
+        for (s, old) in slots { retired[s] = old }
+        slots = newSlots
+        if kernel.tableFingerprints()[1 - target] != 0 || tableSlotsInUse.contains(1 - target) {
+            kernel.clearRegions(slot: 1 - target)
+        }
+        tableSlot = target
+        current = cfg
+        installed = (image.ipv4.count, image.ipv6.count, representatives.count)
+    }
+
+    static func code(_ v: CompiledRow.Verdict) -> UInt8 {
+        switch v {
+        case .redirect: 1
+        case .pass: 2
+        case .deny: 3
+        }
+    }
+
+    /// Recompiles everything for the configuration in force (grants changed). Lock held.
+    private func reinstall() throws {
+        try install(current, reservedPolicySlots: Set(slots.keys), tableSlotsInUse: [tableSlot])
+    }
+
+    static func slotKey(_ policy: String, _ grants: [Grant]) -> String {
+        ([policy] + grants.map(\.id)).joined(separator: "\u{1}")
+    }
+
+    static func effectivePolicy(_ base: Policy, grants: [Grant], catalog: RegionCatalog) throws -> Policy {
+        var p = base
+        for g in grants {
+            var r = Rule(target: try grantTarget(g.allow, catalog: catalog), grant: g)
+            r.origin = "grant \(g.id)"
+            p.allow.insert(r, at: 0)
+        }
+        return p
+    }
+
+    /// What `--allow` names: a group, a country, a cloud region, or a hostname.
+    static func grantTarget(_ text: String, catalog: RegionCatalog = .builtIn) throws -> Rule.Target {
+        if let kind = text.firstIndex(of: "="), ["region", "country", "jurisdiction", "host"].contains(String(text[..<kind])) {
+            let value = String(text[text.index(after: kind)...])
+            switch text[..<kind] {
+            case "region": return .regions([value])
+            case "country": return .countries([value.uppercased()])
+            case "jurisdiction": return .jurisdictions([value])
+            default:
+                guard let g = HostnameGlob(value) else { throw ServiceError("'\(value)' is not a hostname pattern") }
+                return .hosts([g])
+            }
+        }
+        if catalog.groups[text] != nil { return .jurisdictions([text]) }
+        if text.count == 2, catalog.isKnownCountry(text.uppercased()) { return .countries([text.uppercased()]) }
+        if text.contains(":") { return .regions([text]) }
+        if text.contains("."), let g = HostnameGlob(text) { return .hosts([g]) }
+        throw ServiceError("'\(text)' is not a known country, jurisdiction, cloud region (provider:region) or hostname; write region=NAME for a region of your own tables")
+    }
+
+    static func kernelRow(_ r: CompiledRow) -> KernelGuard.PolicyRow {
+        func v(_ x: CompiledRow.Verdict) -> KernelVerdict {
+            switch x {
+            case .redirect: .redirect
+            case .pass: .pass
+            case .deny: .deny
+            }
+        }
+        return KernelGuard.PolicyRow(tcp: v(r.tcp), udp: v(r.udp), tcpAudited: r.tcpAudited, udpAudited: r.udpAudited,
+                                     quiet: r.quiet, rule: UInt32(r.rule))
+    }
+
+    // MARK: Cgroups
+
+    /// The slot for a new guard: the named policy (default when nil), compiled at install.
+    public func prepareAttach(cgroupID: UInt64, cgroup: String, policy name: String?) throws -> (policySlot: UInt32, tableSlot: UInt32, policy: String) {
+        try lock.withLock {
+            let policyName = name ?? current.config.defaultPolicy
+            guard current.config.policies[policyName] != nil else {
+                throw ServiceError("no policy named '\(policyName)' in \(current.config.path); defined: \(current.config.policyOrder.joined(separator: ", "))")
+            }
+            let previous = assignments[cgroupID]
+            assignments[cgroupID] = Assignment(cgroup: cgroup, policy: policyName, grants: [])
+            if let previous, !previous.grants.isEmpty { try? reinstall() } // its grant variant goes
+            guard let slot = slots.first(where: { $0.value.key == Self.slotKey(policyName, []) })?.key else {
+                assignments[cgroupID] = previous
+                throw ServiceError("policy \(policyName) is not compiled into the kernel; run 'bordergate reload'")
+            }
+            saveAssignments()
+            return (UInt32(slot), UInt32(tableSlot), policyName)
+        }
+    }
+
+    public func forget(cgroupID: UInt64) {
+        lock.withLock {
+            if let a = assignments.removeValue(forKey: cgroupID) {
+                if !a.grants.isEmpty { try? reinstall() }
+                saveAssignments()
+            }
+        }
+    }
+
+    public func policyName(cgroupID: UInt64) -> String? {
+        lock.withLock { assignments[cgroupID]?.policy }
+    }
+
+    public func grants(cgroupID: UInt64) -> [Grant] {
+        lock.withLock { assignments[cgroupID]?.grants ?? [] }
+    }
+
+    // MARK: Grants
+
+    /// Adds a just-in-time exception to a guarded cgroup; it expires on its own.
+    public func grant(cgroupID: UInt64, allow: String, duration: TimeInterval, reason: String, by: String?) throws -> Grant {
+        let g: Grant = try lock.withLock {
+            guard var a = assignments[cgroupID] else {
+                throw ServiceError("that cgroup is not guarded; grants apply to guarded cgroups (see 'bordergate status')")
+            }
+            _ = try Self.grantTarget(allow, catalog: current.database.catalog)
+            grantCounter += 1
+            let g = Grant(id: "g\(grantCounter)-\(String(UInt32.random(in: 0...UInt32.max) % 0xffff, radix: 16))",
+                          allow: allow, reason: reason, expires: Date().timeIntervalSince1970 + duration, grantedBy: by)
+            let before = a
+            a.grants.append(g)
+            assignments[cgroupID] = a
+            do {
+                try reinstall()
+            } catch {
+                assignments[cgroupID] = before
+                throw error
+            }
+            return g
+        }
+        let a = lock.withLock { assignments[cgroupID] }
+        hub.publish(AuditEvent(type: .policy, verdict: "grant", reason: reason, policy: a?.policy,
+                               message: "grant \(g.id) on \(a?.cgroup ?? "?"): allow \(allow) until \(AuditTime.format(Date(timeIntervalSince1970: g.expires)))\(by.map { " (by \($0))" } ?? ""): \(reason)"))
+        return g
+    }
+
+    /// Ends grants whose time is up. Called every second.
+    public func expireGrants(now: Date = Date()) {
+        var ended: [(Assignment, Grant)] = []
+        lock.withLock {
+            let before = assignments
+            for (id, a) in assignments {
+                let over = a.grants.filter { $0.expires <= now.timeIntervalSince1970 }
+                guard !over.isEmpty else { continue }
+                assignments[id]!.grants.removeAll { $0.expires <= now.timeIntervalSince1970 }
+                ended += over.map { (a, $0) }
+            }
+            guard !ended.isEmpty else { return }
+            do {
+                try reinstall()
+            } catch {
+                // The grant stays in force only as long as the kernel cannot be told; say so loudly.
+                assignments = before
+                ended = []
+                logger.error("cannot end grants: \(error); retrying in a second")
+            }
+        }
+        for (a, g) in ended {
+            hub.publish(AuditEvent(type: .policy, verdict: "grant-expired", reason: g.reason, policy: a.policy,
+                                   message: "grant \(g.id) on \(a.cgroup) expired: allow \(g.allow) is no longer in force"))
+        }
+    }
+
+
+    // MARK: Explaining verdicts
+
+    /// The policy compiled into a slot (also one freed recently), for events.
+    public func policy(slot: UInt32) -> Policy? {
+        lock.withLock { slots[Int(slot)]?.policy ?? retired[Int(slot)]?.policy }
+    }
+
+    public struct Explanation {
+        public var destination: AuditEvent.Destination
+        public var policy: String
+        public var rule: String
+        public var reason: String
+    }
+
+    /// Region, policy, rule and reason of a verdict, in words. `knowsHost`/`process` say what the
+    /// decider knew: the kernel knows neither.
+    public func explain(ip: String, port: Int, slot: UInt32, udp: Bool, host: DestinationFacts.Host,
+                        process: ProcessFacts, verdict: String) -> Explanation {
+        let cfg = config
+        var (facts, _) = cfg.facts(ip: ip, host: host)
+        if udp { facts.host = .none }
+        let dest = AuditEvent.Destination(ip: ip, port: port, host: { if case .name(let h) = host { return h }; return nil }(),
+                                          region: facts.region,
+                                          country: facts.country, jurisdictions: facts.jurisdictions.isEmpty ? nil : facts.jurisdictions)
+        guard let policy = policy(slot: slot) else {
+            return Explanation(destination: dest, policy: "?", rule: "?", reason: "policy slot \(slot) is unknown to this daemon (set by an earlier one)")
+        }
+        switch policy.evaluate(facts, process: process) {
+        case .decided(let action, let rule):
+            var reason = policy.reason(action, rule: rule, dest: facts)
+            if verdict == "audit" { reason = "audit mode, would be refused: " + reason }
+            else if action == .allow && verdict == "deny" { reason = "refused although " + reason }
+            return Explanation(destination: dest, policy: policy.name, rule: policy.ruleLabel(rule), reason: reason)
+        case .undecided(let rule):
+            let why = udp ? "UDP carries no hostname and the proxy relays TCP only: refused (fail closed)"
+                          : "needs the hostname or the process: relayed through the proxy to decide"
+            return Explanation(destination: dest, policy: policy.name, rule: policy.ruleLabel(rule),
+                               reason: "\(facts.description): \(policy.ruleLabel(rule)) of policy \(policy.name) \(why)")
+        }
+    }
+
+    // MARK: The proxy's share
+
+    /// Whether a redirected connection still needs a verdict from the proxy (the hostname decides,
+    /// or the policy refuses it and the proxy must say so in the protocol's words).
+    public func needsVerdict(slot: UInt32, ip: String, process: ProcessFacts) -> Bool {
+        guard let policy = policy(slot: slot) else { return true }
+        let (facts, _) = config.facts(ip: ip, host: .unknown)
+        if case .decided(.allow, _) = policy.evaluate(facts, process: process) { return false }
+        return true
+    }
+
+    /// The verdict once the hostname is known (nil: the tool sent none the proxy could read).
+    /// What cannot be decided is refused.
+    public func proxyVerdict(ip: String, port: Int, slot: UInt32, host: String?, process: ProcessFacts) -> ProxyVerdict {
+        let hostFact: DestinationFacts.Host = host.map { .name($0) } ?? .none
+        let (facts, _) = config.facts(ip: ip, host: hostFact)
+        let x = explain(ip: ip, port: port, slot: slot, udp: false, host: hostFact, process: process, verdict: "redirect")
+        guard let policy = policy(slot: slot) else {
+            return ProxyVerdict(relay: false, verdict: "deny", reason: x.reason + ": refused (fail closed)", policy: x.policy,
+                                rule: x.rule, destination: x.destination)
+        }
+        switch policy.evaluate(facts, process: process) {
+        case .decided(.allow, _):
+            return ProxyVerdict(relay: true, verdict: "redirect", reason: x.reason, policy: x.policy, rule: x.rule,
+                                destination: x.destination)
+        case .decided(.deny, let rule):
+            let reason = policy.reason(.deny, rule: rule, dest: facts)
+            if policy.mode == .audit {
+                return ProxyVerdict(relay: true, verdict: "audit", reason: "audit mode, would be refused: " + reason,
+                                    policy: x.policy, rule: x.rule, destination: x.destination)
+            }
+            return ProxyVerdict(relay: false, verdict: "deny", reason: reason, policy: x.policy, rule: x.rule,
+                                destination: x.destination)
+        case .undecided(let rule):
+            return ProxyVerdict(relay: false, verdict: "deny",
+                                reason: "\(facts.description): \(policy.ruleLabel(rule)) of policy \(policy.name) cannot be decided (the process is unknown): refused (fail closed)",
+                                policy: x.policy, rule: x.rule, destination: x.destination)
+        }
+    }
+
+    /// The kernel's copy of the tables: prefixes and memory, for `status`.
+    public func kernelTableSummary() -> [String: UInt64] {
+        var out = kernel.residencyMemory().mapValues { $0 }
+        let (n4, n6, classes, inUse) = lock.withLock { (installed.ipv4, installed.ipv6, installed.classes, slots.count) }
+        out["ipv4_prefixes"] = UInt64(n4)
+        out["ipv6_prefixes"] = UInt64(n6)
+        out["kernel_classes"] = UInt64(classes)
+        out["policy_slots_in_use"] = UInt64(inUse)
+        return out
+    }
+
+    // MARK: Persistence
+
+    private static func readAssignments(path: String) -> [UInt64: Assignment] {
+        guard let data = FileManager.default.contents(atPath: path),
+              let raw = try? JSONDecoder().decode([String: Assignment].self, from: data) else { return [:] }
+        var out: [UInt64: Assignment] = [:]
+        for (k, v) in raw { if let id = UInt64(k) { out[id] = v } }
+        return out
+    }
+
+    private func saveAssignments() {
+        var raw: [String: Assignment] = [:]
+        for (id, a) in assignments {
+            var b = a
+            b.grants = []
+            raw[String(id)] = b
+        }
+        guard let data = try? JSONEncoder().encode(raw) else { return }
+        let tmp = settings.attachmentsPath + ".new"
+        try? FileManager.default.createDirectory(atPath: settings.stateDirectory, withIntermediateDirectories: true)
+        if FileManager.default.createFile(atPath: tmp, contents: data) {
+            rename(tmp, settings.attachmentsPath)
+        }
+    }
+}

@@ -1,0 +1,150 @@
+import CBordergateABI
+import CLibBPF
+import Foundation
+
+/// The residency half of the kernel contract: region tries (two pairs, so a reload fills the idle
+/// pair and then moves cgroups over) and compiled policy rows.
+extension KernelGuard {
+    public static let maxRegionClasses = Int(BG_MAX_CLASSES)
+    public static let maxPolicySlots = Int(BG_MAX_POLICY_SLOTS)
+
+    /// One compiled verdict: what TCP and UDP get for one region class under one policy.
+    public struct PolicyRow: Sendable, Equatable {
+        public var tcp: KernelVerdict
+        public var udp: KernelVerdict
+        public var tcpAudited: Bool
+        public var udpAudited: Bool
+        /// No event: traffic the policy allows and nobody needs to read about (loopback).
+        public var quiet: Bool
+        public var rule: UInt32
+
+        public init(tcp: KernelVerdict, udp: KernelVerdict, tcpAudited: Bool = false, udpAudited: Bool = false,
+                    quiet: Bool = false, rule: UInt32) {
+            self.tcp = tcp
+            self.udp = udp
+            self.tcpAudited = tcpAudited
+            self.udpAudited = udpAudited
+            self.quiet = quiet
+            self.rule = rule
+        }
+
+        var raw: bg_policy_row {
+            var r = bg_policy_row()
+            r.tcp = UInt8(tcp.raw)
+            r.udp = UInt8(udp.raw)
+            r.tcp_flags = (tcpAudited ? UInt8(BG_ROW_AUDIT) : 0) | (quiet ? UInt8(BG_ROW_QUIET) : 0)
+            r.udp_flags = (udpAudited ? UInt8(BG_ROW_AUDIT) : 0) | (quiet ? UInt8(BG_ROW_QUIET) : 0)
+            r.rule = rule
+            return r
+        }
+    }
+
+    /// The fingerprint of what each trie pair holds (0: empty or unknown).
+    public func tableFingerprints() -> [UInt64] {
+        let cfg = config.lookup(0) ?? bg_config()
+        return [cfg.table_fingerprint.0, cfg.table_fingerprint.1]
+    }
+
+    /// Fills trie pair `slot` with the given prefixes, replacing what it held. The slot must not
+    /// be in use by any cgroup. Returns the number of entries written.
+    public func loadRegions(slot: Int, fingerprint: UInt64,
+                            ipv4: [(address: UInt32, length: UInt8, regionClass: UInt32)],
+                            ipv6: [(address: [UInt8], length: UInt8, regionClass: UInt32)]) throws {
+        precondition(slot == 0 || slot == 1)
+        try setFingerprint(slot: slot, 0) // half-filled tries are never trusted by a restart
+        clear(regions4[slot])
+        clear(regions6[slot])
+        let m4 = regions4[slot], m6 = regions6[slot]
+        for e in ipv4 {
+            var k = bg_lpm4_key()
+            k.prefixlen = UInt32(e.length)
+            withUnsafeMutableBytes(of: &k.addr) { raw in
+                withUnsafeBytes(of: e.address.bigEndian) { raw.copyMemory(from: $0) }
+            }
+            try m4.update(k, e.regionClass)
+        }
+        for e in ipv6 {
+            var k = bg_lpm6_key()
+            k.prefixlen = UInt32(e.length)
+            withUnsafeMutableBytes(of: &k.addr) { raw in
+                e.address.withUnsafeBytes { raw.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0.prefix(16))) }
+            }
+            try m6.update(k, e.regionClass)
+        }
+        try setFingerprint(slot: slot, fingerprint)
+    }
+
+    /// Empties trie pair `slot` (after every cgroup moved off it), giving its memory back.
+    public func clearRegions(slot: Int) {
+        try? setFingerprint(slot: slot, 0)
+        clear(regions4[slot])
+        clear(regions6[slot])
+    }
+
+    private func setFingerprint(slot: Int, _ value: UInt64) throws {
+        var cfg = config.lookup(0) ?? bg_config()
+        if slot == 0 { cfg.table_fingerprint.0 = value } else { cfg.table_fingerprint.1 = value }
+        try config.update(0, cfg)
+    }
+
+    private func clear<K: BitwiseCopyable>(_ map: BPFMap<K, UInt32>) {
+        // Deleting while walking restarts the walk from the first key each time.
+        let next = UnsafeMutablePointer<K>.allocate(capacity: 1)
+        defer { next.deallocate() }
+        while bpf_map_get_next_key(map.fd, nil, next) == 0 {
+            if bpf_map_delete_elem(map.fd, next) != 0 { break }
+        }
+    }
+
+    /// Writes one compiled policy into `slot`: `rows[c]` is the verdict for region class c; classes
+    /// past the end get `fallback` (fail closed: a deny).
+    public func writePolicy(slot: Int, rows: [PolicyRow], fallback: PolicyRow) throws {
+        precondition(slot >= 0 && slot < Self.maxPolicySlots)
+        guard rows.count <= Self.maxRegionClasses else {
+            throw KernelError("the region tables define \(rows.count) regions; the kernel holds at most \(Self.maxRegionClasses); load fewer tables")
+        }
+        let base = UInt32(slot * Self.maxRegionClasses)
+        let fb = fallback.raw
+        for c in 0..<Self.maxRegionClasses {
+            try policyRows.update(base + UInt32(c), c < rows.count ? rows[c].raw : fb)
+        }
+    }
+
+    /// Every guarded cgroup's policy slot and trie pair.
+    public func guardedSlots() -> [UInt64: (policySlot: Int, tableSlot: Int)] {
+        guardedCgroups().mapValues { (Int($0.policy_slot), Int($0.table_slot)) }
+    }
+
+    /// Points a guarded cgroup at a compiled policy and trie pair, in one map update.
+    public func setCgroupPolicy(cgroupID: UInt64, policySlot: UInt32, tableSlot: UInt32) throws {
+        var pol = bg_cgroup_policy()
+        pol.policy_slot = policySlot
+        pol.table_slot = tableSlot
+        try guarded.update(cgroupID, pol)
+    }
+
+    /// Kernel memory of the region tries and policy rows, from the maps' fdinfo (bytes).
+    public func residencyMemory() -> [String: UInt64] {
+        var out: [String: UInt64] = [:]
+        for (name, fd) in [("regions4_a", regions4[0].fd), ("regions4_b", regions4[1].fd),
+                           ("regions6_a", regions6[0].fd), ("regions6_b", regions6[1].fd),
+                           ("policy_rows", policyRows.fd)] {
+            guard let text = try? String(contentsOfFile: "/proc/self/fdinfo/\(fd)", encoding: .utf8) else { continue }
+            for line in text.split(separator: "\n") where line.hasPrefix("memlock:") {
+                out[name] = UInt64(line.dropFirst("memlock:".count).trimmingCharacters(in: .whitespaces))
+            }
+        }
+        return out
+    }
+}
+
+extension KernelVerdict {
+    var raw: UInt32 {
+        switch self {
+        case .redirect: UInt32(BG_VERDICT_REDIRECT.rawValue)
+        case .pass: UInt32(BG_VERDICT_PASS.rawValue)
+        case .deny: UInt32(BG_VERDICT_DENY.rawValue)
+        case .none: UInt32(BG_VERDICT_NONE.rawValue)
+        }
+    }
+}

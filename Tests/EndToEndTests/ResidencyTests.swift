@@ -1,0 +1,265 @@
+import BordergateAudit
+import Foundation
+import Testing
+
+/// The test network mapped to regions: the lower halves are Germany (EU), the upper halves the US.
+let residencyTable = """
+    # prefix,region
+    198.51.100.0/25,DE
+    198.51.100.128/25,US
+    2001:db8::/33,DE
+    2001:db8:8000::/33,US
+    """
+
+let residencyConfig = """
+    tables:
+      - path: regions.csv
+        name: test
+    default-policy: eu-only
+    policies:
+      eu-only:
+        allow:
+          - jurisdiction: EU
+        deny:
+          - host: blocked.example
+      eu-audit:
+        mode: audit
+        allow:
+          - jurisdiction: EU
+      eu-plain:
+        allow:
+          - jurisdiction: EU
+    """
+
+extension Harness {
+    static let usHost4 = "198.51.100.200"
+    static let usHost6 = "2001:db8:8000::10"
+}
+
+extension EndToEnd {
+    static let residency: Result<DaemonFixture, HarnessError> = {
+        do {
+            try Harness.requireEnvironment()
+            let d = DaemonFixture("residency", port: 17_410, config: residencyConfig, files: ["regions.csv": residencyTable])
+            d.cli("detach --all")
+            try d.start()
+            atexit { EndToEnd.residencyForExit?.tearDown() }
+            residencyForExit = d
+            return .success(d)
+        } catch let e as HarnessError {
+            return .failure(e)
+        } catch {
+            return .failure(HarnessError("\(error)"))
+        }
+    }()
+    nonisolated(unsafe) static var residencyForExit: DaemonFixture?
+
+    func withPolicy(_ name: String, policy: String, _ body: (DaemonFixture, String) throws -> Void) throws {
+        let d = try Self.residency.get()
+        let cg = try Harness.makeCgroup(name)
+        defer {
+            d.cli("detach \(cg)")
+            Harness.removeCgroup(cg)
+        }
+        let r = d.cli("attach \(cg) --policy \(policy)")
+        try #require(r.status == 0, "attach failed: \(r.stderr)")
+        #expect(r.stdout.contains("policy \(policy)"))
+        try body(d, cg)
+    }
+
+    @Test func anEUDestinationIsReachedAndAUSOneRefusedAtConnect() throws {
+        try withPolicy("res-tcp", policy: "eu-only") { d, cg in
+            let ok = Harness.sh(Harness.inCgroup(cg, "curl -sS --max-time 10 http://\(Harness.host4)/"))
+            #expect(ok.status == 0, "curl to the EU host failed: \(ok.stderr)")
+
+            let refused = Harness.sh(Harness.inCgroup(cg, "curl -sS --max-time 10 http://\(Harness.usHost4)/"))
+            #expect(refused.status == 7, "curl should fail to connect: \(refused.status) \(refused.stderr)")
+            #expect(refused.stderr.contains("Couldn't connect"), "curl says: \(refused.stderr)")
+            let refused6 = Harness.sh(Harness.inCgroup(cg, "curl -sS -g --max-time 10 http://[\(Harness.usHost6)]/"))
+            #expect(refused6.status == 7, "IPv6: \(refused6.stderr)")
+            // the errno itself, as a shell prints it
+            let bash = Harness.sh(Harness.inCgroup(cg, "bash -c 'exec 3<>/dev/tcp/\(Harness.usHost4)/80'"))
+            #expect(bash.status != 0 && bash.stderr.contains("Operation not permitted"), "bash says: \(bash.stderr)")
+
+            let events = d.waitForEvents { all in
+                all.connects(comm: "curl").filter { $0.process?.cgroup == cg && $0.verdict == "deny" }.count >= 2
+                    && all.connects(comm: "bash").contains { $0.process?.cgroup == cg && $0.verdict == "deny" }
+            }
+            let mine = events.connects(comm: "curl").filter { $0.process?.cgroup == cg }
+            let deny = try #require(mine.first { $0.verdict == "deny" && $0.destination?.ip == Harness.usHost4 })
+            #expect(deny.process?.exe == "/usr/bin/curl")
+            #expect(deny.destination?.region == "US" && deny.destination?.country == "US")
+            #expect(deny.destination?.jurisdictions?.first == "US")
+            #expect(deny.destination?.jurisdictions?.contains("EU") == false)
+            #expect(deny.policy == "eu-only")
+            #expect(deny.rule == "default")
+            #expect(deny.reason == "country US is not allowed by policy eu-only")
+            #expect(mine.contains { $0.verdict == "deny" && $0.destination?.ip == Harness.usHost6 })
+            // the EU connection went through the proxy (a hostname rule exists) and names its host
+            let allowed = try #require(mine.first { $0.destination?.ip == Harness.host4 && $0.verdict == "redirect" })
+            #expect(allowed.destination?.host == Harness.host4)
+            #expect(allowed.destination?.country == "DE")
+            #expect(allowed.destination?.jurisdictions?.contains("EU") == true)
+            #expect(allowed.reason?.contains("allowed by policy eu-only (allow[0]: jurisdiction EU)") == true, "\(allowed.reason ?? "")")
+        }
+    }
+
+    @Test func udpToAForbiddenRegionIsRefused() throws {
+        try withPolicy("res-udp", policy: "eu-only") { d, cg in
+            let script = """
+                import socket, errno, sys
+                def probe(addr, family, connected):
+                    s = socket.socket(family, socket.SOCK_DGRAM)
+                    s.settimeout(5)
+                    try:
+                        if connected:
+                            s.connect((addr, 7)); s.send(b"hi")
+                        else:
+                            s.sendto(b"hi", (addr, 7))
+                        return s.recv(100).decode()
+                    except PermissionError as e:
+                        return "EPERM" if e.errno == errno.EPERM else str(e)
+                    except Exception as e:
+                        return type(e).__name__
+                print(probe("\(Harness.host4)", socket.AF_INET, False))
+                print(probe("\(Harness.usHost4)", socket.AF_INET, False))
+                print(probe("\(Harness.usHost4)", socket.AF_INET, True))
+                print(probe("\(Harness.usHost6)", socket.AF_INET6, False))
+                print(probe("\(Harness.host6)", socket.AF_INET6, True))
+                """
+            let r = try Harness.python(script, inCgroup: cg)
+            let lines = r.stdout.split(separator: "\n").map(String.init)
+            #expect(lines == ["echo:hi", "EPERM", "EPERM", "EPERM", "echo:hi"], "got \(lines), stderr \(r.stderr)")
+            let events = d.waitForEvents { all in
+                all.connects().filter { $0.process?.cgroup == cg && $0.protocol == "udp" && $0.verdict == "deny" }.count >= 3
+            }
+            let udp = events.connects().filter { $0.process?.cgroup == cg && $0.protocol == "udp" }
+            #expect(udp.contains { $0.verdict == "deny" && $0.destination?.ip == Harness.usHost4 && $0.destination?.region == "US" })
+            #expect(udp.contains { $0.verdict == "pass" && $0.destination?.ip == Harness.host4 })
+        }
+    }
+
+    @Test func aHostnameRuleRefusesWithA403() throws {
+        try withPolicy("res-host", policy: "eu-only") { d, cg in
+            let r = Harness.sh(Harness.inCgroup(cg, "curl -sS --max-time 10 -w '%{http_code}' -H 'Host: blocked.example' http://\(Harness.host4)/"))
+            #expect(r.stdout.hasPrefix("bordergate: "), "body: \(r.stdout)")
+            #expect(r.stdout.hasSuffix("403"), "status: \(r.stdout)")
+            let events = d.waitForEvents { all in all.connects(comm: "curl").contains { $0.process?.cgroup == cg && $0.verdict == "deny" } }
+            let deny = try #require(events.connects(comm: "curl").first { $0.process?.cgroup == cg && $0.verdict == "deny" })
+            #expect(deny.destination?.host == "blocked.example")
+            #expect(deny.rule == "deny[0]: host blocked.example")
+            #expect(deny.protocol == "http")
+            #expect(deny.reason == "host blocked.example in country DE is refused by policy eu-only (deny[0]: host blocked.example)")
+        }
+    }
+
+    @Test func auditModeLetsItThroughAndReportsIt() throws {
+        try withPolicy("res-audit", policy: "eu-audit") { d, cg in
+            let r = Harness.sh(Harness.inCgroup(cg, "curl -sS --max-time 10 http://\(Harness.usHost4)/"))
+            #expect(r.status == 0, "audit mode must not refuse: \(r.stderr)")
+            let events = d.waitForEvents { all in all.connects(comm: "curl").contains { $0.process?.cgroup == cg } }
+            let e = try #require(events.connects(comm: "curl").first { $0.process?.cgroup == cg })
+            #expect(e.verdict == "audit")
+            #expect(e.reason == "audit mode, would be refused: country US is not allowed by policy eu-audit")
+            #expect(e.policy == "eu-audit")
+        }
+    }
+
+    @Test func aGrantOpensAndClosesOnItsOwn() throws {
+        try withPolicy("res-grant", policy: "eu-plain") { d, cg in
+            let curl = Harness.inCgroup(cg, "curl -sS --max-time 10 -o /dev/null http://\(Harness.usHost4)/")
+            #expect(Harness.sh(curl).status == 7, "refused before the grant")
+            let g = d.cli("grant --cgroup \(cg) --allow US --for 3s --reason 'vendor download, ticket 42'")
+            try #require(g.status == 0, "grant failed: \(g.stderr)")
+            #expect(g.stdout.contains("may reach US until"))
+            let during = Harness.sh(curl)
+            #expect(during.status == 0, "the grant should open the US host: \(during.stderr)")
+            let status = d.cli("status")
+            #expect(status.stdout.contains("grant g"), "\(status.stdout)")
+            let events = d.waitForEvents(timeout: 10) { all in all.contains { $0.type == .policy && $0.verdict == "grant-expired" && $0.message?.contains(cg) == true } }
+            let granted = try #require(events.first { $0.type == .policy && $0.verdict == "grant" && $0.message?.contains(cg) == true })
+            #expect(granted.reason == "vendor download, ticket 42")
+            #expect(events.contains { $0.type == .policy && $0.verdict == "grant-expired" && $0.message?.contains(cg) == true })
+            let pass = try #require(events.connects(comm: "curl").first { $0.process?.cgroup == cg && $0.verdict == "pass" })
+            #expect(pass.rule?.hasPrefix("grant g") == true)
+            #expect(pass.reason?.contains("vendor download, ticket 42") == true)
+            #expect(Harness.sh(curl).status == 7, "refused again after expiry")
+        }
+    }
+
+    @Test func aBrokenConfigOnReloadLeavesTheOldOneInForce() throws {
+        let d = try Self.residency.get()
+        let good = try String(contentsOfFile: d.configPath, encoding: .utf8)
+        defer {
+            try? good.write(toFile: d.configPath, atomically: true, encoding: .utf8)
+            d.cli("reload")
+        }
+        try (good + "\n      - countrie: FR\n").write(toFile: d.configPath, atomically: true, encoding: .utf8)
+        let r = d.cli("reload")
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("\(d.configPath):18:9: unknown key 'countrie' in a rule"), "\(r.stderr)")
+        #expect(r.stderr.split(separator: "\n").count == 1, "one line: \(r.stderr)")
+        try withPolicy("res-reload", policy: "eu-only") { _, cg in
+            #expect(Harness.sh(Harness.inCgroup(cg, "curl -sS --max-time 10 -o /dev/null http://\(Harness.usHost4)/")).status == 7)
+            #expect(Harness.sh(Harness.inCgroup(cg, "curl -sS --max-time 10 -o /dev/null http://\(Harness.host4)/")).status == 0)
+        }
+        // a corrupt table is refused the same way
+        try good.write(toFile: d.configPath, atomically: true, encoding: .utf8)
+        let tables = d.stateDir + "/regions.csv"
+        let table = try String(contentsOfFile: tables, encoding: .utf8)
+        defer { try? table.write(toFile: tables, atomically: true, encoding: .utf8) }
+        try (table + "\n198.51.100.300/32,US\n").write(toFile: tables, atomically: true, encoding: .utf8)
+        let t = d.cli("reload")
+        #expect(t.status == 1 && t.stderr.contains("regions.csv:"), "\(t.stderr)")
+        let events = d.events().filter { $0.type == .policy && $0.verdict == "error" }
+        #expect(events.count >= 2)
+        try table.write(toFile: tables, atomically: true, encoding: .utf8)
+
+        // a good change through SIGHUP takes effect
+        try good.replacingOccurrences(of: "  eu-plain:\n    allow:\n      - jurisdiction: EU",
+                                      with: "  eu-plain:\n    allow:\n      - jurisdiction: EU\n      - country: US")
+            .write(toFile: d.configPath, atomically: true, encoding: .utf8)
+        kill(try #require(d.pid), SIGHUP)
+        _ = d.waitForEvents { all in all.contains { $0.type == .policy && $0.message?.contains("(SIGHUP)") == true } }
+        try withPolicy("res-hup", policy: "eu-plain") { _, cg in
+            #expect(Harness.sh(Harness.inCgroup(cg, "curl -sS --max-time 10 -o /dev/null http://\(Harness.usHost4)/")).status == 0)
+        }
+    }
+
+    @Test func regionsLookupNamesTheTableAndPrefix() throws {
+        let d = try Self.residency.get()
+        let r = d.cli("regions lookup -o json 198.51.100.7 \(Harness.usHost4) 2001:db8::10 203.0.113.5 127.0.0.1")
+        try #require(r.status == 0, "\(r.stderr)")
+        let lines = r.stdout.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        try #require(lines.count == 5, "\(r.stdout)")
+        #expect(lines[0]["region"] as? String == "DE" && lines[0]["table"] as? String == "test" && lines[0]["prefix"] as? String == "198.51.100.0/25")
+        #expect(lines[0]["jurisdictions"] as? [String] == ["DE", "EU", "EEA"])
+        #expect(lines[1]["region"] as? String == "US" && lines[1]["prefix"] as? String == "198.51.100.128/25")
+        #expect(lines[2]["prefix"] as? String == "2001:db8::/33")
+        #expect(lines[3]["region"] is NSNull)
+        #expect(lines[4]["region"] as? String == "loopback" && lines[4]["table"] as? String == "special")
+        let text = d.cli("regions lookup \(Harness.usHost4)")
+        #expect(text.stdout.contains("region US") && text.stdout.contains("table test") && text.stdout.contains("prefix 198.51.100.128/25"))
+    }
+
+    @Test func policyCheckPointsAtTheMistake() throws {
+        let d = try Self.residency.get()
+        let bad = d.stateDir + "/bad.yaml"
+        try "policies:\n  p:\n    mode: enforce\n    allow:\n      - country: DE\n      - jurisdiction: EU\n        uid: me\n".write(toFile: bad, atomically: true, encoding: .utf8)
+        let r = d.cli("policy check \(bad)")
+        #expect(r.status == 1)
+        #expect(r.stderr == "bordergate: \(bad):7:14: uid must be a number\n", "\(r.stderr)")
+        let ok = d.cli("policy check \(d.configPath)")
+        #expect(ok.status == 0, "\(ok.stderr)")
+        #expect(ok.stdout.contains("policy eu-only (default)"))
+        #expect(ok.stdout.contains("table test"))
+    }
+
+    @Test func statusReportsTablesAndKernelMemory() throws {
+        let d = try Self.residency.get()
+        let r = d.cli("status")
+        #expect(r.stdout.contains("config      \(d.configPath)"), "\(r.stdout)")
+        #expect(r.stdout.contains("kernel maps"), "\(r.stdout)")
+        #expect(r.stdout.contains("test ("), "\(r.stdout)")
+    }
+}
