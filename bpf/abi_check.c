@@ -11,5 +11,5 @@ _Static_assert(sizeof(struct bg_orig) == 104, "bg_orig layout");
 _Static_assert(sizeof(struct bg_policy_row) == 8, "bg_policy_row layout");
 _Static_assert(sizeof(struct bg_lpm4_key) == 8, "bg_lpm4_key layout");
 _Static_assert(sizeof(struct bg_lpm6_key) == 20, "bg_lpm6_key layout");
-_Static_assert(sizeof(struct bg_cgroup_policy) == 8, "bg_cgroup_policy layout");
+_Static_assert(sizeof(struct bg_cgroup_policy) == 24, "bg_cgroup_policy layout");
 _Static_assert(sizeof(struct bg_config) == 32, "bg_config layout");

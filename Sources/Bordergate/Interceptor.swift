@@ -37,7 +37,8 @@ public final class Interceptor: @unchecked Sendable {
         let residencyConfig = try ResidencyConfig.load(settings: settings)
         Self.raiseOpenFileLimit(logger: logger)
         kernel = try KernelGuard(mode: mode, logger: logger, locate: { cgroups.directory(ofID: $0) })
-        residency = Residency(kernel: kernel, settings: settings, hub: hub, logger: logger, initial: residencyConfig)
+        residency = Residency(kernel: kernel, settings: settings, hub: hub, logger: logger, initial: residencyConfig,
+                              persist: mode != .ephemeral)
         describer = ProcessDescriber(kernel: kernel, cgroups: cgroups)
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount))
         let resolver = KernelResolver(kernel: kernel, describer: describer, ledger: ledger, residency: residency)
@@ -102,17 +103,13 @@ public final class Interceptor: @unchecked Sendable {
             }
         }
         let rel = cgroups.relativeName(ofDirectory: dir)
-        let slot = try residency.prepareAttach(cgroupID: id, cgroup: rel, policy: policy)
-        do {
-            try kernel.attach(cgroupDirectory: dir, cgroupID: id, policySlot: slot.policySlot, tableSlot: slot.tableSlot)
-        } catch {
-            residency.forget(cgroupID: id)
-            throw error
+        let policy = try residency.attach(cgroupID: id, cgroup: rel, policy: policy) { policySlot, tableSlot in
+            try kernel.attach(cgroupDirectory: dir, cgroupID: id, policySlot: policySlot, tableSlot: tableSlot)
         }
         describer.learn(cgroupID: id, name: rel)
-        hub.publish(AuditEvent(type: .policy, policy: slot.policy,
-                               message: "guard attached to \(rel) with policy \(slot.policy)"))
-        return (dir, id, slot.policy)
+        hub.publish(AuditEvent(type: .policy, policy: policy,
+                               message: "guard attached to \(rel) with policy \(policy)"))
+        return (dir, id, policy)
     }
 
     /// Removes a cgroup's guard. Returns false if it had none.

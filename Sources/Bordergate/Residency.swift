@@ -51,7 +51,11 @@ public struct ResidencyConfig: Sendable {
 }
 
 /// Keeps the kernel's compiled policies in step with the configuration, the guarded cgroups and
-/// their grants. All changes go through here, under one lock.
+/// their grants.
+///
+/// Changes (start, reload, attach, grants) are serialized by `mutation`, which may be held while
+/// the kernel is written; what readers need (the proxy's verdicts, event explanations) is published
+/// under `state`, which is only ever held briefly, so an event loop never waits for a reload.
 public final class Residency: @unchecked Sendable {
     /// A cgroup's policy and its live grants.
     struct Assignment: Codable {
@@ -64,54 +68,83 @@ public final class Residency: @unchecked Sendable {
     struct Slot {
         var key: String
         var policy: Policy
-        var tableSlot: Int
     }
 
-    private let lock = NSLock()
+    /// The policy for guarded cgroups whose policy is not known (lost state, a failed attach): it
+    /// refuses everything but loopback, and is always compiled.
+    static let parkedName = "(parked)"
+    static var parkedPolicy: Policy {
+        var p = Policy(name: parkedName)
+        p.unknown = .deny
+        p.fallback = .deny
+        p.privateNetworks = .deny
+        p.loopback = .allow
+        return p
+    }
+
+    private let mutation = NSLock()
+    private let state = NSLock()
     private let kernel: KernelGuard
     private let settings: Settings
     private let logger: Logger
     private let hub: AuditHub
-    private(set) var current: ResidencyConfig
+    /// Whether assignments are saved for a restarted daemon (not for a standalone `exec`).
+    private let persist: Bool
+    // Published under `state`; changed under `mutation` and `state` together.
+    private var current: ResidencyConfig
     private var tableSlot = 0
     private var slots: [Int: Slot] = [:]
-    /// Policies of slots since reused stay readable for events already in flight.
-    private var retired: [Int: Slot] = [:]
+    /// Slots freed recently: still readable for connections and events in flight, and not reused
+    /// until `reuseDelay` has passed.
+    private var retired: [Int: (slot: Slot, at: Date)] = [:]
     private var assignments: [UInt64: Assignment] = [:]
-    private var grantCounter = 0
-    /// What the kernel holds: prefixes and kernel classes.
     private var installed = (ipv4: 0, ipv6: 0, classes: 0)
+    private var grantCounter = 0
+    static let reuseDelay: TimeInterval = 15
 
-    public init(kernel: KernelGuard, settings: Settings, hub: AuditHub, logger: Logger, initial: ResidencyConfig) {
+    public init(kernel: KernelGuard, settings: Settings, hub: AuditHub, logger: Logger, initial: ResidencyConfig,
+                persist: Bool) {
         self.kernel = kernel
         self.settings = settings
         self.hub = hub
         self.logger = logger
         self.current = initial
+        self.persist = persist
     }
 
-    public var config: ResidencyConfig { lock.withLock { current } }
+    public var config: ResidencyConfig { state.withLock { current } }
+
+    private func publish(_ body: () -> Void) { state.withLock(body) }
 
     // MARK: Start and reload
 
     /// Loads the tables into the kernel (unless the pinned ones already match) and compiles a
-    /// policy for every cgroup guarded from the pins, using the policy names saved with them.
+    /// policy for every cgroup guarded from the pins, using the policy names saved with them. A
+    /// guarded cgroup whose policy is not known is parked: everything but loopback is refused.
     public func start(pinned: [UInt64: (policySlot: Int, tableSlot: Int)], name: (UInt64) -> String) throws {
-        try lock.withLock {
-            let saved = Self.readAssignments(path: settings.attachmentsPath)
+        try mutation.withLock {
+            let saved = persist ? Self.readAssignments(path: settings.attachmentsPath) : [:]
+            var parked: [String] = []
+            var fresh: [UInt64: Assignment] = [:]
             for (id, _) in pinned {
-                var a = saved[id] ?? Assignment(cgroup: name(id), policy: current.config.defaultPolicy)
-                a.grants = [] // grants end with the daemon that gave them (fail closed)
+                var a = saved[id] ?? Assignment(cgroup: name(id), policy: Self.parkedName)
+                a.grants = [] // a restarted daemon drops grants; the kernel ends them on time anyway
                 if current.config.policies[a.policy] == nil {
-                    logger.warning("cgroup \(a.cgroup) had policy \(a.policy), which the config no longer defines; using \(current.config.defaultPolicy)")
-                    a.policy = current.config.defaultPolicy
+                    parked.append("\(a.cgroup) (policy \(a.policy))")
+                    a.policy = Self.parkedName
                 }
-                assignments[id] = a
+                fresh[id] = a
             }
+            publish { assignments = fresh }
             let inUse = Set(pinned.values.map(\.policySlot))
             let tablesInUse = Set(pinned.values.map(\.tableSlot))
             try install(current, reservedPolicySlots: inUse, tableSlotsInUse: tablesInUse)
             saveAssignments()
+            for p in parked {
+                let message = "guarded cgroup \(p) has no policy this daemon knows; refusing its connections (all but loopback) until 'bordergate attach CGROUP --policy NAME'"
+                logger.error("\(message)")
+                hub.publish(AuditEvent(type: .policy, verdict: "error", policy: Self.parkedName, message: message))
+            }
         }
     }
 
@@ -122,12 +155,20 @@ public final class Residency: @unchecked Sendable {
         let fresh: ResidencyConfig
         do {
             fresh = try ResidencyConfig.load(settings: settings)
-            try lock.withLock {
-                for (_, a) in assignments where fresh.config.policies[a.policy] == nil {
+            try mutation.withLock {
+                let before = current
+                if before.config.path != BordergateConfig.builtIn.path && fresh.config.path == BordergateConfig.builtIn.path {
+                    throw ServiceError("\(before.config.path) is gone; restore it (the built-in policy would allow everything)")
+                }
+                for (_, a) in assignments where a.policy != Self.parkedName && fresh.config.policies[a.policy] == nil {
                     throw ServiceError("\(fresh.config.path): policy \(a.policy) is gone, but \(a.cgroup) is guarded with it; define it again or 'bordergate attach \(a.cgroup) --policy NAME' first")
                 }
-                let before = Set(slots.keys)
-                try install(fresh, reservedPolicySlots: before, tableSlotsInUse: [tableSlot])
+                for (_, a) in assignments {
+                    for g in a.grants where (try? Self.grantTarget(g.allow, catalog: fresh.database.catalog)) == nil {
+                        throw ServiceError("grant \(g.id) on \(a.cgroup) allows \(g.allow), which \(fresh.config.path) no longer defines; let it expire or re-attach \(a.cgroup)")
+                    }
+                }
+                try install(fresh, reservedPolicySlots: Set(state.withLock { slots.keys }), tableSlotsInUse: [tableSlot])
             }
         } catch {
             let message = "reload (\(trigger)) failed; keeping the configuration in force: \(error)"
@@ -140,31 +181,31 @@ public final class Residency: @unchecked Sendable {
         return summary
     }
 
-    /// Puts a configuration into the kernel. Every policy of the config, and every policy with
-    /// grants in force, is compiled over the region classes; classes that get the same verdicts
-    /// under all of them become one kernel class (class 0: the same as "no table knows it", left
-    /// out of the tries). The tries go into a free pair when they changed, the compiled rows into
-    /// free slots; then every guarded cgroup moves over in one map update each, and the old slots
-    /// and tries are freed. Called with the lock held.
+    /// Puts a configuration into the kernel. Every policy of the config, the parked policy and
+    /// every policy with grants in force is compiled over the region classes; classes that get the
+    /// same verdicts under all of them become one kernel class (class 0: the same as "no table
+    /// knows it", left out of the tries). The tries go into a free pair when they changed, the
+    /// compiled rows into free slots; then every guarded cgroup moves over in one map update each,
+    /// and the old slots and tries are freed. Called with `mutation` held.
     private func install(_ cfg: ResidencyConfig, reservedPolicySlots: Set<Int>, tableSlotsInUse: Set<Int>) throws {
-        var variants: [(key: String, policy: Policy)] = []
-        var seen = Set<String>()
+        let assignments = state.withLock { self.assignments }
+        var variants: [(key: String, policy: Policy)] = [(Self.slotKey(Self.parkedName, []), Self.parkedPolicy)]
+        var seen: Set = [variants[0].key]
         for name in cfg.config.policyOrder {
             let key = Self.slotKey(name, [])
             if seen.insert(key).inserted { variants.append((key, cfg.config.policies[name]!)) }
         }
         for a in assignments.values where !a.grants.isEmpty {
             let key = Self.slotKey(a.policy, a.grants)
-            if seen.insert(key).inserted {
-                variants.append((key, try Self.effectivePolicy(cfg.config.policies[a.policy]!, grants: a.grants,
-                                                               catalog: cfg.database.catalog)))
+            if seen.insert(key).inserted, let base = cfg.config.policies[a.policy] {
+                variants.append((key, try Self.effectivePolicy(base, grants: a.grants, catalog: cfg.database.catalog)))
             }
         }
         let regionClasses = cfg.database.regionClasses
         let compiled = variants.map { $0.policy.compile(classes: regionClasses, catalog: cfg.database.catalog) }
 
-        // The partition: a class's verdicts under every variant (rules are only for the events,
-        // which name them from user space).
+        // The partition: a class's verdicts under every variant (the rule of a row is only for
+        // reading; events name rules from user space).
         func signature(_ c: Int) -> [UInt8] {
             compiled.flatMap { rows -> [UInt8] in
                 let r = rows[c]
@@ -190,42 +231,64 @@ public final class Residency: @unchecked Sendable {
         }
         let image = cfg.database.kernelImage(classMap: kernelClassOf, classNames: representatives.map { regionClasses[$0] })
 
+        // Slots: never one a cgroup may still point at, nor one freed moments ago (a connection
+        // waiting in the proxy still names it).
+        let now = Date()
+        let coolingDown = state.withLock { Set(retired.filter { now.timeIntervalSince($0.value.at) < Self.reuseDelay }.keys) }
+        var free = (0..<KernelGuard.maxPolicySlots).filter { !reservedPolicySlots.contains($0) && !coolingDown.contains($0) }
+        guard free.count >= variants.count else {
+            throw ServiceError("\(variants.count) policies and grant variants need kernel slots and only \(free.count) are free; end some grants or define fewer policies, then try again")
+        }
+
         let fingerprints = kernel.tableFingerprints()
         var target: Int
         if let same = fingerprints.firstIndex(of: image.fingerprint) {
             target = same
         } else {
             target = tableSlotsInUse.contains(0) ? 1 : 0
-            if tableSlotsInUse.count == 2 { target = 0 } // a reload cut short: rebuild in place
+            if tableSlotsInUse.count == 2 {
+                // A reload was cut short and cgroups read both pairs: park them all on the pair
+                // about to stay, refusing everything meanwhile, so none reads a pair being rebuilt.
+                target = 1
+                guard free.count > variants.count else {
+                    throw ServiceError("no free kernel slot to park guarded cgroups while the region tables are rebuilt; end some grants and try again")
+                }
+                let slot = free.removeLast()
+                let deny = Self.kernelRow(Self.parkedPolicy.failClosedRow)
+                try kernel.writePolicy(slot: slot, rows: [deny], fallback: deny)
+                for id in assignments.keys { try kernel.setCgroupPolicy(cgroupID: id, policySlot: UInt32(slot), tableSlot: 0) }
+            }
             let started = Date()
             try kernel.loadRegions(slot: target, fingerprint: image.fingerprint, ipv4: image.ipv4, ipv6: image.ipv6)
             logger.info("kernel region tries: \(image.ipv4.count) IPv4 and \(image.ipv6.count) IPv6 prefixes, \(representatives.count) classes, loaded in \(String(format: "%.2f", Date().timeIntervalSince(started))) s")
         }
 
-        var free = (0..<KernelGuard.maxPolicySlots).filter { !reservedPolicySlots.contains($0) }
-        guard free.count >= variants.count else {
-            throw ServiceError("\(variants.count) policies and grant variants are in use; the kernel has room for \(free.count) more; end some grants or define fewer policies")
-        }
         var newSlots: [Int: Slot] = [:]
         for (v, variant) in variants.enumerated() {
             let slot = free.removeFirst()
             let rows = representatives.map { Self.kernelRow(compiled[v][$0]) }
             try kernel.writePolicy(slot: slot, rows: rows, fallback: Self.kernelRow(variant.policy.failClosedRow))
-            newSlots[slot] = Slot(key: variant.key, policy: variant.policy, tableSlot: target)
+            newSlots[slot] = Slot(key: variant.key, policy: variant.policy)
         }
         let slotOfKey = Dictionary(uniqueKeysWithValues: newSlots.map { ($0.value.key, $0.key) })
         for (id, a) in assignments {
-            guard let slot = slotOfKey[Self.slotKey(a.policy, a.grants)] else { continue }
-            try kernel.setCgroupPolicy(cgroupID: id, policySlot: UInt32(slot), tableSlot: UInt32(target))
+            let base = slotOfKey[Self.slotKey(a.policy, [])] ?? slotOfKey[Self.slotKey(Self.parkedName, [])]!
+            let slot = slotOfKey[Self.slotKey(a.policy, a.grants)] ?? base
+            let ends = a.grants.map(\.expires).min().map { Date(timeIntervalSince1970: $0) }
+            try kernel.setCgroupPolicy(cgroupID: id, policySlot: UInt32(slot), tableSlot: UInt32(target),
+                                       baseSlot: UInt32(base), grantEnds: ends)
         }
-        for (s, old) in slots { retired[s] = old }
-        slots = newSlots
+        publish {
+            for (s, old) in slots { retired[s] = (old, now) }
+            for s in newSlots.keys { retired[s] = nil }
+            slots = newSlots
+            tableSlot = target
+            current = cfg
+            installed = (image.ipv4.count, image.ipv6.count, representatives.count)
+        }
         if kernel.tableFingerprints()[1 - target] != 0 || tableSlotsInUse.contains(1 - target) {
             kernel.clearRegions(slot: 1 - target)
         }
-        tableSlot = target
-        current = cfg
-        installed = (image.ipv4.count, image.ipv6.count, representatives.count)
     }
 
     static func code(_ v: CompiledRow.Verdict) -> UInt8 {
@@ -236,9 +299,9 @@ public final class Residency: @unchecked Sendable {
         }
     }
 
-    /// Recompiles everything for the configuration in force (grants changed). Lock held.
+    /// Recompiles everything for the configuration in force (grants changed). `mutation` held.
     private func reinstall() throws {
-        try install(current, reservedPolicySlots: Set(slots.keys), tableSlotsInUse: [tableSlot])
+        try install(current, reservedPolicySlots: Set(state.withLock { slots.keys }), tableSlotsInUse: [tableSlot])
     }
 
     static func slotKey(_ policy: String, _ grants: [Grant]) -> String {
@@ -261,8 +324,12 @@ public final class Residency: @unchecked Sendable {
             let value = String(text[text.index(after: kind)...])
             switch text[..<kind] {
             case "region": return .regions([value])
-            case "country": return .countries([value.uppercased()])
-            case "jurisdiction": return .jurisdictions([value])
+            case "country":
+                guard catalog.isKnownCountry(value) else { throw ServiceError("'\(value)' is not a country code (ISO 3166 alpha-2, such as US)") }
+                return .countries([value.uppercased()])
+            case "jurisdiction":
+                guard catalog.groups[value] != nil else { throw ServiceError("'\(value)' is not a known jurisdiction; known: \(catalog.groups.keys.sorted().joined(separator: ", "))") }
+                return .jurisdictions([value])
             default:
                 guard let g = HostnameGlob(value) else { throw ServiceError("'\(value)' is not a hostname pattern") }
                 return .hosts([g])
@@ -289,90 +356,100 @@ public final class Residency: @unchecked Sendable {
 
     // MARK: Cgroups
 
-    /// The slot for a new guard: the named policy (default when nil), compiled at install.
-    public func prepareAttach(cgroupID: UInt64, cgroup: String, policy name: String?) throws -> (policySlot: UInt32, tableSlot: UInt32, policy: String) {
-        try lock.withLock {
-            let policyName = name ?? current.config.defaultPolicy
-            guard current.config.policies[policyName] != nil else {
-                throw ServiceError("no policy named '\(policyName)' in \(current.config.path); defined: \(current.config.policyOrder.joined(separator: ", "))")
+    /// Guards a cgroup with the named policy (the default when nil). `apply` writes the kernel
+    /// (entry and links) and runs while no reload or grant can move slots underneath it; if it
+    /// fails, the cgroup keeps what it had.
+    public func attach(cgroupID: UInt64, cgroup: String, policy name: String?,
+                       apply: (_ policySlot: UInt32, _ tableSlot: UInt32) throws -> Void) throws -> String {
+        try mutation.withLock {
+            let cfg = state.withLock { current }
+            let policyName = name ?? cfg.config.defaultPolicy
+            guard cfg.config.policies[policyName] != nil else {
+                throw ServiceError("no policy named '\(policyName)' in \(cfg.config.path); defined: \(cfg.config.policyOrder.joined(separator: ", "))")
             }
-            let previous = assignments[cgroupID]
-            assignments[cgroupID] = Assignment(cgroup: cgroup, policy: policyName, grants: [])
-            if let previous, !previous.grants.isEmpty { try? reinstall() } // its grant variant goes
-            guard let slot = slots.first(where: { $0.value.key == Self.slotKey(policyName, []) })?.key else {
-                assignments[cgroupID] = previous
+            let (slot, table, previous) = state.withLock {
+                (slots.first { $0.value.key == Self.slotKey(policyName, []) }?.key, tableSlot, assignments[cgroupID])
+            }
+            guard let slot else {
                 throw ServiceError("policy \(policyName) is not compiled into the kernel; run 'bordergate reload'")
             }
+            try apply(UInt32(slot), UInt32(table))
+            publish { assignments[cgroupID] = Assignment(cgroup: cgroup, policy: policyName, grants: []) }
+            if let previous, !previous.grants.isEmpty { try? reinstall() } // its grant variant goes
             saveAssignments()
-            return (UInt32(slot), UInt32(tableSlot), policyName)
+            return policyName
         }
     }
 
+    /// The cgroup's guard is gone: forget its policy and grants.
     public func forget(cgroupID: UInt64) {
-        lock.withLock {
-            if let a = assignments.removeValue(forKey: cgroupID) {
-                if !a.grants.isEmpty { try? reinstall() }
+        mutation.withLock {
+            let gone = state.withLock { assignments.removeValue(forKey: cgroupID) }
+            if let gone {
+                if !gone.grants.isEmpty { try? reinstall() }
                 saveAssignments()
             }
         }
     }
 
     public func policyName(cgroupID: UInt64) -> String? {
-        lock.withLock { assignments[cgroupID]?.policy }
+        state.withLock { assignments[cgroupID]?.policy }
     }
 
     public func grants(cgroupID: UInt64) -> [Grant] {
-        lock.withLock { assignments[cgroupID]?.grants ?? [] }
+        state.withLock { assignments[cgroupID]?.grants ?? [] }
     }
 
     // MARK: Grants
 
-    /// Adds a just-in-time exception to a guarded cgroup; it expires on its own.
+    /// Adds a just-in-time exception to a guarded cgroup. The kernel ends it on time by itself.
     public func grant(cgroupID: UInt64, allow: String, duration: TimeInterval, reason: String, by: String?) throws -> Grant {
-        let g: Grant = try lock.withLock {
-            guard var a = assignments[cgroupID] else {
-                throw ServiceError("that cgroup is not guarded; grants apply to guarded cgroups (see 'bordergate status')")
+        let (g, a): (Grant, Assignment) = try mutation.withLock {
+            guard var a = state.withLock({ assignments[cgroupID] }), a.policy != Self.parkedName else {
+                throw ServiceError("that cgroup is not guarded with a policy; grants apply to guarded cgroups (see 'bordergate status')")
             }
-            _ = try Self.grantTarget(allow, catalog: current.database.catalog)
+            _ = try Self.grantTarget(allow, catalog: state.withLock { current.database.catalog })
             grantCounter += 1
             let g = Grant(id: "g\(grantCounter)-\(String(UInt32.random(in: 0...UInt32.max) % 0xffff, radix: 16))",
                           allow: allow, reason: reason, expires: Date().timeIntervalSince1970 + duration, grantedBy: by)
             let before = a
             a.grants.append(g)
-            assignments[cgroupID] = a
+            publish { assignments[cgroupID] = a }
             do {
                 try reinstall()
             } catch {
-                assignments[cgroupID] = before
+                publish { assignments[cgroupID] = before }
                 throw error
             }
-            return g
+            return (g, a)
         }
-        let a = lock.withLock { assignments[cgroupID] }
-        hub.publish(AuditEvent(type: .policy, verdict: "grant", reason: reason, policy: a?.policy,
-                               message: "grant \(g.id) on \(a?.cgroup ?? "?"): allow \(allow) until \(AuditTime.format(Date(timeIntervalSince1970: g.expires)))\(by.map { " (by \($0))" } ?? ""): \(reason)"))
+        hub.publish(AuditEvent(type: .policy, verdict: "grant", reason: reason, policy: a.policy,
+                               message: "grant \(g.id) on \(a.cgroup): allow \(allow) until \(AuditTime.format(Date(timeIntervalSince1970: g.expires)))\(by.map { " (by \($0))" } ?? ""): \(reason)"))
         return g
     }
 
-    /// Ends grants whose time is up. Called every second.
+    /// Ends grants whose time is up (the kernel has already stopped applying them). Every second.
     public func expireGrants(now: Date = Date()) {
         var ended: [(Assignment, Grant)] = []
-        lock.withLock {
-            let before = assignments
-            for (id, a) in assignments {
+        mutation.withLock {
+            let before = state.withLock { assignments }
+            var after = before
+            for (id, a) in before {
                 let over = a.grants.filter { $0.expires <= now.timeIntervalSince1970 }
                 guard !over.isEmpty else { continue }
-                assignments[id]!.grants.removeAll { $0.expires <= now.timeIntervalSince1970 }
+                after[id]!.grants.removeAll { $0.expires <= now.timeIntervalSince1970 }
                 ended += over.map { (a, $0) }
             }
             guard !ended.isEmpty else { return }
+            publish { assignments = after }
             do {
                 try reinstall()
             } catch {
-                // The grant stays in force only as long as the kernel cannot be told; say so loudly.
-                assignments = before
+                // The kernel stopped applying the grant at its time regardless; this only keeps
+                // the other grants of the cgroup from coming back. Retried next second.
+                publish { assignments = before }
                 ended = []
-                logger.error("cannot end grants: \(error); retrying in a second")
+                logger.error("cannot recompile after grants ended: \(error); retrying in a second")
             }
         }
         for (a, g) in ended {
@@ -381,12 +458,11 @@ public final class Residency: @unchecked Sendable {
         }
     }
 
-
     // MARK: Explaining verdicts
 
     /// The policy compiled into a slot (also one freed recently), for events.
     public func policy(slot: UInt32) -> Policy? {
-        lock.withLock { slots[Int(slot)]?.policy ?? retired[Int(slot)]?.policy }
+        state.withLock { slots[Int(slot)]?.policy ?? retired[Int(slot)]?.slot.policy }
     }
 
     public struct Explanation {
@@ -396,7 +472,7 @@ public final class Residency: @unchecked Sendable {
         public var reason: String
     }
 
-    /// Region, policy, rule and reason of a verdict, in words. `knowsHost`/`process` say what the
+    /// Region, policy, rule and reason of a verdict, in words. `host` and `process` say what the
     /// decider knew: the kernel knows neither.
     public func explain(ip: String, port: Int, slot: UInt32, udp: Bool, host: DestinationFacts.Host,
                         process: ProcessFacts, verdict: String) -> Explanation {
@@ -404,8 +480,8 @@ public final class Residency: @unchecked Sendable {
         var (facts, _) = cfg.facts(ip: ip, host: host)
         if udp { facts.host = .none }
         let dest = AuditEvent.Destination(ip: ip, port: port, host: { if case .name(let h) = host { return h }; return nil }(),
-                                          region: facts.region,
-                                          country: facts.country, jurisdictions: facts.jurisdictions.isEmpty ? nil : facts.jurisdictions)
+                                          region: facts.region, country: facts.country,
+                                          jurisdictions: facts.jurisdictions.isEmpty ? nil : facts.jurisdictions)
         guard let policy = policy(slot: slot) else {
             return Explanation(destination: dest, policy: "?", rule: "?", reason: "policy slot \(slot) is unknown to this daemon (set by an earlier one)")
         }
@@ -416,8 +492,14 @@ public final class Residency: @unchecked Sendable {
             else if action == .allow && verdict == "deny" { reason = "refused although " + reason }
             return Explanation(destination: dest, policy: policy.name, rule: policy.ruleLabel(rule), reason: reason)
         case .undecided(let rule):
-            let why = udp ? "UDP carries no hostname and the proxy relays TCP only: refused (fail closed)"
-                          : "needs the hostname or the process: relayed through the proxy to decide"
+            let needs = policy.ruleNeedsProcess(rule) ? "the process" : "the hostname"
+            let why: String
+            if udp {
+                why = verdict == "audit" ? "needs \(needs), which UDP cannot show: would be refused (audit mode)"
+                                         : "needs \(needs), which UDP cannot show: refused (fail closed)"
+            } else {
+                why = "needs \(needs): relayed through the proxy to decide"
+            }
             return Explanation(destination: dest, policy: policy.name, rule: policy.ruleLabel(rule),
                                reason: "\(facts.description): \(policy.ruleLabel(rule)) of policy \(policy.name) \(why)")
         }
@@ -434,39 +516,44 @@ public final class Residency: @unchecked Sendable {
         return true
     }
 
-    /// The verdict once the hostname is known (nil: the tool sent none the proxy could read).
-    /// What cannot be decided is refused.
-    public func proxyVerdict(ip: String, port: Int, slot: UInt32, host: String?, process: ProcessFacts) -> ProxyVerdict {
-        let hostFact: DestinationFacts.Host = host.map { .name($0) } ?? .none
+    /// The verdict once the proxy has looked at the first bytes. What cannot be decided is refused
+    /// (in audit mode: relayed and reported).
+    public func proxyVerdict(ip: String, port: Int, slot: UInt32, host: HostObservation, process: ProcessFacts) -> ProxyVerdict {
+        let hostFact: DestinationFacts.Host
+        switch host {
+        case .name(let h): hostFact = .name(h)
+        case .none: hostFact = .none
+        case .unreadable: hostFact = .unknown
+        }
         let (facts, _) = config.facts(ip: ip, host: hostFact)
         let x = explain(ip: ip, port: port, slot: slot, udp: false, host: hostFact, process: process, verdict: "redirect")
         guard let policy = policy(slot: slot) else {
             return ProxyVerdict(relay: false, verdict: "deny", reason: x.reason + ": refused (fail closed)", policy: x.policy,
                                 rule: x.rule, destination: x.destination)
         }
+        let refusal: String
         switch policy.evaluate(facts, process: process) {
         case .decided(.allow, _):
             return ProxyVerdict(relay: true, verdict: "redirect", reason: x.reason, policy: x.policy, rule: x.rule,
                                 destination: x.destination)
         case .decided(.deny, let rule):
-            let reason = policy.reason(.deny, rule: rule, dest: facts)
-            if policy.mode == .audit {
-                return ProxyVerdict(relay: true, verdict: "audit", reason: "audit mode, would be refused: " + reason,
-                                    policy: x.policy, rule: x.rule, destination: x.destination)
-            }
-            return ProxyVerdict(relay: false, verdict: "deny", reason: reason, policy: x.policy, rule: x.rule,
-                                destination: x.destination)
+            refusal = policy.reason(.deny, rule: rule, dest: facts)
         case .undecided(let rule):
-            return ProxyVerdict(relay: false, verdict: "deny",
-                                reason: "\(facts.description): \(policy.ruleLabel(rule)) of policy \(policy.name) cannot be decided (the process is unknown): refused (fail closed)",
+            let what = policy.ruleNeedsProcess(rule) ? "the process is unknown" : "the hostname could not be read"
+            refusal = "\(facts.description): \(policy.ruleLabel(rule)) of policy \(policy.name) cannot be decided (\(what)): refused (fail closed)"
+        }
+        if policy.mode == .audit {
+            return ProxyVerdict(relay: true, verdict: "audit", reason: "audit mode, would be refused: " + refusal,
                                 policy: x.policy, rule: x.rule, destination: x.destination)
         }
+        return ProxyVerdict(relay: false, verdict: "deny", reason: refusal, policy: x.policy, rule: x.rule,
+                            destination: x.destination)
     }
 
     /// The kernel's copy of the tables: prefixes and memory, for `status`.
     public func kernelTableSummary() -> [String: UInt64] {
-        var out = kernel.residencyMemory().mapValues { $0 }
-        let (n4, n6, classes, inUse) = lock.withLock { (installed.ipv4, installed.ipv6, installed.classes, slots.count) }
+        var out = kernel.residencyMemory()
+        let (n4, n6, classes, inUse) = state.withLock { (installed.ipv4, installed.ipv6, installed.classes, slots.count) }
         out["ipv4_prefixes"] = UInt64(n4)
         out["ipv6_prefixes"] = UInt64(n6)
         out["kernel_classes"] = UInt64(classes)
@@ -484,9 +571,11 @@ public final class Residency: @unchecked Sendable {
         return out
     }
 
+    /// Which policy each guarded cgroup has, for a restarted daemon (grants are not kept).
     private func saveAssignments() {
+        guard persist else { return }
         var raw: [String: Assignment] = [:]
-        for (id, a) in assignments {
+        for (id, a) in state.withLock({ assignments }) {
             var b = a
             b.grants = []
             raw[String(id)] = b

@@ -115,11 +115,23 @@ extension KernelGuard {
         guardedCgroups().mapValues { (Int($0.policy_slot), Int($0.table_slot)) }
     }
 
-    /// Points a guarded cgroup at a compiled policy and trie pair, in one map update.
-    public func setCgroupPolicy(cgroupID: UInt64, policySlot: UInt32, tableSlot: UInt32) throws {
+    /// Points a guarded cgroup at a compiled policy and trie pair, in one map update. With a grant,
+    /// `policySlot` holds the policy with it and the kernel itself falls back to `baseSlot` at
+    /// `grantEnds` (wall clock), so the grant ends on time even without a daemon.
+    public func setCgroupPolicy(cgroupID: UInt64, policySlot: UInt32, tableSlot: UInt32,
+                                baseSlot: UInt32? = nil, grantEnds: Date? = nil) throws {
         var pol = bg_cgroup_policy()
         pol.policy_slot = policySlot
         pol.table_slot = tableSlot
+        pol.base_slot = baseSlot ?? policySlot
+        if let grantEnds {
+            var ts = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &ts)
+            let now = UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+            let left = max(0, grantEnds.timeIntervalSinceNow)
+            pol.expires_ns = now + UInt64(left * 1e9)
+            if pol.expires_ns == 0 { pol.expires_ns = 1 }
+        }
         try guarded.update(cgroupID, pol)
     }
 

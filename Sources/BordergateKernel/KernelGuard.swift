@@ -175,9 +175,11 @@ public final class KernelGuard: @unchecked Sendable {
 
     /// Guards a cgroup and all its descendants with the policy compiled into `policySlot` against
     /// the region tries of `tableSlot`.
-    public func attach(cgroupDirectory: String, cgroupID: UInt64, policySlot: UInt32, tableSlot: UInt32) throws {
+    public func attach(cgroupDirectory: String, cgroupID: UInt64, policySlot: UInt32, tableSlot: UInt32,
+                       baseSlot: UInt32? = nil, grantEnds: Date? = nil) throws {
         // The policy entry first: a hook that finds none refuses the connect (fail closed).
-        try setCgroupPolicy(cgroupID: cgroupID, policySlot: policySlot, tableSlot: tableSlot)
+        try setCgroupPolicy(cgroupID: cgroupID, policySlot: policySlot, tableSlot: tableSlot,
+                            baseSlot: baseSlot, grantEnds: grantEnds)
 
         let fd = open(cgroupDirectory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else {

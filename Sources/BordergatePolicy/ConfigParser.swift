@@ -12,7 +12,9 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable, Equatable {
 public enum ConfigParser {
     public static func load(path: String) throws -> BordergateConfig {
         guard let data = FileManager.default.contents(atPath: path) else {
-            throw ConfigError("\(path): cannot read the config file (\(String(cString: strerror(errno)))); check the path, or run without --config for the built-in policy")
+            // FileManager does not say why; access(2) does.
+            let why = access(path, R_OK) == 0 ? "unreadable" : String(cString: strerror(errno)).lowercased()
+            throw ConfigError("\(path): cannot read the config file (\(why)); check the path, or run without --config for the built-in policy")
         }
         guard let text = String(data: data, encoding: .utf8) else {
             throw ConfigError("\(path):1:1: the file is not UTF-8 text; expected a YAML config")

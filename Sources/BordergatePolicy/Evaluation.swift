@@ -105,6 +105,13 @@ extension Policy {
         }
     }
 
+    /// Whether the rule behind a reference narrows to a process (its verdict needs the process).
+    public func ruleNeedsProcess(_ ref: Int) -> Bool {
+        let i = ref - RuleRef.firstRule
+        let rules = orderedRules
+        return i >= 0 && i < rules.count && rules[i].rule.narrowsProcess
+    }
+
     public func evaluate(_ dest: DestinationFacts, process: ProcessFacts) -> PolicyOutcome {
         switch dest.special {
         case .loopback: return .decided(loopback, rule: RuleRef.loopback)
@@ -155,7 +162,9 @@ extension Policy {
         }
         if let exe = rule.exe {
             if let actual = p.exe {
-                if fnmatch(exe, actual, 0) != 0 { return .no }
+                // `*` stays within one path component, and `..` cannot walk out of a matched
+                // directory: /usr/bin/* must not match /usr/bin/../../tmp/x.
+                if fnmatch(exe, Self.normalized(actual), FNM_PATHNAME) != 0 { return .no }
             } else { result = .unknown }
         }
         if let uid = rule.uid {
@@ -164,6 +173,18 @@ extension Policy {
             } else { result = .unknown }
         }
         return result
+    }
+
+    /// A path with `.` and `..` resolved lexically and repeated slashes folded. A relative path
+    /// (an exec by relative name) never matches an absolute pattern.
+    static func normalized(_ path: String) -> String {
+        var parts: [Substring] = []
+        for c in path.split(separator: "/", omittingEmptySubsequences: true) {
+            if c == "." { continue }
+            if c == ".." { if !parts.isEmpty { parts.removeLast() }; continue }
+            parts.append(c)
+        }
+        return (path.hasPrefix("/") ? "/" : "") + parts.joined(separator: "/")
     }
 
     /// The reason of a decision in an auditor's words.

@@ -17,7 +17,7 @@ public struct ProxiedConnection: Sendable {
     public var rule: String?
     /// nil: relay at once. Otherwise the verdict waits for the hostname: the proxy reads the
     /// tool's first bytes (TLS SNI, HTTP Host), within a cap and a time limit, and asks.
-    public var decide: (@Sendable (_ host: String?) -> ProxyVerdict)?
+    public var decide: (@Sendable (_ host: HostObservation) -> ProxyVerdict)?
 
     public init(connectionID: String, target: SocketAddress, process: AuditEvent.Process,
                 destination: AuditEvent.Destination, policy: String, reason: String, connectedAt: Date) {
@@ -29,6 +29,17 @@ public struct ProxiedConnection: Sendable {
         self.reason = reason
         self.connectedAt = connectedAt
     }
+}
+
+/// What the first bytes said about the hostname.
+public enum HostObservation: Sendable, Equatable {
+    case name(String)
+    /// Nothing to read: the protocol carries no hostname (SSH, a TLS ClientHello without SNI,
+    /// HTTP without Host), or the tool sent nothing before the time limit.
+    case none
+    /// It looked like TLS or HTTP but could not be read (malformed, over the cap, cut off): the
+    /// hostname is unknown, and a verdict that depends on it is refused.
+    case unreadable
 }
 
 /// The proxy's verdict on a connection that waited for its hostname.

@@ -118,13 +118,14 @@ public final class TransparentProxy: Sendable {
         // The verdict needs the hostname: read the first bytes, at most a head's worth and for a
         // bounded time (a server-speaks-first protocol sends nothing: it gets no hostname).
         let once = NIOLockedValueBox(false)
-        let finish: @Sendable (SniffedProtocol) -> Void = { [self] sniffed in
+        let finish: @Sendable (SniffedProtocol, Bool) -> Void = { [self] sniffed, sawBytes in
             guard once.withLockedValue({ done in defer { done = true }; return !done }) else { return }
-            let host: String?
+            let host: HostObservation
             switch sniffed {
-            case .tls(let name): host = name
-            case .http(let h, _, _): host = h
-            default: host = nil
+            case .tls(let name?), .http(let name?, _, _): host = .name(name)
+            case .tls(nil), .http(nil, _, _), .other: host = .none
+            case .needMoreBytes: host = sawBytes ? .unreadable : .none // cut off mid-head, or silent
+            case .malformed: host = .unreadable
             }
             let v = decide(host)
             var decided = conn
@@ -144,9 +145,12 @@ public final class TransparentProxy: Sendable {
                 channel.read()
                 return
             }
-            finish(sniffed)
+            finish(sniffed, bytes.readableBytes > 0)
         }
-        channel.eventLoop.scheduleTask(in: configuration.sniffTimeout) { finish(.other) }
+        channel.eventLoop.scheduleTask(in: configuration.sniffTimeout) {
+            finish(held.seenSoFar.map { ProtocolSniffer.sniff($0.readableBytesView) } ?? .needMoreBytes,
+                   (held.seenSoFar?.readableBytes ?? 0) > 0)
+        }
         channel.read()
     }
 
@@ -215,12 +219,12 @@ public final class TransparentProxy: Sendable {
             reset(channel)
             return
         }
+        // Nothing more is read (the held head is all that is ever buffered); the tool gets the answer
+        // and an EOF, and the connection is closed for good soon after.
         channel.writeAndFlush(ByteBuffer(bytes: words)).whenComplete { _ in
             channel.close(mode: .output, promise: nil)
-            // let the tool read the answer; close for good soon after
             channel.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
         }
-        try? channel.syncOptions?.setOption(.autoRead, value: true)
     }
 
     static func protocolName(_ s: SniffedProtocol) -> String {
@@ -281,6 +285,9 @@ final class InboundHold: ChannelInboundHandler, RemovableChannelHandler, @unchec
     /// Calls `body` with everything held so far, and whether the tool has stopped sending, after
     /// each read and at EOF, until ``release()``.
     func observe(_ body: @escaping (ByteBuffer, Bool) -> Void) { observer = body }
+
+    /// What the observer has seen so far (nil when not observing).
+    var seenSoFar: ByteBuffer? { observer == nil ? nil : seen }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         held.append(.read(data))

@@ -196,3 +196,26 @@ func facts(_ region: String?, host: DestinationFacts.Host = .unknown) throws -> 
         #expect(builtIn.allSatisfy { $0.udp == .pass })
     }
 }
+
+@Suite struct ProcessMatching {
+    @Test func exeGlobsStayInsideTheirDirectory() throws {
+        let c = try parse("policies:\n  p:\n    allow:\n      - country: US\n        exe: /usr/bin/*\n")
+        let p = try #require(c.policies["p"])
+        let us = try facts("US", host: .none)
+        #expect(p.evaluate(us, process: .init(exe: "/usr/bin/curl", uid: 0)) == .decided(.allow, rule: RuleRef.firstRule))
+        #expect(p.evaluate(us, process: .init(exe: "/usr/bin/../../tmp/evil", uid: 0)) == .decided(.deny, rule: RuleRef.fallback))
+        #expect(p.evaluate(us, process: .init(exe: "/usr/bin/sub/tool", uid: 0)) == .decided(.deny, rule: RuleRef.fallback))
+        #expect(p.evaluate(us, process: .init(exe: "/usr//bin/./curl", uid: 0)) == .decided(.allow, rule: RuleRef.firstRule))
+        #expect(p.evaluate(us, process: .init(exe: "curl", uid: 0)) == .decided(.deny, rule: RuleRef.fallback))
+        #expect(p.ruleNeedsProcess(RuleRef.firstRule))
+        #expect(!p.ruleNeedsProcess(RuleRef.fallback))
+    }
+
+    @Test func aDenyThatHoldsEitherWayIsDecidedWithoutTheHostname() throws {
+        // US is refused whether or not it is blocked.example: the kernel can refuse it alone.
+        let c = try parse("policies:\n  p:\n    allow:\n      - jurisdiction: EU\n    deny:\n      - host: blocked.example\n")
+        let p = try #require(c.policies["p"])
+        #expect(p.evaluate(try facts("US"), process: .unknown) == .decided(.deny, rule: RuleRef.fallback))
+        #expect(p.evaluate(try facts("DE"), process: .unknown) == .undecided(rule: RuleRef.firstRule))
+    }
+}

@@ -187,6 +187,66 @@ extension EndToEnd {
         }
     }
 
+    @Test func aGrantEndsOnTimeEvenWithoutADaemonAndARestartKeepsThePolicy() throws {
+        try withPolicy("res-grant-dead", policy: "eu-plain") { d, cg in
+            let curl = Harness.inCgroup(cg, "curl -sS --max-time 10 -o /dev/null http://\(Harness.usHost4)/")
+            let g = d.cli("grant --cgroup \(cg) --allow US --for 4s --reason 'while the daemon is away'")
+            try #require(g.status == 0, "grant failed: \(g.stderr)")
+            d.stop(signal: SIGKILL)
+            #expect(Harness.sh(curl).status == 0, "the grant holds while it lasts, daemon or not")
+            sleep(5)
+            let after = Harness.sh(curl)
+            #expect(after.status == 7, "the kernel ended the grant on its own: \(after.stderr)")
+            try d.start()
+            let status = d.cli("status")
+            #expect(status.stdout.contains("\(cg)  policy eu-plain"), "the policy survives a restart: \(status.stdout)")
+            #expect(!status.stdout.contains("grant g"), "grants do not: \(status.stdout)")
+            #expect(Harness.sh(curl).status == 7)
+            #expect(Harness.sh(Harness.inCgroup(cg, "curl -sS --max-time 10 -o /dev/null http://\(Harness.host4)/")).status == 0)
+        }
+    }
+
+    @Test func aHeadThatCannotBeReadIsRefusedWhenTheHostnameDecides() throws {
+        try withPolicy("res-garbled", policy: "eu-only") { d, cg in
+            // a TLS record header that promises a ClientHello and then lies about its length
+            let script = """
+                import socket
+                s = socket.create_connection(("\(Harness.host4)", 80), timeout=10)
+                s.sendall(bytes([0x16, 0x03, 0x01, 0x00, 0x30, 0x01, 0x00, 0xff, 0xff]) + b"x" * 43)
+                try:
+                    data = s.recv(100)
+                    print("closed" if data == b"" else "answered")
+                except ConnectionResetError:
+                    print("reset")
+                """
+            let r = try Harness.python(script, inCgroup: cg)
+            #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "reset", "got \(r.stdout) \(r.stderr)")
+            let events = d.waitForEvents { all in all.connects().contains { $0.process?.cgroup == cg && $0.verdict == "deny" } }
+            let deny = try #require(events.connects().first { $0.process?.cgroup == cg && $0.verdict == "deny" })
+            #expect(deny.reason?.contains("could not be read") == true, "\(deny.reason ?? "")")
+        }
+    }
+
+    @Test func standaloneExecTakesAPolicy() throws {
+        try Harness.requireEnvironment()
+        let dir = "/tmp/bge2e-standalone-policy-\(getpid())"
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try residencyTable.write(toFile: dir + "/regions.csv", atomically: true, encoding: .utf8)
+        try residencyConfig.write(toFile: dir + "/config.yaml", atomically: true, encoding: .utf8)
+        let env = ["BORDERGATE_STATE_DIR": dir, "BORDERGATE_CONFIG": dir + "/config.yaml",
+                   "BORDERGATE_CONTROL_SOCKET": dir + "/none.sock", "BORDERGATE_PIN_ROOT": "/sys/fs/bpf/bge2e_standalone_policy"]
+        let refused = Harness.sh("\(Harness.binary) exec --policy eu-plain -- curl -sS --max-time 10 http://\(Harness.usHost4)/", environment: env)
+        #expect(refused.status == 7, "\(refused.stderr)")
+        #expect(refused.stderr.contains("deny"), "the summary shows the refusal: \(refused.stderr)")
+        let ok = Harness.sh("\(Harness.binary) exec --policy eu-plain -- curl -sS --max-time 10 http://\(Harness.host4)/", environment: env)
+        #expect(ok.status == 0, "\(ok.stderr)")
+        let unknown = Harness.sh("\(Harness.binary) exec --policy nope -- true", environment: env)
+        #expect(unknown.status == 1 && unknown.stderr.contains("no policy named 'nope'"), "\(unknown.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir + "/attachments.json"), "a standalone exec saves no assignments")
+    }
+
     @Test func aBrokenConfigOnReloadLeavesTheOldOneInForce() throws {
         let d = try Self.residency.get()
         let good = try String(contentsOfFile: d.configPath, encoding: .utf8)

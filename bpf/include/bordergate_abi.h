@@ -84,6 +84,9 @@ struct bg_config {
 struct bg_cgroup_policy {
     __u32 policy_slot;  /* row of `policy_rows` compiled for this cgroup (< BG_MAX_POLICY_SLOTS) */
     __u32 table_slot;   /* which pair of region tries (0 = *_a, 1 = *_b) the rows were compiled for */
+    __u32 base_slot;    /* with grants: the policy without them, in force from expires_ns on, so a */
+    __u32 _pad;         /* grant ends on time even when no daemon is there to end it */
+    __u64 expires_ns;   /* CLOCK_MONOTONIC (bpf_ktime_get_ns); 0 = no grant */
 };
 
 /* Row flags. */

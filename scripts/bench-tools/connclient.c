@@ -1,6 +1,8 @@
 // Bench client for scripts/bench.
 //   connclient rate HOST PORT SECONDS   connect+close as fast as one process can; prints JSON with
 //                                       the rate and connect() latency percentiles
+//   connclient refused HOST PORT SECONDS  the same, for a destination the guard refuses: counts
+//                                       connects that fail with EPERM (any other outcome is "unexpected")
 //   connclient hold HOST PORT N         opens N connections, prints "ready", holds them until stdin closes
 #include <arpa/inet.h>
 #include <errno.h>
@@ -59,16 +61,25 @@ int main(int argc, char **argv)
         return opened == n ? 0 : 1;
     }
 
+    int refusals = strcmp(argv[1], "refused") == 0;
     double seconds = atof(argv[4]);
     size_t cap = 1 << 22, n = 0;
     double *lat = malloc(cap * sizeof(double));
-    long failures = 0;
+    long failures = 0, unexpected = 0;
     struct linger rst = {1, 0}; // close with RST: no TIME_WAIT, so ports never run out
     double start = now_us(), end = start + seconds * 1e6, t;
     while ((t = now_us()) < end) {
         int fd = socket(AF_INET, SOCK_STREAM, 0);
         double t0 = now_us();
-        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        int rc = connect(fd, (struct sockaddr *)&sa, sizeof sa);
+        if (refusals) {
+            if (rc != 0 && errno == EPERM) {
+                if (n < cap)
+                    lat[n++] = now_us() - t0;
+            } else {
+                unexpected++;
+            }
+        } else if (rc != 0) {
             failures++;
         } else if (n < cap) {
             lat[n++] = now_us() - t0;
@@ -78,7 +89,7 @@ int main(int argc, char **argv)
     }
     double elapsed = (now_us() - start) / 1e6;
     qsort(lat, n, sizeof(double), cmp);
-    printf("{\"connections\":%zu,\"failures\":%ld,\"seconds\":%.3f,\"rate\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f}\n",
-           n, failures, elapsed, n / elapsed, n ? lat[n / 2] : 0, n ? lat[(size_t)(n * 0.99)] : 0);
-    return 0;
+    printf("{\"connections\":%zu,\"failures\":%ld,\"unexpected\":%ld,\"seconds\":%.3f,\"rate\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f}\n",
+           n, failures, unexpected, elapsed, n / elapsed, n ? lat[n / 2] : 0, n ? lat[(size_t)(n * 0.99)] : 0);
+    return unexpected ? 1 : 0;
 }
