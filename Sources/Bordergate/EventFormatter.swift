@@ -17,8 +17,12 @@ public enum EventFormatter {
         if let d = e.destination {
             var dest = "→ \(endpoint(d.ip, d.port))"
             if let h = d.host { dest += " (\(h))" }
+            if let r = d.region { dest += " [\(r)]" }
+            if e.type == .connect, e.protocol == "udp" { dest += " udp" }
             parts.append(dest)
         }
+        // Refusals say why; so do verdicts an auditor will want explained.
+        if e.type == .connect, let v = e.verdict, v == "deny" || v == "audit", let r = e.reason { parts.append("— \(r)") }
         if e.type == .close {
             if let b = e.bytes { parts.append("sent \(bytes(b.sent)) received \(bytes(b.received))") }
             if let ms = e.duration_ms { parts.append(duration(ms)) }
@@ -58,7 +62,8 @@ public enum EventFormatter {
         var lines = ["bordergate: \(command) made \(order.count) connection\(order.count == 1 ? "" : "s")"]
         for id in order {
             guard let c = connects[id], let d = c.destination, let p = c.process else { continue }
-            var line = "  \(p.comm)[\(p.pid)] → \(endpoint(d.ip, d.port))  \(c.verdict ?? "")"
+            var line = "  \(p.comm)[\(p.pid)] → \(endpoint(d.ip, d.port))\(d.host.map { " (\($0))" } ?? "")\(c.protocol == "udp" ? " udp" : "")  \(c.verdict ?? "")"
+            if c.verdict == "deny" || c.verdict == "audit", let r = c.reason { line += "  \(r)" }
             if let x = closes[id] {
                 if let b = x.bytes { line += "  sent \(bytes(b.sent)), received \(bytes(b.received))" }
                 if let ms = x.duration_ms { line += ", \(duration(ms))" }

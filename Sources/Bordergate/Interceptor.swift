@@ -212,8 +212,7 @@ public final class Interceptor: @unchecked Sendable {
     private func auditEvent(for e: KernelConnectEvent, verdict: String, error: String? = nil) -> AuditEvent {
         let udp = e.ipProtocol == 17
         let ip = e.destination.description
-        let x = residency.explain(ip: ip, port: Int(e.port), slot: e.policySlot, udp: udp, host: .unknown,
-                                  process: .unknown, verdict: verdict)
+        let x = residency.explainKernelVerdict(ip: ip, port: Int(e.port), slot: e.policySlot, udp: udp, verdict: verdict)
         let destination = x.destination
         var reason = kernelReasonText(e.reason)
         var policy: String?

@@ -101,6 +101,10 @@ public final class Residency: @unchecked Sendable {
     private var installed = (ipv4: 0, ipv6: 0, classes: 0)
     private var grantCounter = 0
     static let reuseDelay: TimeInterval = 15
+    /// Explanations of kernel verdicts by (slot, protocol, verdict, address): a busy runner talks
+    /// to the same few destinations, and every verdict event needs one. Cleared on every install.
+    private var explained: [String: Explanation] = [:]
+    private let explainedLock = NSLock()
 
     public init(kernel: KernelGuard, settings: Settings, hub: AuditHub, logger: Logger, initial: ResidencyConfig,
                 persist: Bool) {
@@ -286,6 +290,7 @@ public final class Residency: @unchecked Sendable {
             current = cfg
             installed = (image.ipv4.count, image.ipv6.count, representatives.count)
         }
+        explainedLock.withLock { explained.removeAll() }
         if kernel.tableFingerprints()[1 - target] != 0 || tableSlotsInUse.contains(1 - target) {
             kernel.clearRegions(slot: 1 - target)
         }
@@ -470,6 +475,22 @@ public final class Residency: @unchecked Sendable {
         public var policy: String
         public var rule: String
         public var reason: String
+    }
+
+    /// ``explain(ip:port:slot:udp:host:process:verdict:)`` for a kernel verdict (no hostname, no
+    /// process), remembered.
+    public func explainKernelVerdict(ip: String, port: Int, slot: UInt32, udp: Bool, verdict: String) -> Explanation {
+        let key = "\(slot)|\(udp ? "u" : "t")|\(verdict)|\(ip)"
+        if var hit = explainedLock.withLock({ explained[key] }) {
+            hit.destination.port = port
+            return hit
+        }
+        let x = explain(ip: ip, port: port, slot: slot, udp: udp, host: .unknown, process: .unknown, verdict: verdict)
+        explainedLock.withLock {
+            if explained.count >= 8192 { explained.removeAll(keepingCapacity: true) }
+            explained[key] = x
+        }
+        return x
     }
 
     /// Region, policy, rule and reason of a verdict, in words. `host` and `process` say what the

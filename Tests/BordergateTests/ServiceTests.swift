@@ -61,6 +61,17 @@ import Testing
         #expect(!line.contains("/usr/bin/curl"), "an exe that only repeats the command name is left out")
     }
 
+    @Test func refusalsSayWhyAndWhere() {
+        let e = AuditEvent(type: .connect, verdict: "deny", reason: "country US is not allowed by policy eu-only",
+                           process: process, destination: .init(ip: "198.51.100.200", port: 53, region: "US", country: "US"),
+                           protocol: "udp", policy: "eu-only", rule: "default", connection: "c")
+        let line = EventFormatter.compact(e)
+        #expect(line.contains("→ 198.51.100.200:53 [US] udp"))
+        #expect(line.hasSuffix("— country US is not allowed by policy eu-only"))
+        let summary = EventFormatter.summary([e], command: "dig").split(separator: "\n").map(String.init)
+        #expect(summary[1] == "  curl[42] → 198.51.100.200:53 udp  deny  country US is not allowed by policy eu-only")
+    }
+
     @Test func bytesAreHumanSized() {
         #expect(EventFormatter.bytes(999) == "999 B")
         #expect(EventFormatter.bytes(52_428_800) == "50.0 MiB")
