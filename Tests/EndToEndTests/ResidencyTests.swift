@@ -153,6 +153,29 @@ extension EndToEnd {
         }
     }
 
+    @Test func aHostnameRuleRefusesTLSWithAnAlert() throws {
+        try withPolicy("res-tls", policy: "eu-only") { d, cg in
+            // The test host speaks no TLS on 80, but the proxy decides before it dials anyone.
+            let script = """
+                import socket, ssl
+                ctx = ssl.create_default_context()
+                s = socket.create_connection(("\(Harness.host4)", 80), timeout=10)
+                try:
+                    ctx.wrap_socket(s, server_hostname="blocked.example")
+                    print("handshake completed")
+                except ssl.SSLError as e:
+                    print(e.reason)
+                """
+            let r = try Harness.python(script, inCgroup: cg)
+            #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "TLSV1_ALERT_ACCESS_DENIED", "got \(r.stdout) \(r.stderr)")
+            let events = d.waitForEvents { all in all.connects().contains { $0.process?.cgroup == cg && $0.verdict == "deny" } }
+            let deny = try #require(events.connects().first { $0.process?.cgroup == cg && $0.verdict == "deny" })
+            #expect(deny.protocol == "tls")
+            #expect(deny.destination?.host == "blocked.example")
+            #expect(deny.rule == "deny[0]: host blocked.example")
+        }
+    }
+
     @Test func auditModeLetsItThroughAndReportsIt() throws {
         try withPolicy("res-audit", policy: "eu-audit") { d, cg in
             let r = Harness.sh(Harness.inCgroup(cg, "curl -sS --max-time 10 http://\(Harness.usHost4)/"))
