@@ -252,14 +252,13 @@ struct KernelResolver: ConnectionResolver {
         let dstPort = Int(orig.port)
         let slot = orig.policySlot
         // What is decidable without the hostname is decided now; the rest waits for the first bytes.
-        let upfront = residency.explain(ip: ip, port: dstPort, slot: slot, udp: false, host: .unknown, process: facts,
-                                        verdict: "redirect")
+        let (upfront, needsVerdict) = residency.proxyUpfront(ip: ip, port: dstPort, slot: slot, process: facts)
         var conn = ProxiedConnection(
             connectionID: connectionID(cookie: orig.identity.cookie), target: target, process: process,
             destination: upfront.destination, policy: upfront.policy, reason: upfront.reason,
             connectedAt: wallClock(monotonicNanos: orig.identity.monotonicNanos))
         conn.rule = upfront.rule
-        if residency.needsVerdict(slot: slot, ip: ip, process: facts) {
+        if needsVerdict {
             conn.decide = { [residency] host in
                 residency.proxyVerdict(ip: ip, port: dstPort, slot: slot, host: host, process: facts)
             }

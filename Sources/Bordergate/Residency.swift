@@ -104,6 +104,7 @@ public final class Residency: @unchecked Sendable {
     /// Explanations of kernel verdicts by (slot, protocol, verdict, address): a busy runner talks
     /// to the same few destinations, and every verdict event needs one. Cleared on every install.
     private var explained: [String: Explanation] = [:]
+    private var upfront: [String: (Explanation, Bool)] = [:]
     private let explainedLock = NSLock()
 
     public init(kernel: KernelGuard, settings: Settings, hub: AuditHub, logger: Logger, initial: ResidencyConfig,
@@ -290,7 +291,10 @@ public final class Residency: @unchecked Sendable {
             current = cfg
             installed = (image.ipv4.count, image.ipv6.count, representatives.count)
         }
-        explainedLock.withLock { explained.removeAll() }
+        explainedLock.withLock {
+            explained.removeAll()
+            upfront.removeAll()
+        }
         if kernel.tableFingerprints()[1 - target] != 0 || tableSlotsInUse.contains(1 - target) {
             kernel.clearRegions(slot: 1 - target)
         }
@@ -528,13 +532,28 @@ public final class Residency: @unchecked Sendable {
 
     // MARK: The proxy's share
 
-    /// Whether a redirected connection still needs a verdict from the proxy (the hostname decides,
-    /// or the policy refuses it and the proxy must say so in the protocol's words).
-    public func needsVerdict(slot: UInt32, ip: String, process: ProcessFacts) -> Bool {
-        guard let policy = policy(slot: slot) else { return true }
-        let (facts, _) = config.facts(ip: ip, host: .unknown)
-        if case .decided(.allow, _) = policy.evaluate(facts, process: process) { return false }
-        return true
+    /// A redirected connection before any byte: its explanation, and whether it still needs a
+    /// verdict from the proxy (the hostname decides, or the policy refuses it and the proxy must
+    /// say so in the protocol's words). Remembered per slot, address and process, as every
+    /// relayed connection asks.
+    public func proxyUpfront(ip: String, port: Int, slot: UInt32, process: ProcessFacts) -> (Explanation, needsVerdict: Bool) {
+        let key = "p|\(slot)|\(ip)|\(process.uid.map(String.init) ?? "-")|\(process.exe ?? "")"
+        if let hit = explainedLock.withLock({ upfront[key] }) {
+            var x = hit.0
+            x.destination.port = port
+            return (x, hit.1)
+        }
+        let x = explain(ip: ip, port: port, slot: slot, udp: false, host: .unknown, process: process, verdict: "redirect")
+        var needs = true
+        if let policy = policy(slot: slot) {
+            let (facts, _) = config.facts(ip: ip, host: .unknown)
+            if case .decided(.allow, _) = policy.evaluate(facts, process: process) { needs = false }
+        }
+        explainedLock.withLock {
+            if upfront.count >= 8192 { upfront.removeAll(keepingCapacity: true) }
+            upfront[key] = (x, needs)
+        }
+        return (x, needs)
     }
 
     /// The verdict once the proxy has looked at the first bytes. What cannot be decided is refused
