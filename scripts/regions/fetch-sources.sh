@@ -29,8 +29,11 @@ fetch_tor() {
     local dir="$work/tor"
     mkdir -p "$dir"
     if ! (cd "$dir" && apt-get download tor-geoipdb >"$dir/log" 2>&1); then
-        echo "tor-geoipdb: could not be fetched: apt-get download failed: $(tail -n1 "$dir/log")" >&2
-        return 0
+        # A fresh machine may have no package lists yet: read them once and try again.
+        if ! { apt-get update -qq >>"$dir/log" 2>&1 && (cd "$dir" && apt-get download tor-geoipdb >>"$dir/log" 2>&1); }; then
+            echo "tor-geoipdb: could not be fetched: apt-get download failed: $(tail -n1 "$dir/log")" >&2
+            return 0
+        fi
     fi
     local deb
     deb=$(ls "$dir"/tor-geoipdb_*.deb 2>/dev/null | head -n1)
