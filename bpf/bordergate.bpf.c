@@ -266,7 +266,7 @@ static __always_inline int decide(struct bg_orig *o, __u32 mark, int udp, __u32 
     }
     *table_slot = pol->table_slot;
     o->policy_slot = pol->policy_slot;
-    if (pol->expires_ns && o->id.time_ns >= pol->expires_ns)
+    if (pol->expires_ns && bpf_ktime_get_boot_ns() >= pol->expires_ns)
         o->policy_slot = pol->base_slot; /* the grant is over, whether or not a daemon said so */
     __u32 cls = classify(&o->dst, pol->table_slot);
     o->region_class = cls;
@@ -430,6 +430,22 @@ SEC("cgroup/connect6")
 int bg_connect6(struct bpf_sock_addr *ctx)
 {
     return handle6(ctx, socket_kind(ctx->type));
+}
+
+/* Only sockets whose every destination passes the verdict hooks above may be created in a guarded
+ * cgroup: TCP (connect4|6) and UDP (connect4|6, sendmsg4|6). Raw sockets, SCTP, MPTCP and ICMP
+ * sockets could reach a forbidden destination without a verdict, so they fail with EPERM. */
+SEC("cgroup/sock_create")
+int bg_sock_create(struct bpf_sock *sk)
+{
+    if (sk->family != AF_INET && sk->family != AF_INET6)
+        return 1;
+    if (sk->type == SOCK_STREAM && sk->protocol == IPPROTO_TCP)
+        return 1;
+    if (sk->type == SOCK_DGRAM && sk->protocol == IPPROTO_UDP)
+        return 1;
+    count(BG_STAT_SOCKETS_REFUSED);
+    return 0;
 }
 
 /* Unconnected UDP (sendto with an address): the same verdicts, so DNS or QUIC to a forbidden

@@ -81,7 +81,7 @@ final class ControlServer: @unchecked Sendable {
             if request.all == true {
                 var names: [String] = []
                 for g in interceptor.status().guards {
-                    if (try? interceptor.detach(cgroup: g.cgroup)) == true || interceptor.kernel.detach(cgroupID: g.cgroupID) {
+                    if (try? interceptor.detach(cgroup: g.cgroup)) == true || interceptor.detach(cgroupID: g.cgroupID) {
                         names.append(g.cgroup)
                     }
                 }

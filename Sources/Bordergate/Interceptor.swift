@@ -4,6 +4,7 @@ import BordergatePolicy
 import BordergateProxy
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 
@@ -26,6 +27,7 @@ public final class Interceptor: @unchecked Sendable {
     private var reader: KernelEventReader?
     private var pumpTask: Task<Void, Never>?
     private var sweepTask: Task<Void, Never>?
+    private let stopping = NIOLockedValueBox(false)
 
     /// Reads the config and region tables, loads the kernel side and prepares (but does not start)
     /// the proxy.
@@ -72,9 +74,18 @@ public final class Interceptor: @unchecked Sendable {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(1))
                 for e in ledger.expired() { reportUnclaimed(e) }
-                residency.expireGrants()
             }
         }
+        // Ending grants may reload the kernel's tries (a second or so): on a thread of its own, so
+        // it never holds up the tasks that read kernel events.
+        let grants = Thread { [weak self] in
+            while let self, !self.stopping.withLockedValue({ $0 }) {
+                sleep(1)
+                self.residency.expireGrants()
+            }
+        }
+        grants.name = "bordergate-grants"
+        grants.start()
     }
 
     /// Stops. With `failClosed`, the kernel is told no proxy is listening, so guarded connects are
@@ -85,6 +96,7 @@ public final class Interceptor: @unchecked Sendable {
         reader?.stop()
         await pumpTask?.value
         sweepTask?.cancel()
+        stopping.withLockedValue { $0 = true }
         for e in ledger.drain() { reportUnclaimed(e) }
         try? await group.shutdownGracefully()
         kernel.close()
@@ -123,8 +135,7 @@ public final class Interceptor: @unchecked Sendable {
         } else {
             throw ServiceError("cgroup \(name) does not exist (looked for \(dir))")
         }
-        let found = kernel.detach(cgroupID: id)
-        residency.forget(cgroupID: id)
+        let found = residency.detach(cgroupID: id) { kernel.detach(cgroupID: id) }
         if found {
             hub.publish(AuditEvent(type: .policy, message: "guard detached from \(cgroups.relativeName(ofDirectory: dir))"))
         }
@@ -165,6 +176,11 @@ public final class Interceptor: @unchecked Sendable {
         let dir = cgroups.directory(for: name)
         let id = try cgroups.id(ofDirectory: dir)
         return try residency.grant(cgroupID: id, allow: allow, duration: seconds, reason: reason, by: user)
+    }
+
+    /// Removes the guard of a cgroup known only by id (its directory is gone).
+    public func detach(cgroupID id: UInt64) -> Bool {
+        residency.detach(cgroupID: id) { kernel.detach(cgroupID: id) }
     }
 
     public func status() -> DaemonStatus {

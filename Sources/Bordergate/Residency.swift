@@ -70,15 +70,16 @@ public final class Residency: @unchecked Sendable {
         var policy: Policy
     }
 
-    /// The policy for guarded cgroups whose policy is not known (lost state, a failed attach): it
-    /// refuses everything but loopback, and is always compiled.
+    /// The policy for guarded cgroups whose policy is not known (lost state): it refuses
+    /// everything, loopback included (a local forward proxy would lead anywhere), and is always
+    /// compiled.
     static let parkedName = "(parked)"
     static var parkedPolicy: Policy {
         var p = Policy(name: parkedName)
         p.unknown = .deny
         p.fallback = .deny
         p.privateNetworks = .deny
-        p.loopback = .allow
+        p.loopback = .deny
         return p
     }
 
@@ -94,6 +95,8 @@ public final class Residency: @unchecked Sendable {
     private var current: ResidencyConfig
     private var tableSlot = 0
     private var slots: [Int: Slot] = [:]
+    /// Slots written by an install that has not published yet: cgroups may already use them.
+    private var pending: [Int: Slot] = [:]
     /// Slots freed recently: still readable for connections and events in flight, and not reused
     /// until `reuseDelay` has passed.
     private var retired: [Int: (slot: Slot, at: Date)] = [:]
@@ -105,6 +108,8 @@ public final class Residency: @unchecked Sendable {
     /// to the same few destinations, and every verdict event needs one. Cleared on every install.
     private var explained: [String: Explanation] = [:]
     private var upfront: [String: (Explanation, Bool)] = [:]
+    /// Bumped by every install: an explanation computed before it is not cached after it.
+    private var generation = 0
     private let explainedLock = NSLock()
 
     public init(kernel: KernelGuard, settings: Settings, hub: AuditHub, logger: Logger, initial: ResidencyConfig,
@@ -126,7 +131,7 @@ public final class Residency: @unchecked Sendable {
     /// Loads the tables into the kernel (unless the pinned ones already match) and compiles a
     /// policy for every cgroup guarded from the pins, using the policy names saved with them. A
     /// guarded cgroup whose policy is not known is parked: everything but loopback is refused.
-    public func start(pinned: [UInt64: (policySlot: Int, tableSlot: Int)], name: (UInt64) -> String) throws {
+    public func start(pinned: [UInt64: (policySlot: Int, baseSlot: Int, tableSlot: Int)], name: (UInt64) -> String) throws {
         try mutation.withLock {
             let saved = persist ? Self.readAssignments(path: settings.attachmentsPath) : [:]
             var parked: [String] = []
@@ -141,9 +146,7 @@ public final class Residency: @unchecked Sendable {
                 fresh[id] = a
             }
             publish { assignments = fresh }
-            let inUse = Set(pinned.values.map(\.policySlot))
-            let tablesInUse = Set(pinned.values.map(\.tableSlot))
-            try install(current, reservedPolicySlots: inUse, tableSlotsInUse: tablesInUse)
+            try install(current)
             saveAssignments()
             for p in parked {
                 let message = "guarded cgroup \(p) has no policy this daemon knows; refusing its connections (all but loopback) until 'bordergate attach CGROUP --policy NAME'"
@@ -173,7 +176,7 @@ public final class Residency: @unchecked Sendable {
                         throw ServiceError("grant \(g.id) on \(a.cgroup) allows \(g.allow), which \(fresh.config.path) no longer defines; let it expire or re-attach \(a.cgroup)")
                     }
                 }
-                try install(fresh, reservedPolicySlots: Set(state.withLock { slots.keys }), tableSlotsInUse: [tableSlot])
+                try install(fresh)
             }
         } catch {
             let message = "reload (\(trigger)) failed; keeping the configuration in force: \(error)"
@@ -192,8 +195,15 @@ public final class Residency: @unchecked Sendable {
     /// knows it", left out of the tries). The tries go into a free pair when they changed, the
     /// compiled rows into free slots; then every guarded cgroup moves over in one map update each,
     /// and the old slots and tries are freed. Called with `mutation` held.
-    private func install(_ cfg: ResidencyConfig, reservedPolicySlots: Set<Int>, tableSlotsInUse: Set<Int>) throws {
+    private func install(_ cfg: ResidencyConfig) throws {
         let assignments = state.withLock { self.assignments }
+        // What the kernel uses right now, read from the kernel itself (an earlier install may have
+        // stopped half way): every slot a cgroup points at or falls back to, and its trie pairs.
+        let inKernel = kernel.guardedSlots()
+        let reservedPolicySlots = Set(inKernel.values.flatMap { [$0.policySlot, $0.baseSlot] })
+            .union(state.withLock { Set(slots.keys) })
+        let tableSlotsInUse = Set(inKernel.values.map(\.tableSlot))
+        explainedLock.withLock { generation += 1 }
         var variants: [(key: String, policy: Policy)] = [(Self.slotKey(Self.parkedName, []), Self.parkedPolicy)]
         var seen: Set = [variants[0].key]
         for name in cfg.config.policyOrder {
@@ -271,15 +281,19 @@ public final class Residency: @unchecked Sendable {
         var newSlots: [Int: Slot] = [:]
         for (v, variant) in variants.enumerated() {
             let slot = free.removeFirst()
+            // Readers must never take a reused slot for what it held before.
+            publish { retired[slot] = nil }
             let rows = representatives.map { Self.kernelRow(compiled[v][$0]) }
             try kernel.writePolicy(slot: slot, rows: rows, fallback: Self.kernelRow(variant.policy.failClosedRow))
             newSlots[slot] = Slot(key: variant.key, policy: variant.policy)
         }
+        publish { pending = newSlots }
+        defer { publish { pending = [:] } }
         let slotOfKey = Dictionary(uniqueKeysWithValues: newSlots.map { ($0.value.key, $0.key) })
         for (id, a) in assignments {
             let base = slotOfKey[Self.slotKey(a.policy, [])] ?? slotOfKey[Self.slotKey(Self.parkedName, [])]!
             let slot = slotOfKey[Self.slotKey(a.policy, a.grants)] ?? base
-            let ends = a.grants.map(\.expires).min().map { Date(timeIntervalSince1970: $0) }
+            let ends = a.grants.map(\.endsBootNanos).min()
             try kernel.setCgroupPolicy(cgroupID: id, policySlot: UInt32(slot), tableSlot: UInt32(target),
                                        baseSlot: UInt32(base), grantEnds: ends)
         }
@@ -292,6 +306,7 @@ public final class Residency: @unchecked Sendable {
             installed = (image.ipv4.count, image.ipv6.count, representatives.count)
         }
         explainedLock.withLock {
+            generation += 1
             explained.removeAll()
             upfront.removeAll()
         }
@@ -310,7 +325,7 @@ public final class Residency: @unchecked Sendable {
 
     /// Recompiles everything for the configuration in force (grants changed). `mutation` held.
     private func reinstall() throws {
-        try install(current, reservedPolicySlots: Set(state.withLock { slots.keys }), tableSlotsInUse: [tableSlot])
+        try install(state.withLock { current })
     }
 
     static func slotKey(_ policy: String, _ grants: [Grant]) -> String {
@@ -390,6 +405,20 @@ public final class Residency: @unchecked Sendable {
         }
     }
 
+    /// Removes a cgroup's guard: `apply` deletes the kernel's entry and links while no reload or
+    /// grant can write the entry back; then its policy and grants are forgotten.
+    public func detach(cgroupID: UInt64, apply: () -> Bool) -> Bool {
+        mutation.withLock {
+            let found = apply()
+            let gone = state.withLock { assignments.removeValue(forKey: cgroupID) }
+            if let gone {
+                if !gone.grants.isEmpty { try? reinstall() }
+                saveAssignments()
+            }
+            return found
+        }
+    }
+
     /// The cgroup's guard is gone: forget its policy and grants.
     public func forget(cgroupID: UInt64) {
         mutation.withLock {
@@ -420,7 +449,8 @@ public final class Residency: @unchecked Sendable {
             _ = try Self.grantTarget(allow, catalog: state.withLock { current.database.catalog })
             grantCounter += 1
             let g = Grant(id: "g\(grantCounter)-\(String(UInt32.random(in: 0...UInt32.max) % 0xffff, radix: 16))",
-                          allow: allow, reason: reason, expires: Date().timeIntervalSince1970 + duration, grantedBy: by)
+                          allow: allow, reason: reason, expires: Date().timeIntervalSince1970 + duration, grantedBy: by,
+                          endsBootNanos: KernelGuard.bootClockNanos() + UInt64(duration * 1e9))
             let before = a
             a.grants.append(g)
             publish { assignments[cgroupID] = a }
@@ -438,15 +468,16 @@ public final class Residency: @unchecked Sendable {
     }
 
     /// Ends grants whose time is up (the kernel has already stopped applying them). Every second.
-    public func expireGrants(now: Date = Date()) {
+    public func expireGrants() {
         var ended: [(Assignment, Grant)] = []
         mutation.withLock {
             let before = state.withLock { assignments }
             var after = before
+            let boot = KernelGuard.bootClockNanos()
             for (id, a) in before {
-                let over = a.grants.filter { $0.expires <= now.timeIntervalSince1970 }
+                let over = a.grants.filter { $0.endsBootNanos <= boot }
                 guard !over.isEmpty else { continue }
-                after[id]!.grants.removeAll { $0.expires <= now.timeIntervalSince1970 }
+                after[id]?.grants.removeAll { $0.endsBootNanos <= boot }
                 ended += over.map { (a, $0) }
             }
             guard !ended.isEmpty else { return }
@@ -471,7 +502,7 @@ public final class Residency: @unchecked Sendable {
 
     /// The policy compiled into a slot (also one freed recently), for events.
     public func policy(slot: UInt32) -> Policy? {
-        state.withLock { slots[Int(slot)]?.policy ?? retired[Int(slot)]?.slot.policy }
+        state.withLock { slots[Int(slot)]?.policy ?? pending[Int(slot)]?.policy ?? retired[Int(slot)]?.slot.policy }
     }
 
     public struct Explanation {
@@ -485,12 +516,14 @@ public final class Residency: @unchecked Sendable {
     /// process), remembered.
     public func explainKernelVerdict(ip: String, port: Int, slot: UInt32, udp: Bool, verdict: String) -> Explanation {
         let key = "\(slot)|\(udp ? "u" : "t")|\(verdict)|\(ip)"
-        if var hit = explainedLock.withLock({ explained[key] }) {
+        let (cached, gen) = explainedLock.withLock { (explained[key], generation) }
+        if var hit = cached {
             hit.destination.port = port
             return hit
         }
         let x = explain(ip: ip, port: port, slot: slot, udp: udp, host: .unknown, process: .unknown, verdict: verdict)
         explainedLock.withLock {
+            guard generation == gen else { return } // an install ran meanwhile: not for keeping
             if explained.count >= 8192 { explained.removeAll(keepingCapacity: true) }
             explained[key] = x
         }
@@ -538,7 +571,8 @@ public final class Residency: @unchecked Sendable {
     /// relayed connection asks.
     public func proxyUpfront(ip: String, port: Int, slot: UInt32, process: ProcessFacts) -> (Explanation, needsVerdict: Bool) {
         let key = "p|\(slot)|\(ip)|\(process.uid.map(String.init) ?? "-")|\(process.exe ?? "")"
-        if let hit = explainedLock.withLock({ upfront[key] }) {
+        let (cached, gen) = explainedLock.withLock { (upfront[key], generation) }
+        if let hit = cached {
             var x = hit.0
             x.destination.port = port
             return (x, hit.1)
@@ -550,6 +584,7 @@ public final class Residency: @unchecked Sendable {
             if case .decided(.allow, _) = policy.evaluate(facts, process: process) { needs = false }
         }
         explainedLock.withLock {
+            guard generation == gen else { return }
             if upfront.count >= 8192 { upfront.removeAll(keepingCapacity: true) }
             upfront[key] = (x, needs)
         }

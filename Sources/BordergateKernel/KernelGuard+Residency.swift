@@ -110,29 +110,30 @@ extension KernelGuard {
         }
     }
 
-    /// Every guarded cgroup's policy slot and trie pair.
-    public func guardedSlots() -> [UInt64: (policySlot: Int, tableSlot: Int)] {
-        guardedCgroups().mapValues { (Int($0.policy_slot), Int($0.table_slot)) }
+    /// Every guarded cgroup's policy slot, the slot it falls back to when a grant ends, and its trie pair.
+    public func guardedSlots() -> [UInt64: (policySlot: Int, baseSlot: Int, tableSlot: Int)] {
+        guardedCgroups().mapValues { (Int($0.policy_slot), Int($0.base_slot), Int($0.table_slot)) }
     }
 
     /// Points a guarded cgroup at a compiled policy and trie pair, in one map update. With a grant,
     /// `policySlot` holds the policy with it and the kernel itself falls back to `baseSlot` at
-    /// `grantEnds` (wall clock), so the grant ends on time even without a daemon.
+    /// `grantEnds` (``bootClockNanos()``), so the grant ends on time even without a daemon.
     public func setCgroupPolicy(cgroupID: UInt64, policySlot: UInt32, tableSlot: UInt32,
-                                baseSlot: UInt32? = nil, grantEnds: Date? = nil) throws {
+                                baseSlot: UInt32? = nil, grantEnds: UInt64? = nil) throws {
         var pol = bg_cgroup_policy()
         pol.policy_slot = policySlot
         pol.table_slot = tableSlot
         pol.base_slot = baseSlot ?? policySlot
-        if let grantEnds {
-            var ts = timespec()
-            clock_gettime(CLOCK_MONOTONIC, &ts)
-            let now = UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
-            let left = max(0, grantEnds.timeIntervalSinceNow)
-            pol.expires_ns = now + UInt64(left * 1e9)
-            if pol.expires_ns == 0 { pol.expires_ns = 1 }
-        }
+        pol.expires_ns = grantEnds.map { max($0, 1) } ?? 0
         try guarded.update(cgroupID, pol)
+    }
+
+    /// CLOCK_BOOTTIME in nanoseconds, the clock the kernel ends grants by: unlike the wall clock
+    /// it cannot be set back, and unlike CLOCK_MONOTONIC it counts time spent suspended.
+    public static func bootClockNanos() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_BOOTTIME, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
     }
 
     /// Kernel memory of the region tries and policy rows, from the maps' fdinfo (bytes).

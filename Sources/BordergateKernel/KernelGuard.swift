@@ -19,7 +19,7 @@ public final class KernelGuard: @unchecked Sendable {
     /// The cgroup programs, in the order they are attached: the connect hooks last, so no connect
     /// is redirected before the hooks that complete a redirect are in place.
     static let cgroupPrograms = ["bg_sock_release", "bg_sockops", "bg_getpeername4", "bg_getpeername6",
-                                 "bg_sendmsg4", "bg_sendmsg6", "bg_connect4", "bg_connect6"]
+                                 "bg_sendmsg4", "bg_sendmsg6", "bg_connect4", "bg_connect6", "bg_sock_create"]
     static let tracePrograms = ["bg_exec", "bg_fork", "bg_exit"]
     static let pinnedMaps = ["config", "guarded", "sock_orig", "orig_by_tuple", "procs", "stats", "events",
                              "regions4_a", "regions4_b", "regions6_a", "regions6_b", "policy_rows", "udp_seen"]
@@ -176,10 +176,21 @@ public final class KernelGuard: @unchecked Sendable {
     /// Guards a cgroup and all its descendants with the policy compiled into `policySlot` against
     /// the region tries of `tableSlot`.
     public func attach(cgroupDirectory: String, cgroupID: UInt64, policySlot: UInt32, tableSlot: UInt32,
-                       baseSlot: UInt32? = nil, grantEnds: Date? = nil) throws {
-        // The policy entry first: a hook that finds none refuses the connect (fail closed).
+                       baseSlot: UInt32? = nil, grantEnds: UInt64? = nil) throws {
+        // The policy entry first: a hook that finds none refuses the connect (fail closed). If the
+        // links cannot be made, the entry goes back to what it was.
+        let previous = guarded.lookup(cgroupID)
         try setCgroupPolicy(cgroupID: cgroupID, policySlot: policySlot, tableSlot: tableSlot,
                             baseSlot: baseSlot, grantEnds: grantEnds)
+        do {
+            try attachLinks(cgroupDirectory: cgroupDirectory, cgroupID: cgroupID)
+        } catch {
+            if let previous { try? guarded.update(cgroupID, previous) } else { guarded.delete(cgroupID) }
+            throw error
+        }
+    }
+
+    private func attachLinks(cgroupDirectory: String, cgroupID: UInt64) throws {
 
         let fd = open(cgroupDirectory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else {
@@ -401,6 +412,7 @@ public final class KernelGuard: @unchecked Sendable {
             "udp_checked": stats.value(at: UInt32(BG_STAT_UDP_CHECKED.rawValue)),
             "udp_denied": stats.value(at: UInt32(BG_STAT_UDP_DENIED.rawValue)),
             "audited": stats.value(at: UInt32(BG_STAT_AUDITED.rawValue)),
+            "sockets_refused": stats.value(at: UInt32(BG_STAT_SOCKETS_REFUSED.rawValue)),
         ]
     }
 

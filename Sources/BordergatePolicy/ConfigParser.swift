@@ -133,7 +133,10 @@ public enum ConfigParser {
                     c.defaultPolicy = try string(v, "default-policy")
                     defaultNode = v
                 case "policies":
-                    for (name, _, body) in try mapping(v, "policies") {
+                    for (name, k, body) in try mapping(v, "policies") {
+                        guard let first = name.first, first.isLetter || first.isNumber else {
+                            throw fail(k, "policy name '\(name)' must start with a letter or digit")
+                        }
                         c.policies[name] = try policy(name, body)
                         c.policyOrder.append(name)
                     }

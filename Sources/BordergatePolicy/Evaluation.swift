@@ -161,10 +161,11 @@ extension Policy {
             }
         }
         if let exe = rule.exe {
-            if let actual = p.exe {
-                // `*` stays within one path component, and `..` cannot walk out of a matched
-                // directory: /usr/bin/* must not match /usr/bin/../../tmp/x.
-                if fnmatch(exe, Self.normalized(actual), FNM_PATHNAME) != 0 { return .no }
+            // `*` stays within one path component. A path that is not plainly absolute (relative,
+            // or with `.`, `..` or `//`) is not known: resolving it by text could disagree with the
+            // file system (a symlinked directory before a `..`), so rules on it cannot decide.
+            if let actual = p.exe, Self.isPlainAbsolute(actual) {
+                if fnmatch(exe, actual, FNM_PATHNAME) != 0 { return .no }
             } else { result = .unknown }
         }
         if let uid = rule.uid {
@@ -175,16 +176,10 @@ extension Policy {
         return result
     }
 
-    /// A path with `.` and `..` resolved lexically and repeated slashes folded. A relative path
-    /// (an exec by relative name) never matches an absolute pattern.
-    static func normalized(_ path: String) -> String {
-        var parts: [Substring] = []
-        for c in path.split(separator: "/", omittingEmptySubsequences: true) {
-            if c == "." { continue }
-            if c == ".." { if !parts.isEmpty { parts.removeLast() }; continue }
-            parts.append(c)
-        }
-        return (path.hasPrefix("/") ? "/" : "") + parts.joined(separator: "/")
+    static func isPlainAbsolute(_ path: String) -> Bool {
+        guard path.hasPrefix("/") else { return false }
+        return !path.split(separator: "/", omittingEmptySubsequences: false).dropFirst()
+            .contains { $0.isEmpty || $0 == "." || $0 == ".." }
     }
 
     /// The reason of a decision in an auditor's words.

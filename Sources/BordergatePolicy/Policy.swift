@@ -86,13 +86,17 @@ public struct Grant: Sendable, Codable, Equatable {
     public var reason: String
     public var expires: Double
     public var grantedBy: String?
+    /// When it ends on CLOCK_BOOTTIME (ns), fixed when it is given: setting the wall clock back
+    /// must not lengthen it.
+    public var endsBootNanos: UInt64
 
-    public init(id: String, allow: String, reason: String, expires: Double, grantedBy: String?) {
+    public init(id: String, allow: String, reason: String, expires: Double, grantedBy: String?, endsBootNanos: UInt64) {
         self.id = id
         self.allow = allow
         self.reason = reason
         self.expires = expires
         self.grantedBy = grantedBy
+        self.endsBootNanos = endsBootNanos
     }
 }
 

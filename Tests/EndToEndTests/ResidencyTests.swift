@@ -139,6 +139,34 @@ extension EndToEnd {
         }
     }
 
+    @Test func socketsTheVerdictHooksCannotSeeAreRefused() throws {
+        try withPolicy("res-raw", policy: "eu-only") { _, cg in
+            let script = """
+                import socket, errno
+                def make(*args):
+                    try:
+                        socket.socket(*args).close()
+                        return "created"
+                    except PermissionError as e:
+                        return errno.errorcode.get(e.errno, str(e))
+                    except OSError as e:
+                        return "unsupported: " + str(e)
+                print(make(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP))
+                print(make(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP))
+                print(make(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_UDP))
+                print(make(socket.AF_INET, socket.SOCK_STREAM, 0))
+                print(make(socket.AF_INET6, socket.SOCK_DGRAM, 0))
+                """
+            let r = try Harness.python(script, inCgroup: cg)
+            let lines = r.stdout.split(separator: "\n").map(String.init)
+            try #require(lines.count == 5, "got \(lines), stderr \(r.stderr)")
+            #expect(lines[0] == "EPERM" && lines[2] == "EPERM", "raw sockets: \(lines)")
+            // an ICMP echo socket: EACCES when the kernel's own ping_group_range refuses it first
+            #expect(lines[1] == "EPERM" || lines[1] == "EACCES", "ICMP: \(lines)")
+            #expect(lines[3] == "created" && lines[4] == "created", "TCP and UDP: \(lines)")
+        }
+    }
+
     @Test func aHostnameRuleRefusesWithA403() throws {
         try withPolicy("res-host", policy: "eu-only") { d, cg in
             let r = Harness.sh(Harness.inCgroup(cg, "curl -sS --max-time 10 -w '%{http_code}' -H 'Host: blocked.example' http://\(Harness.host4)/"))

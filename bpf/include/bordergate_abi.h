@@ -56,7 +56,8 @@ enum bg_stat {
     BG_STAT_UDP_CHECKED = 7,     /* UDP connects and unconnected sends that met a policy */
     BG_STAT_UDP_DENIED = 8,
     BG_STAT_AUDITED = 9,         /* would have been refused; the policy is in audit mode */
-    BG_STAT_MAX = 10,
+    BG_STAT_SOCKETS_REFUSED = 10, /* sockets the verdict hooks cannot see (raw, SCTP, ...) */
+    BG_STAT_MAX = 11,
 };
 
 /* Policy flags in bg_config.flags. */
@@ -86,7 +87,7 @@ struct bg_cgroup_policy {
     __u32 table_slot;   /* which pair of region tries (0 = *_a, 1 = *_b) the rows were compiled for */
     __u32 base_slot;    /* with grants: the policy without them, in force from expires_ns on, so a */
     __u32 _pad;         /* grant ends on time even when no daemon is there to end it */
-    __u64 expires_ns;   /* CLOCK_MONOTONIC (bpf_ktime_get_ns); 0 = no grant */
+    __u64 expires_ns;   /* CLOCK_BOOTTIME (bpf_ktime_get_boot_ns: counts suspend); 0 = no grant */
 };
 
 /* Row flags. */
