@@ -120,6 +120,10 @@ public enum ExecRunner {
     static func collectFromDaemon(_ client: ControlClient, cgroup: String, since: Date) -> [AuditEvent] {
         let decoder = AuditEvent.makeDecoder()
         var events: [AuditEvent] = []
+        // Kernel verdicts reach the log after the ring buffer's next drain (every 10 ms) and the
+        // daemon's handling: give them a moment before taking the count as complete.
+        usleep(60_000)
+        var previous = -1
         for _ in 0..<50 {
             events = []
             try? client.send(ControlRequest(command: .events, follow: false,
@@ -127,9 +131,11 @@ public enum ExecRunner {
                 if let e = try? decoder.decode(AuditEvent.self, from: line) { events.append(e) }
                 return true
             }
-            let connects = Set(events.filter { $0.type == .connect && $0.error == nil }.compactMap(\.connection))
+            // only relayed connections get a close event; refused and direct ones never will
+            let connects = Set(events.filter { $0.type == .connect && $0.error == nil && $0.verdict == "redirect" }.compactMap(\.connection))
             let closes = Set(events.filter { $0.type == .close }.compactMap(\.connection))
-            if connects.isSubset(of: closes) { break }
+            if connects.isSubset(of: closes) && events.count == previous { break }
+            previous = events.count
             usleep(40_000)
         }
         return events

@@ -278,6 +278,18 @@ extension EndToEnd {
         }
     }
 
+    @Test func execThroughTheDaemonTakesAPolicyAndSummarizesRefusals() throws {
+        let d = try Self.residency.get()
+        let started = Date()
+        let r = d.cli("exec --policy eu-plain -- bash -c 'curl -sS -o /dev/null http://\(Harness.host4)/; curl -sS --max-time 5 http://\(Harness.usHost4)/'")
+        #expect(r.status == 7, "the command's status is passed on: \(r.stderr)")
+        #expect(r.stderr.contains("bash made 2 connections"), "\(r.stderr)")
+        #expect(r.stderr.contains("→ \(Harness.usHost4):80  deny  country US is not allowed by policy eu-plain"), "\(r.stderr)")
+        #expect(r.stderr.contains("→ \(Harness.host4):80  pass"), "\(r.stderr)")
+        // a refusal has no close event to wait for
+        #expect(Date().timeIntervalSince(started) < 2.0, "took \(Date().timeIntervalSince(started)) s")
+    }
+
     @Test func standaloneExecTakesAPolicy() throws {
         try Harness.requireEnvironment()
         let dir = "/tmp/bge2e-standalone-policy-\(getpid())"
