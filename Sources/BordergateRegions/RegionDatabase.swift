@@ -104,30 +104,17 @@ public final class RegionDatabase: Sendable {
             let nested = f.reducedPrefixes(map: classMap)
             return nested.count < runs.count ? nested : runs
         }
-        let k4 = smaller(v4)
-        let k6 = smaller(v6)
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        func mix(_ b: UInt8) { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
-        func mix32(_ v: UInt32) { for s in stride(from: 24, through: 0, by: -8) { mix(UInt8(truncatingIfNeeded: v >> UInt32(s))) } }
-        for c in classNames { for b in c.utf8 { mix(b) }; mix(0) }
-        mix32(UInt32(k4.count))
-        for e in k4 { mix32(e.start); mix(e.bits); mix32(e.cls) }
-        mix32(UInt32(k6.count))
-        var ipv6: [(address: [UInt8], length: UInt8, regionClass: UInt32)] = []
-        ipv6.reserveCapacity(k6.count)
-        for e in k6 {
-            let bytes = IPAddress(value: e.start).bytes16
-            for b in bytes { mix(b) }
-            mix(e.bits); mix32(e.cls)
-            ipv6.append((bytes, e.bits, e.cls))
-        }
-        return KernelRegionImage(classes: classNames, ipv4: k4.map { ($0.start, $0.bits, $0.cls) }, ipv6: ipv6,
-                                 fingerprint: h == 0 ? 1 : h)
+        return Self.image(classes: classNames, k4: smaller(v4), k6: smaller(v6))
     }
 
     public func kernelImage() -> KernelRegionImage {
-        let k4 = v4.reducedPrefixes()
-        let k6 = v6.reducedPrefixes()
+        Self.image(classes: classes, k4: v4.reducedPrefixes(), k6: v6.reducedPrefixes())
+    }
+
+    /// The image and its fingerprint (FNV-1a over classes and entries; never 0, which the kernel's
+    /// bookkeeping reads as "empty").
+    private static func image(classes: [String], k4: [FamilyIndex<UInt32>.Reduced],
+                              k6: [FamilyIndex<UInt128>.Reduced]) -> KernelRegionImage {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         func mix(_ b: UInt8) { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
         func mix32(_ v: UInt32) { for s in stride(from: 24, through: 0, by: -8) { mix(UInt8(truncatingIfNeeded: v >> UInt32(s))) } }
@@ -143,7 +130,8 @@ public final class RegionDatabase: Sendable {
             mix(e.bits); mix32(e.cls)
             ipv6.append((bytes, e.bits, e.cls))
         }
-        return KernelRegionImage(classes: classes, ipv4: k4.map { ($0.start, $0.bits, $0.cls) }, ipv6: ipv6, fingerprint: h)
+        return KernelRegionImage(classes: classes, ipv4: k4.map { ($0.start, $0.bits, $0.cls) }, ipv6: ipv6,
+                                 fingerprint: h == 0 ? 1 : h)
     }
 }
 
