@@ -53,6 +53,15 @@ struct CommonOptions: ParsableArguments {
     }
 }
 
+extension CommonOptions {
+    /// Sends one request to the daemon and returns its message; a refusal becomes the error.
+    func ask(_ request: ControlRequest, doing what: String) throws -> String {
+        let r = try ControlClient(path: settings.controlSocket).call(request)
+        guard r.ok else { throw ServiceError(r.error ?? "\(what) failed") }
+        return r.message ?? "done"
+    }
+}
+
 func makeLogger(default level: Logger.Level) -> Logger {
     var logger = Logger(label: "bordergate") { StreamLogHandler.standardError(label: $0) }
     logger.logLevel = ProcessInfo.processInfo.environment["BORDERGATE_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? level
@@ -135,9 +144,7 @@ struct AttachCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingErrors {
-            let r = try ControlClient(path: common.settings.controlSocket).call(ControlRequest(command: .attach, cgroup: cgroup, policy: policy))
-            guard r.ok else { throw ServiceError(r.error ?? "attach failed") }
-            print(r.message ?? "attached")
+            print(try common.ask(ControlRequest(command: .attach, cgroup: cgroup, policy: policy), doing: "attach"))
         }
     }
 }
@@ -331,9 +338,7 @@ struct ReloadCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingErrors {
-            let r = try ControlClient(path: common.settings.controlSocket).call(ControlRequest(command: .reload))
-            guard r.ok else { throw ServiceError(r.error ?? "reload failed") }
-            print(r.message ?? "reloaded")
+            print(try common.ask(ControlRequest(command: .reload), doing: "reload"))
         }
     }
 }
@@ -380,10 +385,8 @@ struct GrantCommand: AsyncParsableCommand {
     func run() async throws {
         try await reportingErrors {
             let user = ProcessInfo.processInfo.environment["SUDO_USER"] ?? String(cString: getpwuid(getuid())?.pointee.pw_name ?? strdup("?"))
-            let r = try ControlClient(path: common.settings.controlSocket).call(
-                ControlRequest(command: .grant, cgroup: cgroup, allow: allow, seconds: Self.seconds(duration), reason: reason, user: user))
-            guard r.ok else { throw ServiceError(r.error ?? "grant failed") }
-            print(r.message ?? "granted")
+            print(try common.ask(
+                ControlRequest(command: .grant, cgroup: cgroup, allow: allow, seconds: Self.seconds(duration), reason: reason, user: user), doing: "grant"))
         }
     }
 }
