@@ -20,6 +20,15 @@ public struct BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: @unchecked S
         return value.move()
     }
 
+    /// Looks up and removes an entry in one system call (hash maps, Linux 5.14+).
+    public func take(_ key: Key) -> Value? {
+        var key = key
+        let value = UnsafeMutablePointer<Value>.allocate(capacity: 1)
+        defer { value.deallocate() }
+        guard bpf_map_lookup_and_delete_elem(fd, &key, value) == 0 else { return nil }
+        return value.move()
+    }
+
     public func update(_ key: Key, _ value: Value) throws {
         var key = key
         var value = value

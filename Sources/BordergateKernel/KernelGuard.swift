@@ -390,8 +390,7 @@ public final class KernelGuard: @unchecked Sendable {
     /// and port as the proxy sees them. The entry is removed: each connection is claimed once.
     public func claimOriginal(clientAddress: KernelAddress, clientPort: UInt16) -> OriginalConnection? {
         let key = tupleKey(address: clientAddress, port: clientPort)
-        guard let o = originals.lookup(key) else { return nil }
-        originals.delete(key)
+        guard let o = originals.take(key) else { return nil }
         return OriginalConnection(o)
     }
 
