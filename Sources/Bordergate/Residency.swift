@@ -41,8 +41,6 @@ public struct ResidencyConfig: Sendable {
         return ResidencyConfig(config: config, database: database, tableNotes: notes)
     }
 
-    public func policy(_ name: String) -> Policy? { config.policies[name] }
-
     /// Region facts of an address.
     public func facts(ip: String, host: DestinationFacts.Host) -> (DestinationFacts, RegionAnswer?) {
         let answer = IPAddress(ip).flatMap { database.lookup($0) }
@@ -165,7 +163,7 @@ public final class Residency: @unchecked Sendable {
             fresh = try ResidencyConfig.load(settings: settings)
             try mutation.withLock {
                 let before = current
-                if before.config.path != BordergateConfig.builtIn.path && fresh.config.path == BordergateConfig.builtIn.path {
+                if before.config.path != BordergateConfig.builtInPath && fresh.config.path == BordergateConfig.builtInPath {
                     throw ServiceError("\(before.config.path) is gone; restore it (the built-in policy would allow everything)")
                 }
                 for (_, a) in assignments where a.policy != Self.parkedName && fresh.config.policies[a.policy] == nil {
@@ -416,17 +414,6 @@ public final class Residency: @unchecked Sendable {
                 saveAssignments()
             }
             return found
-        }
-    }
-
-    /// The cgroup's guard is gone: forget its policy and grants.
-    public func forget(cgroupID: UInt64) {
-        mutation.withLock {
-            let gone = state.withLock { assignments.removeValue(forKey: cgroupID) }
-            if let gone {
-                if !gone.grants.isEmpty { try? reinstall() }
-                saveAssignments()
-            }
         }
     }
 

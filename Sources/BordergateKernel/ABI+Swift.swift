@@ -111,11 +111,10 @@ public enum KernelVerdict: String, Sendable {
 }
 
 public enum KernelReason: Sendable {
-    case guarded, noProxy, noPolicy, policy, other
+    case noProxy, noPolicy, policy, other
 
     init(raw: UInt32) {
         switch raw {
-        case UInt32(BG_REASON_GUARDED.rawValue): self = .guarded
         case UInt32(BG_REASON_NO_PROXY.rawValue): self = .noProxy
         case UInt32(BG_REASON_NO_POLICY.rawValue): self = .noPolicy
         case UInt32(BG_REASON_POLICY.rawValue): self = .policy
@@ -127,7 +126,6 @@ public enum KernelReason: Sendable {
 /// The kernel's reason for a verdict, in words for the audit log.
 public func kernelReasonText(_ raw: UInt32) -> String {
     switch raw {
-    case UInt32(BG_REASON_GUARDED.rawValue): return "cgroup is guarded: relayed through the proxy"
     case UInt32(BG_REASON_NO_PROXY.rawValue): return "no proxy is configured for the guard: refused (fail closed)"
     case UInt32(BG_REASON_NO_POLICY.rawValue): return "no compiled policy decides this connection: refused (fail closed)"
     case UInt32(BG_REASON_POLICY.rawValue): return "decided by the cgroup's policy"
@@ -143,9 +141,8 @@ public struct OriginalConnection: Sendable, Equatable {
     /// AF_INET or AF_INET6: the family of the tool's own socket.
     public var family: UInt16
     public var verdict: KernelVerdict
-    /// The compiled policy and region class the kernel used; the proxy finishes the decision with them.
+    /// The compiled policy the kernel used; the proxy finishes the decision with it.
     public var policySlot: UInt32
-    public var regionClass: UInt32
 
     init(_ o: bg_orig) {
         identity = ConnectIdentity(o.id)
@@ -154,7 +151,6 @@ public struct OriginalConnection: Sendable, Equatable {
         family = o.dst.family
         verdict = KernelVerdict(raw: o.verdict)
         policySlot = o.policy_slot
-        regionClass = o.region_class
     }
 }
 
@@ -171,11 +167,8 @@ public struct KernelConnectEvent: Sendable, Equatable {
     public var ppid: UInt32
     /// Empty when the process table did not know the process.
     public var exe: String
+    /// The compiled policy that decided; user space names its rule and reason from it.
     public var policySlot: UInt32
-    public var regionClass: UInt32
-    public var tableSlot: UInt32
-    /// Index of the deciding rule in the compiled policy of ``policySlot``.
-    public var rule: UInt32
     /// The enforce-mode verdict was deny; the policy audits, so it passed.
     public var audited: Bool
     public var reasonKind: KernelReason { KernelReason(raw: reason) }
@@ -191,9 +184,6 @@ public struct KernelConnectEvent: Sendable, Equatable {
         ppid = e.ppid
         exe = cString(e.exe)
         policySlot = e.policy_slot
-        regionClass = e.region_class
-        tableSlot = e.table_slot
-        rule = e.rule
         audited = e.flags & BG_ROW_AUDIT != 0
     }
 }

@@ -36,6 +36,32 @@ public struct BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: @unchecked S
         if rc != 0 { throw KernelError.system("updating BPF map \(name)", errno: -rc) }
     }
 
+    /// Writes many entries: in batches of one system call each where the map type supports it
+    /// (arrays, hashes), one call per entry where it does not (LPM tries on this kernel).
+    public func update(keys: [Key], values: [Value]) throws {
+        precondition(keys.count == values.count)
+        var done = 0
+        var batches = true
+        while done < keys.count {
+            if batches {
+                var count = UInt32(min(keys.count - done, 65_536))
+                let rc = keys.withUnsafeBufferPointer { k in
+                    values.withUnsafeBufferPointer { v in
+                        bpf_map_update_batch(fd, k.baseAddress! + done, v.baseAddress! + done, &count, nil)
+                    }
+                }
+                if rc == 0 { done += Int(count); continue }
+                if rc == -EINVAL || rc == -ENOTSUP || rc == -EOPNOTSUPP || rc == -524 /* ENOTSUPP */ {
+                    batches = false
+                    continue
+                }
+                throw KernelError.system("updating BPF map \(name)", errno: -rc)
+            }
+            try update(keys[done], values[done])
+            done += 1
+        }
+    }
+
     @discardableResult
     public func delete(_ key: Key) -> Bool {
         var key = key

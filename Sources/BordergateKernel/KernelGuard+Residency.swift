@@ -54,23 +54,22 @@ extension KernelGuard {
         try setFingerprint(slot: slot, 0) // half-filled tries are never trusted by a restart
         clear(regions4[slot])
         clear(regions6[slot])
-        let m4 = regions4[slot], m6 = regions6[slot]
-        for e in ipv4 {
+        try regions4[slot].update(keys: ipv4.map { e in
             var k = bg_lpm4_key()
             k.prefixlen = UInt32(e.length)
             withUnsafeMutableBytes(of: &k.addr) { raw in
                 withUnsafeBytes(of: e.address.bigEndian) { raw.copyMemory(from: $0) }
             }
-            try m4.update(k, e.regionClass)
-        }
-        for e in ipv6 {
+            return k
+        }, values: ipv4.map(\.regionClass))
+        try regions6[slot].update(keys: ipv6.map { e in
             var k = bg_lpm6_key()
             k.prefixlen = UInt32(e.length)
             withUnsafeMutableBytes(of: &k.addr) { raw in
                 e.address.withUnsafeBytes { raw.copyMemory(from: UnsafeRawBufferPointer(rebasing: $0.prefix(16))) }
             }
-            try m6.update(k, e.regionClass)
-        }
+            return k
+        }, values: ipv6.map(\.regionClass))
         try setFingerprint(slot: slot, fingerprint)
     }
 
@@ -105,9 +104,8 @@ extension KernelGuard {
         }
         let base = UInt32(slot * Self.maxRegionClasses)
         let fb = fallback.raw
-        for c in 0..<Self.maxRegionClasses {
-            try policyRows.update(base + UInt32(c), c < rows.count ? rows[c].raw : fb)
-        }
+        try policyRows.update(keys: (0..<UInt32(Self.maxRegionClasses)).map { base + $0 },
+                              values: (0..<Self.maxRegionClasses).map { $0 < rows.count ? rows[$0].raw : fb })
     }
 
     /// Every guarded cgroup's policy slot, the slot it falls back to when a grant ends, and its trie pair.

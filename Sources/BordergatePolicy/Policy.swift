@@ -133,15 +133,17 @@ public struct BordergateConfig: Sendable {
         self.defaultPolicy = defaultPolicy
     }
 
+    public static let builtInPath = "(built-in)"
+
     /// Without a config file: one policy, `default`, that allows everything and relays every TCP
     /// connection through the proxy, so it is recorded.
     public static var builtIn: BordergateConfig {
-        var c = BordergateConfig(path: "(built-in)", defaultPolicy: "default")
+        var c = BordergateConfig(path: builtInPath, defaultPolicy: "default")
         var p = Policy(name: "default")
         p.inspect = .all
         p.unknown = .allow
         p.fallback = .allow
-        p.origin = "(built-in)"
+        p.origin = builtInPath
         c.policies["default"] = p
         c.policyOrder = ["default"]
         return c

@@ -34,7 +34,7 @@ enum bg_verdict {
 /* Why the kernel reached its verdict. */
 enum bg_reason {
     BG_REASON_NONE = 0,
-    BG_REASON_GUARDED = 1,         /* the cgroup is guarded: inspect in the proxy */
+    /* 1 was "guarded": every verdict now comes from a compiled policy */
     BG_REASON_NO_PROXY = 2,        /* no proxy was ever configured: fail closed */
     BG_REASON_NO_POLICY = 3,       /* guarded programs ran but no policy entry matched: fail closed */
     BG_REASON_POLICY = 4,          /* the cgroup's compiled policy decided (rule in the event) */
@@ -172,8 +172,8 @@ struct bg_connect_event {
     struct bg_endpoint dst;
     __u32 ppid;         /* 0 when the process table did not know the process */
     __u32 policy_slot;
-    __u32 region_class;
-    __u32 rule;
+    __u32 region_class; /* these three are for reading with bpftool: the host names the region, */
+    __u32 rule;         /* rule and reason itself, from its own tables and the policy of the slot */
     __u32 flags;        /* BG_ROW_* */
     __u32 table_slot;
     char exe[BG_EXE_LEN];
