@@ -30,7 +30,7 @@ let package = Package(
             sources: ["abi_check.c"],
             publicHeadersPath: "include"
         ),
-        // Small C helpers that must not run Swift code: spawning into a cgroup with clone3.
+        // Small C helpers: spawning into a cgroup with clone3 (must not run Swift code), epoll's packed event.
         .target(name: "CBordergateSys", path: "Sources/CBordergateSys"),
         .plugin(name: "BPFObjectPlugin", capability: .buildTool(), path: "Plugins/BPFObjectPlugin"),
         // Data files (cloud regions, jurisdictions) embedded as Swift strings: no bundle to find at run time.
@@ -46,7 +46,7 @@ let package = Package(
         .target(name: "BordergatePolicy", dependencies: ["BordergateRegions", .product(name: "Yams", package: "Yams")]),
         .target(
             name: "BordergateProxy",
-            dependencies: ["BordergateAudit",
+            dependencies: ["BordergateAudit", "CBordergateSys",
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "Logging", package: "swift-log")]

@@ -59,14 +59,19 @@ final class RelaySession: @unchecked Sendable {
         }
         guard let s = report else { return }
         counters.add(\.active, 0, subtracting: 1)
-        let elapsed = ContinuousClock.now - started
+        sink.publish(Self.closeEvent(connection: connection, sent: s.sent, received: s.received, elapsed: ContinuousClock.now - started,
+                                     end: s.end ?? "closed by \(s.firstClose ?? "client")", error: s.error))
+    }
+
+    /// The `close` event of a relayed connection.
+    static func closeEvent(connection: ProxiedConnection, sent: UInt64, received: UInt64, elapsed: Duration,
+                           end: String, error: String?) -> AuditEvent {
         let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
-        sink.publish(AuditEvent(
+        return AuditEvent(
             type: .close, verdict: "redirect", process: connection.process,
             destination: connection.destination, protocol: "tcp", policy: connection.policy,
-            rule: connection.rule, connection: connection.connectionID, bytes: .init(sent: s.sent, received: s.received),
-            duration_ms: (ms * 1000).rounded() / 1000,
-            end: s.end ?? "closed by \(s.firstClose ?? "client")", error: s.error))
+            rule: connection.rule, connection: connection.connectionID, bytes: .init(sent: sent, received: received),
+            duration_ms: (ms * 1000).rounded() / 1000, end: end, error: error)
     }
 }
 
@@ -91,6 +96,14 @@ public final class ProxyCounters: Sendable {
         box.withLockedValue {
             $0[keyPath: key] += n
             $0[keyPath: key] -= min(subtracting, $0[keyPath: key])
+        }
+    }
+
+    func add(sent: UInt64, received: UInt64) {
+        guard sent + received > 0 else { return }
+        box.withLockedValue {
+            $0.bytesSent += sent
+            $0.bytesReceived += received
         }
     }
 

@@ -11,6 +11,9 @@ import NIOPosix
 /// where the tool meant to go and who the tool is, reports a `connect` event, dials the original
 /// destination, and relays both ways. A connection it cannot place, or whose upstream dial fails, is
 /// reset, so the tool sees the failure at once, and the event says why.
+///
+/// Accepting, and relaying what needs no inspection, happen on the ``RelayEngine``'s threads; a
+/// connection whose verdict waits for its first bytes (TLS SNI, HTTP Host) becomes a NIO channel.
 public final class TransparentProxy: Sendable {
     public struct Configuration: Sendable {
         public var port: Int
@@ -22,6 +25,8 @@ public final class TransparentProxy: Sendable {
         public var upstreamMark: UInt32?
         /// How long a verdict that needs the hostname waits for the tool's first bytes.
         public var sniffTimeout: TimeAmount = .seconds(3)
+        /// Accept-and-relay threads (each waits on every listener).
+        public var relayThreads = System.coreCount
 
         public init(port: Int, hosts: [String] = ["127.0.0.1", "::1"], connectTimeout: TimeAmount = .seconds(10),
                     backlog: Int32 = 4096, upstreamMark: UInt32? = nil) {
@@ -39,7 +44,7 @@ public final class TransparentProxy: Sendable {
     private let resolver: ConnectionResolver
     private let sink: ProxyEventSink
     private let logger: Logger
-    private let channels = NIOLockedChannels()
+    private let engine = NIOLockedValueBox<RelayEngine?>(nil)
     private let bound = NIOLockedValueBox(0)
 
     /// The port the proxy listens on: the configured one, or the one the kernel chose for port 0.
@@ -54,69 +59,95 @@ public final class TransparentProxy: Sendable {
         self.logger = logger
     }
 
-    /// Binds every listening address. IPv6 may be missing on a host; IPv4 may not.
-    /// Returns the addresses actually bound.
+    /// Binds every listening address and starts accepting. IPv6 may be missing on a host; IPv4
+    /// may not. Returns the addresses actually bound.
     @discardableResult
     public func start() async throws -> [String] {
         var addresses: [String] = []
+        var listeners: [Int32] = []
         var port = configuration.port
         for host in configuration.hosts {
-            let bootstrap = ServerBootstrap(group: group)
-                .serverChannelOption(.backlog, value: configuration.backlog)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.allowRemoteHalfClosure, value: true)
-                .childChannelOption(.autoRead, value: false)
-                .childChannelInitializer { [self] channel in
-                    // Start once the channel is active: a read() asked for before then is lost.
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(OnActive { self.accept($0) })
-                    }
-                }
             do {
-                let ch = try await bootstrap.bind(host: host, port: port).get()
-                channels.add(ch)
+                let (fd, boundPort) = try RelayEngine.listen(host: host, port: port, backlog: configuration.backlog)
+                listeners.append(fd)
                 // with port 0 the first bind picks the port; the other addresses reuse it
-                port = ch.localAddress?.port ?? port
+                port = boundPort
                 addresses.append(host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)")
             } catch {
                 if host.contains(":") {
                     logger.warning("proxy: cannot listen on [\(host)]:\(port) (\(error)); IPv6 connects from guarded cgroups will be refused")
                     continue
                 }
+                for fd in listeners { close(fd) }
                 throw ProxyError("cannot listen on \(host):\(port): \(error); choose another port with --proxy-port or BORDERGATE_PROXY_PORT")
             }
         }
+        let context = RelayContext(sink: sink, counters: counters, logger: logger, upstreamMark: configuration.upstreamMark,
+                                   connectTimeoutNanos: UInt64(max(1, configuration.connectTimeout.nanoseconds)))
+        let engine: RelayEngine
+        do {
+            engine = try RelayEngine(listeners: listeners, threads: configuration.relayThreads, context: context) { [self] fd, peer, worker in
+                accepted(fd, peer: peer, worker: worker)
+            }
+        } catch {
+            for fd in listeners { close(fd) }
+            throw error
+        }
+        self.engine.withLockedValue { $0 = engine }
         bound.withLockedValue { $0 = port }
+        engine.start()
         return addresses
     }
 
     public func stop() async {
-        for ch in channels.all() {
-            try? await ch.close()
-        }
+        await engine.withLockedValue { e in defer { e = nil }; return e }?.stop()
     }
 
-    private func accept(_ channel: Channel) {
+    /// An accepted connection, on the relay thread that accepted it.
+    private func accepted(_ fd: Int32, peer: SocketAddress?, worker: RelayWorker) {
         counters.add(\.accepted, 1)
-        guard let peer = channel.remoteAddress, let conn = resolver.resolve(client: peer) else {
+        guard let peer, let conn = resolver.resolve(client: peer) else {
             // Not a redirected connection (someone dialled the proxy port directly, or its kernel
             // entry was lost): refuse rather than guess where it meant to go.
             counters.add(\.unmapped, 1)
-            logger.notice("proxy: refused a connection from \(channel.remoteAddress?.description ?? "?") that the guard did not redirect")
-            reset(channel)
+            logger.notice("proxy: refused a connection from \(peer.map { "\($0.ipAddress ?? "?") port \($0.port ?? 0)" } ?? "?") that the guard did not redirect")
+            RelayWorker.reset(fd)
             return
         }
+        if conn.decide == nil {
+            publishConnect(conn, verdict: "redirect")
+            worker.relay(client: fd, connection: conn)
+            return
+        }
+        // The verdict needs the first bytes: from here on the connection is a NIO channel.
         // Holds what the tool sends (and its EOF or close) while the verdict and the upstream dial
         // are pending: NIO delivers an early EOF's bytes even with autoRead off, and nothing else
         // would keep them.
         let held = InboundHold()
-        try? channel.pipeline.syncOperations.addHandler(held)
-        guard let decide = conn.decide else {
-            relay(conn, verdict: "redirect", channel: channel, held: held)
-            return
-        }
-        // The verdict needs the hostname: read the first bytes, at most a head's worth and for a
-        // bounded time (a server-speaks-first protocol sends nothing: it gets no hostname).
+        ClientBootstrap(group: group)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelOption(.autoRead, value: false)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(held) }
+            }
+            .withConnectedSocket(fd)
+            .whenComplete { [self] result in
+                switch result {
+                case .success(let channel):
+                    inspect(conn, channel: channel, held: held)
+                case .failure(let error):
+                    logger.error("proxy: cannot take over a connection to inspect it: \(error)")
+                    sink.publish(RelaySession.closeEvent(connection: conn, sent: 0, received: 0, elapsed: .zero,
+                                                         end: "proxy-error", error: "cannot inspect: \(error)"))
+                }
+            }
+    }
+
+    /// Reads the tool's first bytes (at most a head's worth, for a bounded time), asks for the
+    /// verdict, and relays or refuses.
+    private func inspect(_ conn: ProxiedConnection, channel: Channel, held: InboundHold) {
+        guard let decide = conn.decide else { return }
+        // A server-speaks-first protocol sends nothing: it gets no hostname.
         let once = NIOLockedValueBox(false)
         let finish: @Sendable (SniffedProtocol, Bool) -> Void = { [self] sniffed, sawBytes in
             guard once.withLockedValue({ done in defer { done = true }; return !done }) else { return }
@@ -154,13 +185,17 @@ public final class TransparentProxy: Sendable {
         channel.read()
     }
 
-    /// Dials the original destination and relays both ways.
-    private func relay(_ conn: ProxiedConnection, verdict: String, channel: Channel, held: InboundHold) {
-        counters.add(\.active, 1)
+    private func publishConnect(_ conn: ProxiedConnection, verdict: String) {
         sink.publish(AuditEvent(
             time: conn.connectedAt, type: .connect, verdict: verdict, reason: conn.reason,
             process: conn.process, destination: conn.destination, protocol: "tcp", policy: conn.policy,
             rule: conn.rule, connection: conn.connectionID))
+    }
+
+    /// Dials the original destination and relays both ways, through NIO (after an inspection).
+    private func relay(_ conn: ProxiedConnection, verdict: String, channel: Channel, held: InboundHold) {
+        counters.add(\.active, 1)
+        publishConnect(conn, verdict: verdict)
         let session = RelaySession(connection: conn, sink: sink, counters: counters)
 
         var bootstrap = ClientBootstrap(group: channel.eventLoop)
@@ -329,27 +364,4 @@ final class InboundHold: ChannelInboundHandler, RemovableChannelHandler, @unchec
         seen = ByteBuffer()
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
-}
-
-/// Calls back once when its channel becomes active, then steps aside.
-final class OnActive: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = NIOAny
-    private let body: (Channel) -> Void
-
-    init(_ body: @escaping (Channel) -> Void) { self.body = body }
-
-    func channelActive(context: ChannelHandlerContext) {
-        context.fireChannelActive()
-        let channel = context.channel
-        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
-        body(channel)
-    }
-}
-
-/// The listening channels, for shutdown.
-final class NIOLockedChannels: @unchecked Sendable {
-    private let lock = NSLock()
-    private var channels: [Channel] = []
-    func add(_ c: Channel) { lock.withLock { channels.append(c) } }
-    func all() -> [Channel] { lock.withLock { channels } }
 }

@@ -4,6 +4,25 @@
 #include <sys/types.h>
 #include <sys/mount.h>
 #include <sys/vfs.h>
+#include <sys/socket.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <stdint.h>
+
+struct sockaddr;
+/// accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC (Swift's Glibc does not declare accept4).
+int bg_accept_nonblocking(int listener, struct sockaddr *addr, socklen_t *len);
+
+/// epoll_event is packed on x86-64; these keep Swift away from its layout.
+static inline struct epoll_event bg_epoll_event(uint32_t events, uint64_t data)
+{
+    struct epoll_event e;
+    e.events = events;
+    e.data.u64 = data;
+    return e;
+}
+static inline uint32_t bg_epoll_events_at(const struct epoll_event *list, int i) { return list[i].events; }
+static inline uint64_t bg_epoll_data_at(const struct epoll_event *list, int i) { return list[i].data.u64; }
 
 /// Starts `path` with `argv` and `envp` as a child that is a member of the cgroup open at
 /// `cgroup_fd` from its first instruction (clone3 with CLONE_INTO_CGROUP), so nothing it runs can
