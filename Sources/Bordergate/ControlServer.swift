@@ -136,6 +136,9 @@ final class ControlServer: @unchecked Sendable {
         // A reader that goes away while nothing matches would otherwise hold its subscription
         // until the next matching event.
         channel.closeFuture.whenComplete { _ in subscription?.cancel() }
+        // Without a subscription, history is all there is: let what is queued reach the log first
+        // (a millisecond or so).
+        if subscription == nil { interceptor.hub.flush() }
         let end = subscription?.historyEnd ?? interceptor.hub.log.currentSize
         do {
             var reader = try AuditLog.Reader(path: interceptor.hub.log.path, upTo: end, filter: filter)

@@ -3,6 +3,12 @@ import Foundation
 /// Where every event goes: appended to the durable ``AuditLog`` and fanned out live to every
 /// subscriber (`bordergate events -f`).
 ///
+/// Publishing only queues the event: a writer thread of the hub's own encodes what has queued,
+/// appends it with one write, and then hands it to subscribers, so a subscriber never sees an
+/// event the log does not hold. The writer gathers for at most ``batchWindow`` after the first
+/// event of a batch, so a burst of connections costs a few writes rather than two per
+/// connection, and the threads that relay traffic never wait on the disk.
+///
 /// Publishing never waits for a subscriber. Each has a bounded queue; when a slow reader lets it
 /// fill, further events are dropped for that reader only and counted, and the reader is told how
 /// many it missed before its next event.
@@ -52,7 +58,15 @@ public final class AuditHub: @unchecked Sendable {
     }
 
     public let log: AuditLog
-    private let lock = NSLock()
+    /// How long the writer lets events gather before it writes them.
+    public static let batchWindow: Duration = .milliseconds(1)
+    /// Guards the queue and everything the writer touches.
+    private let lock = NSCondition()
+    private var queue: [AuditEvent] = []
+    private var writing = false
+    private var writerWaiting = false
+    private var stopping = false
+    private var writerRunning = false
     private var subscribers: [Int: Subscription] = [:]
     private var nextID = 0
     private var published: UInt64 = 0
@@ -61,26 +75,80 @@ public final class AuditHub: @unchecked Sendable {
 
     public init(log: AuditLog) {
         self.log = log
+        writerRunning = true
+        let t = Thread { [self] in writeLoop() }
+        t.name = "bg-audit-writer"
+        t.start()
     }
 
-    /// Records an event: to the log, then to every live subscriber.
+    /// Records an event: queued for the log, then for every live subscriber. Never blocks on I/O.
     public func publish(_ event: AuditEvent) {
-        let line = event.jsonLine()
-        lock.withLock {
-            do {
-                try log.append(line)
-            } catch {
-                // A full disk must not stop the guard: keep serving live readers, count the loss.
-                writeFailures += 1
-                lastWriteError = "\(error)"
+        lock.lock()
+        queue.append(event)
+        let wake = writerWaiting
+        lock.unlock()
+        if wake { lock.signal() }
+    }
+
+    /// Returns once everything published before the call is in the log (and with subscribers).
+    public func flush() {
+        lock.lock()
+        while !queue.isEmpty || writing { lock.wait() }
+        lock.unlock()
+    }
+
+    private func writeLoop() {
+        lock.lock()
+        while true {
+            while queue.isEmpty && !stopping {
+                writerWaiting = true
+                lock.wait()
+                writerWaiting = false
             }
-            published += 1
-            for s in subscribers.values { s.deliver(event, line: line) }
+            if queue.isEmpty && stopping { break }
+            if !stopping {
+                // let a burst gather: one write for all of it
+                lock.unlock()
+                let w = Self.batchWindow.components
+                usleep(UInt32(w.seconds * 1_000_000 + w.attoseconds / 1_000_000_000_000))
+                lock.lock()
+            }
+            let batch = queue
+            queue.removeAll(keepingCapacity: true)
+            writing = true
+            lock.unlock()
+            var lines: [Data] = []
+            lines.reserveCapacity(batch.count)
+            var block = Data()
+            for event in batch {
+                let line = event.jsonLine()
+                lines.append(line)
+                block.append(line)
+                block.append(UInt8(ascii: "\n"))
+            }
+            var failure: String?
+            do { try log.appendBlock(block) } catch { failure = "\(error)" }
+            lock.lock()
+            if let failure {
+                // A full disk must not stop the guard: keep serving live readers, count the loss.
+                writeFailures += UInt64(batch.count)
+                lastWriteError = failure
+            }
+            published += UInt64(batch.count)
+            for (event, line) in zip(batch, lines) {
+                for s in subscribers.values { s.deliver(event, line: line) }
+            }
+            writing = false
+            lock.broadcast()
         }
+        writerRunning = false
+        lock.broadcast()
+        lock.unlock()
     }
 
     /// A live view of future events matching `filter`, holding up to `capacity` undelivered ones.
     public func subscribe(filter: EventFilter = EventFilter(), capacity: Int = 4096) -> Subscription {
+        // Events still queued are not history yet: they reach the subscriber live.
         lock.withLock {
             nextID += 1
             let s = Subscription(id: nextID, filter: filter, capacity: capacity, historyEnd: log.currentSize)
@@ -107,8 +175,13 @@ public final class AuditHub: @unchecked Sendable {
         lock.withLock { Counters(published: published, writeFailures: writeFailures, lastWriteError: lastWriteError) }
     }
 
-    /// Ends every subscription and flushes the log.
+    /// Writes what is queued, stops the writer, ends every subscription and syncs the log.
     public func shutdown() {
+        lock.lock()
+        stopping = true
+        lock.broadcast()
+        while writerRunning { lock.wait() }
+        lock.unlock()
         let subs = lock.withLock { () -> [Subscription] in
             let s = Array(subscribers.values)
             subscribers.removeAll()

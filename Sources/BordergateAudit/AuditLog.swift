@@ -2,7 +2,8 @@ import Foundation
 
 /// The durable audit log: one JSON event per line, appended to a file in the state directory.
 ///
-/// Each event is written with one `write(2)` as it happens, so it survives a crash of the daemon;
+/// Events are written as they happen (the hub writes what gathered within a millisecond with one
+/// `write(2)`), so they survive a crash of the daemon;
 /// `fdatasync` runs on a short timer rather than per event, so a burst of 20,000 connections a
 /// second costs one flush, not 20,000. A line torn by a crash is terminated on the next open and
 /// skipped by readers, so it never glues itself to the next event.
@@ -63,7 +64,13 @@ public final class AuditLog: @unchecked Sendable {
     public func append(_ line: Data) throws -> UInt64 {
         var data = line
         data.append(UInt8(ascii: "\n"))
-        return try lock.withLock {
+        return try appendBlock(data)
+    }
+
+    /// Appends whole lines (each ending in a newline) with one write. Returns the size after it.
+    @discardableResult
+    public func appendBlock(_ data: Data) throws -> UInt64 {
+        try lock.withLock {
             try data.withUnsafeBytes { raw in
                 var off = 0
                 while off < raw.count {

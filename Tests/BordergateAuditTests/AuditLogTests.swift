@@ -75,6 +75,7 @@ private func tempLogPath() -> String {
         let hub = AuditHub(log: try AuditLog(path: tempLogPath()))
         let slow = hub.subscribe(capacity: 10)
         for i in 0..<1000 { hub.publish(AuditEvent(id: "e\(i)", type: .connect)) } // nobody reads
+        hub.flush() // all delivered (or dropped) before the reader starts
         var iterator = slow.items.makeAsyncIterator()
         var firstBatch: [String] = []
         for _ in 0..<10 {
@@ -93,19 +94,51 @@ private func tempLogPath() -> String {
         }
         #expect(e.id == "late")
         // and the log has everything
+        hub.flush()
         var count = 0
         _ = try AuditLog.read(path: hub.log.path) { _, _ in count += 1 }
         #expect(count == 1001)
     }
 
-    @Test func subscriptionMarksWhereHistoryEnds() throws {
+    @Test func subscriptionMarksWhereHistoryEnds() async throws {
         let hub = AuditHub(log: try AuditLog(path: tempLogPath()))
         hub.publish(AuditEvent(id: "old", type: .daemon))
+        hub.flush()
         let sub = hub.subscribe()
         hub.publish(AuditEvent(id: "new", type: .daemon))
+        hub.shutdown()
         var history: [String] = []
         _ = try AuditLog.read(path: hub.log.path, upTo: sub.historyEnd) { e, _ in history.append(e.id) }
+        var live: [String] = []
+        for await item in sub.items { if case .event(let e, _) = item { live.append(e.id) } }
         #expect(history == ["old"])
+        #expect(live == ["new"])
+    }
+
+    @Test func anEventStillQueuedWhenSomeoneSubscribesArrivesLiveNotTwice() async throws {
+        let hub = AuditHub(log: try AuditLog(path: tempLogPath()))
+        for i in 0..<200 { hub.publish(AuditEvent(id: "e\(i)", type: .daemon)) }
+        let sub = hub.subscribe() // some of these are still queued, none written twice
+        for i in 200..<300 { hub.publish(AuditEvent(id: "e\(i)", type: .daemon)) }
+        hub.shutdown()
+        var seen: [String] = []
+        _ = try AuditLog.read(path: hub.log.path, upTo: sub.historyEnd) { e, _ in seen.append(e.id) }
+        for await item in sub.items { if case .event(let e, _) = item { seen.append(e.id) } }
+        #expect(seen == (0..<300).map { "e\($0)" }, "history then live: every event once, in order")
+        var all = 0
+        _ = try AuditLog.read(path: hub.log.path) { _, _ in all += 1 }
+        #expect(all == 300)
+    }
+
+    @Test func shutdownWritesWhatIsStillQueued() throws {
+        let path = tempLogPath()
+        let hub = AuditHub(log: try AuditLog(path: path))
+        for i in 0..<5000 { hub.publish(AuditEvent(id: "e\(i)", type: .connect)) }
+        hub.shutdown()
+        var count = 0
+        _ = try AuditLog.read(path: path) { _, _ in count += 1 }
+        #expect(count == 5000)
+        #expect(hub.counters.published == 5000)
     }
 }
 
