@@ -266,7 +266,8 @@ final class RelayWorker: @unchecked Sendable {
             }
             expireDials()
         }
-        for pair in Array(pairs.values) { finish(pair, end: "proxy stopped", error: nil) }
+        // a reset, not an EOF a tool could take for a complete transfer
+        for pair in Array(pairs.values) { finish(pair, end: "proxy stopped", error: nil, reset: true) }
         closeDescriptors()
         scratch.deallocate()
         stopped.signal()

@@ -149,8 +149,8 @@ final class InboundRecorder: ChannelInboundHandler, @unchecked Sendable {
             .bind(host: "127.0.0.1", port: 0).get()
     }
 
-    func startProxy(target: SocketAddress?, sink: EventRecorder) async throws -> TransparentProxy {
-        let proxy = TransparentProxy(configuration: .init(port: 0, hosts: ["127.0.0.1"], connectTimeout: .seconds(2)),
+    func startProxy(target: SocketAddress?, sink: EventRecorder, connectTimeout: TimeAmount = .seconds(2)) async throws -> TransparentProxy {
+        let proxy = TransparentProxy(configuration: .init(port: 0, hosts: ["127.0.0.1"], connectTimeout: connectTimeout),
                                      group: group, resolver: FixedResolver(target: target), sink: sink, logger: logger)
         try await proxy.start()
         return proxy
@@ -268,5 +268,91 @@ final class InboundRecorder: ChannelInboundHandler, @unchecked Sendable {
         #expect(closes.count == 200)
         await proxy.stop()
         try await upstream.close()
+    }
+
+    @Test func aResetByTheServerReachesTheToolAsAReset() async throws {
+        // the server takes the request, then aborts (RST) instead of answering
+        let server = try await ServerBootstrap(group: group)
+            .childChannelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(AbortOnRead()) } }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let sink = EventRecorder()
+        let proxy = try await startProxy(target: server.localAddress, sink: sink)
+        let err = try await onThread {
+            let fd = try blockingConnect(port: proxy.port)
+            defer { close(fd) }
+            _ = "GET / HTTP/1.0\r\n\r\n".withCString { write(fd, $0, strlen($0)) }
+            return readAll(fd).1
+        }
+        #expect(err == ECONNRESET, "the tool sees what it would have seen without the proxy")
+        let closes = await sink.waitFor(.close)
+        #expect(closes.first?.end == "reset by server")
+        #expect(closes.first?.bytes?.sent == 18)
+        await proxy.stop()
+        try await server.close()
+    }
+
+    @Test func aDialThatNeverCompletesTimesOut() async throws {
+        // A listener whose accept queue is full drops further SYNs: the dial hangs until the
+        // proxy's own deadline.
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(listener) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, len) } }
+        _ = listen(listener, 0)
+        _ = withUnsafeMutablePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(listener, $0, &len) } }
+        let port = Int(UInt16(bigEndian: addr.sin_port))
+        var fillers: [Int32] = []
+        for _ in 0..<3 { // fill the queue (connects that would hang are left pending)
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, len) } }
+            fillers.append(fd)
+        }
+        defer { fillers.forEach { close($0) } }
+        usleep(100_000)
+        let sink = EventRecorder()
+        let proxy = try await startProxy(target: try SocketAddress(ipAddress: "127.0.0.1", port: port), sink: sink,
+                                         connectTimeout: .milliseconds(500))
+        let (err, waited) = try await onThread {
+            let started = Date()
+            let fd = try blockingConnect(port: proxy.port)
+            defer { close(fd) }
+            let e = readAll(fd).1
+            return (e, Date().timeIntervalSince(started))
+        }
+        #expect(err == ECONNRESET)
+        #expect(waited >= 0.4, "reset only when the deadline passed")
+        let closes = await sink.waitFor(.close)
+        #expect(closes.first?.end == "upstream-failed")
+        #expect(closes.first?.error?.hasSuffix("timed out") == true)
+        await proxy.stop()
+    }
+
+    @Test func stoppingTheProxyEndsRelayedConnectionsAndReportsThem() async throws {
+        let upstream = try await startUpstream()
+        let sink = EventRecorder()
+        let proxy = try await startProxy(target: upstream.localAddress, sink: sink)
+        let fd = try await onThread { try blockingConnect(port: proxy.port) }
+        defer { close(fd) }
+        _ = await sink.waitFor(.connect)
+        for _ in 0..<100 where proxy.counters.values.active == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        await proxy.stop()
+        let closes = await sink.waitFor(.close)
+        #expect(closes.first?.end == "proxy stopped")
+        #expect(proxy.counters.values.active == 0)
+        let err = try await onThread { readAll(fd).1 }
+        #expect(err == ECONNRESET, "the tool learns its connection is gone")
+        try await upstream.close()
+    }
+}
+
+/// An upstream that aborts the connection (RST) when the first bytes arrive.
+final class AbortOnRead: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let channel = context.channel
+        (channel as? SocketOptionProvider)?.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in channel.close(promise: nil) }
     }
 }
