@@ -53,7 +53,7 @@ let package = Package(
         ),
         .target(
             name: "Bordergate",
-            dependencies: ["BordergateKernel", "BordergateAudit", "BordergateProxy", "BordergatePolicy", "BordergateRegions",
+            dependencies: ["BordergateKernel", "BordergateAudit", "BordergateProxy", "BordergatePolicy", "BordergateRegions", "CBordergateSys",
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "Logging", package: "swift-log")]

@@ -1,4 +1,5 @@
 import BordergateAudit
+import CBordergateSys
 import BordergateKernel
 import BordergatePolicy
 import BordergateProxy
@@ -206,7 +207,7 @@ public final class Interceptor: @unchecked Sendable {
             subscribers: hub.subscriberCount,
             config: residency.config.config.path, policies: residency.config.config.policyOrder,
             defaultPolicy: residency.config.config.defaultPolicy, tables: residency.config.tableNotes,
-            kernelTables: residency.kernelTableSummary())
+            kernelTables: residency.kernelTableSummary(), heapInUse: bg_heap_in_use())
     }
 
     // MARK: Kernel events

@@ -107,12 +107,14 @@ public struct DaemonStatus: Codable, Sendable {
     public var tables: [String]?
     /// The kernel's copy: prefix counts and map memory in bytes.
     public var kernelTables: [String: UInt64]?
+    /// Bytes the daemon's allocator has handed out and not got back (free lists not counted).
+    public var heapInUse: UInt64?
 
     public init(pid: Int32, version: String, startedAt: Date, proxy: [String], pinRoot: String, stateDirectory: String,
                 auditLog: String, cgroupRoot: String, programs: [String], guards: [Guard], kernel: [String: UInt64],
                 proxyCounters: [String: UInt64], audit: [String: UInt64], subscribers: Int,
                 config: String? = nil, policies: [String]? = nil, defaultPolicy: String? = nil, tables: [String]? = nil,
-                kernelTables: [String: UInt64]? = nil) {
+                kernelTables: [String: UInt64]? = nil, heapInUse: UInt64? = nil) {
         self.pid = pid
         self.version = version
         self.startedAt = startedAt
@@ -132,5 +134,6 @@ public struct DaemonStatus: Codable, Sendable {
         self.defaultPolicy = defaultPolicy
         self.tables = tables
         self.kernelTables = kernelTables
+        self.heapInUse = heapInUse
     }
 }

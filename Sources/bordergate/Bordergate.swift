@@ -244,6 +244,7 @@ struct StatusCommand: AsyncParsableCommand {
             print("kernel      " + s.kernel.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
             print("proxy       " + s.proxyCounters.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))
             print("audit       " + s.audit.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") + " live_readers=\(s.subscribers)")
+            if let heap = s.heapInUse { print("memory      heap in use \(String(format: "%.1f", Double(heap) / 1048576)) MiB") }
         }
     }
 }

@@ -13,6 +13,9 @@ struct sockaddr;
 /// accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC (Swift's Glibc does not declare accept4).
 int bg_accept_nonblocking(int listener, struct sockaddr *addr, socklen_t *len);
 
+/// Bytes malloc has handed out and not got back (mallinfo2: arena in use plus mmapped blocks).
+unsigned long long bg_heap_in_use(void);
+
 /// epoll_event is packed on x86-64; these keep Swift away from its layout.
 static inline struct epoll_event bg_epoll_event(uint32_t events, uint64_t data)
 {
