@@ -64,9 +64,9 @@ final class RelayEngine: Sendable {
     static func listen(host: String, port: Int, backlog: Int32) throws -> (Int32, Int) {
         let address = try SocketAddress(ipAddress: host, port: port)
         let fd = socket(address.protocol.rawValue, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw ProxyError(String(cString: strerror(errno)).lowercased()) }
+        guard fd >= 0 else { throw ProxyError(errnoText(errno)) }
         func fail(_ what: String) -> ProxyError {
-            let e = ProxyError("\(what): \(String(cString: strerror(errno)).lowercased())")
+            let e = ProxyError("\(what): \(errnoText(errno))")
             close(fd)
             return e
         }
@@ -85,6 +85,11 @@ final class RelayEngine: Sendable {
         }) == 0 else { throw fail("getsockname") }
         return (fd, socketAddress(storage)?.port ?? port)
     }
+}
+
+/// What an errno says, in the lower case the proxy's messages use ("connection refused").
+func errnoText(_ code: Int32) -> String {
+    String(cString: strerror(code)).lowercased()
 }
 
 /// An accepted peer's address, from what accept() wrote (no detour through text).
@@ -196,13 +201,13 @@ final class RelayWorker: @unchecked Sendable {
         epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
         wake = eventfd(0, Int32(EFD_NONBLOCK) | Int32(EFD_CLOEXEC))
         guard epoll >= 0, wake >= 0 else {
-            let e = String(cString: strerror(errno)).lowercased()
+            let e = errnoText(errno)
             if epoll >= 0 { close(epoll) }
             if wake >= 0 { close(wake) }
             throw ProxyError("cannot create the proxy's event loop: \(e)")
         }
         guard add(wake, events: UInt32(EPOLLIN.rawValue), tag: Self.wakeTag), addListeners() else {
-            let e = String(cString: strerror(errno)).lowercased()
+            let e = errnoText(errno)
             closeDescriptors()
             throw ProxyError("cannot watch the proxy's listening sockets: \(e)")
         }
@@ -241,7 +246,7 @@ final class RelayWorker: @unchecked Sendable {
             let n = epoll_wait(epoll, events, capacity, timeout())
             if n < 0 {
                 if errno == EINTR { continue }
-                context.logger.error("proxy: epoll_wait failed: \(String(cString: strerror(errno))); relay thread \(index) stops")
+                context.logger.error("proxy: epoll_wait failed: \(errnoText(errno)); relay thread \(index) stops")
                 break
             }
             for i in 0..<Int(n) {
@@ -324,12 +329,12 @@ final class RelayWorker: @unchecked Sendable {
             case EMFILE, ENFILE, ENOBUFS, ENOMEM:
                 // Out of descriptors or memory: stop accepting for a moment instead of spinning on
                 // a listener that stays readable. Waiting tools sit in the backlog meanwhile.
-                context.logger.error("proxy: cannot accept connections: \(String(cString: strerror(errno))); pausing 100 ms (raise the open-file limit, or guard fewer tools)")
+                context.logger.error("proxy: cannot accept connections: \(errnoText(errno)); pausing 100 ms (raise the open-file limit, or guard fewer tools)")
                 for fd in listeners { _ = epoll_ctl(epoll, EPOLL_CTL_DEL, fd, nil) }
                 acceptPausedUntil = Self.now() + 100_000_000
                 return
             default:
-                context.logger.error("proxy: accept failed: \(String(cString: strerror(errno)))")
+                context.logger.error("proxy: accept failed: \(errnoText(errno))")
                 return
             }
         }
@@ -346,7 +351,7 @@ final class RelayWorker: @unchecked Sendable {
         // only open and tear down a connection nobody reads.
         var probe: UInt8 = 0
         if recv(client, &probe, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT)) < 0, errno != EAGAIN, errno != EWOULDBLOCK, errno != EINTR {
-            return finish(pair, end: "reset by client", error: "client: \(String(cString: strerror(errno)).lowercased()) before the relay began",
+            return finish(pair, end: "reset by client", error: "client: \(errnoText(errno)) before the relay began",
                           reset: true)
         }
         let up = socket(connection.target.protocol.rawValue,
@@ -364,7 +369,7 @@ final class RelayWorker: @unchecked Sendable {
         let watch = UInt32(EPOLLIN.rawValue) | UInt32(EPOLLOUT.rawValue) | UInt32(EPOLLRDHUP.rawValue) | EPOLLET.rawValue
         pairs[pair.id] = pair
         guard add(client, events: watch, tag: pair.id << 1), add(up, events: watch, tag: pair.id << 1 | 1) else {
-            return finish(pair, end: "proxy-error", error: "cannot watch the sockets: \(String(cString: strerror(errno)))", reset: true)
+            return finish(pair, end: "proxy-error", error: "cannot watch the sockets: \(errnoText(errno))", reset: true)
         }
         if rc == 0 {
             pair.connected = true
@@ -488,11 +493,11 @@ final class RelayWorker: @unchecked Sendable {
     /// One side failed (typically a reset): the other gets a reset too, as it would without a
     /// proxy in between.
     private func abort(_ pair: RelayPair, side: String, _ err: Int32) {
-        finish(pair, end: "reset by \(side)", error: "\(side): \(String(cString: strerror(err)).lowercased())", reset: true)
+        finish(pair, end: "reset by \(side)", error: "\(side): \(errnoText(err))", reset: true)
     }
 
     private func dialFailed(_ pair: RelayPair, _ err: Int32) {
-        let why = err == ETIMEDOUT ? "timed out" : String(cString: strerror(err)).lowercased()
+        let why = err == ETIMEDOUT ? "timed out" : errnoText(err)
         context.counters.add(\.upstreamFailures, 1)
         let dest = pair.connection.destination
         finish(pair, end: "upstream-failed", error: "connecting to \(dest.ip) port \(dest.port): \(why)", reset: true)

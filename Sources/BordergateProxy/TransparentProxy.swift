@@ -281,7 +281,7 @@ public final class TransparentProxy: Sendable {
 
     static func describe(_ error: Error) -> String {
         if let e = error as? IOError {
-            return String(cString: strerror(e.errnoCode)).lowercased()
+            return errnoText(e.errnoCode)
         }
         if let e = error as? NIOConnectionError, let first = e.connectionErrors.first {
             return describe(first.error)
