@@ -5,7 +5,17 @@ import Foundation
 /// on the path that records every connection.
 extension AuditEvent {
     public func jsonLine() -> Data {
-        var w = JSONWriter()
+        var out: [UInt8] = []
+        out.reserveCapacity(512)
+        appendJSON(to: &out)
+        return Data(out)
+    }
+
+    /// Appends the event's JSON (no newline) to `out`: the audit writer encodes a whole batch
+    /// into one buffer this way.
+    public func appendJSON(to out: inout [UInt8]) {
+        var w = JSONWriter(out: out)
+        out = []  // `w` holds the only reference: appends do not copy
         w.open()
         w.time("time", time)
         w.field("id", id)
@@ -34,7 +44,7 @@ extension AuditEvent {
             w.field("country", d.country)
             if let j = d.jurisdictions {
                 w.key("jurisdictions")
-                w.raw("[" + j.map { JSONWriter.quote($0) }.joined(separator: ",") + "]")
+                w.list(j)
             }
             w.close()
         }
@@ -49,42 +59,59 @@ extension AuditEvent {
             w.field("received", b.received)
             w.close()
         }
-        if let ms = duration_ms { w.key("duration_ms"); w.raw(JSONWriter.number(ms)) }
+        if let ms = duration_ms { w.key("duration_ms"); w.number(ms) }
         w.field("end", end)
         w.field("error", error)
         w.field("message", message)
         w.close()
-        return Data(w.bytes)
+        out = w.bytes
     }
 }
 
 /// Writes JSON as UTF-8 bytes: on the path that records every connection, String appends and
 /// their bridging cost more than the rest of the event.
 struct JSONWriter {
-    private(set) var bytes: [UInt8] = []
-    private var first = [true]
+    private(set) var bytes: [UInt8]
+    /// One bit per open object, innermost lowest: set while it has no member yet (objects nest
+    /// a few levels deep; an array of flags would be an allocation per event).
+    private var fresh: UInt64 = 0
 
-    init() { bytes.reserveCapacity(512) }
+    init(out: [UInt8] = []) { bytes = out }
 
     mutating func open() {
         bytes.append(UInt8(ascii: "{"))
-        first.append(true)
+        fresh = fresh << 1 | 1
     }
 
     mutating func close() {
         bytes.append(UInt8(ascii: "}"))
-        first.removeLast()
+        fresh >>= 1
     }
 
     mutating func key(_ k: StaticString) {
-        if first[first.count - 1] { first[first.count - 1] = false } else { bytes.append(UInt8(ascii: ",")) }
+        if fresh & 1 == 1 { fresh &= ~1 } else { bytes.append(UInt8(ascii: ",")) }
         bytes.append(UInt8(ascii: "\""))
         k.withUTF8Buffer { bytes.append(contentsOf: $0) }
         bytes.append(UInt8(ascii: "\""))
         bytes.append(UInt8(ascii: ":"))
     }
 
-    mutating func raw(_ s: String) { bytes.append(contentsOf: s.utf8) }
+    mutating func list(_ items: [String]) {
+        bytes.append(UInt8(ascii: "["))
+        for (i, item) in items.enumerated() {
+            if i > 0 { bytes.append(UInt8(ascii: ",")) }
+            Self.appendQuoted(item, to: &bytes)
+        }
+        bytes.append(UInt8(ascii: "]"))
+    }
+
+    mutating func number(_ d: Double) {
+        if d.isFinite, d == d.rounded(), abs(d) < 1e15 {
+            Self.appendInteger(Int64(d), to: &bytes)
+        } else {
+            bytes.append(contentsOf: Self.number(d).utf8)
+        }
+    }
 
     mutating func field(_ k: StaticString, _ v: String?) {
         guard let v else { return }

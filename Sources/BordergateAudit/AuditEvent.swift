@@ -104,14 +104,46 @@ public struct AuditEvent: Codable, Sendable, Equatable {
     }
 
     /// A sortable unique id: milliseconds since the epoch and a per-process counter, in hex.
+    /// Formatted by hand: two of these are made for every proxied connection.
     public static func newID(now: Date = Date()) -> String {
         let ms = UInt64(now.timeIntervalSince1970 * 1000)
         let n = idCounter.next()
-        return String(ms, radix: 16) + "-" + processTag + "-" + String(n, radix: 16)
+        return withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 64) { buf in
+            var i = 0
+            Hex.write(ms, to: buf, at: &i)
+            buf[i] = UInt8(ascii: "-"); i += 1
+            for b in processTag { buf[i] = b; i += 1 }
+            buf[i] = UInt8(ascii: "-"); i += 1
+            Hex.write(n, to: buf, at: &i)
+            return String(decoding: UnsafeBufferPointer(rebasing: buf[0..<i]), as: UTF8.self)
+        }
     }
 
-    private static let processTag = String(UInt32(truncatingIfNeeded: getpid()) ^ UInt32.random(in: 0...UInt32.max), radix: 36)
+    private static let processTag = Array(String(UInt32(truncatingIfNeeded: getpid()) ^ UInt32.random(in: 0...UInt32.max), radix: 36).utf8.prefix(8))
     private static let idCounter = Counter()
+}
+
+/// Lower-case hexadecimal without String(radix:) and its allocations.
+public enum Hex {
+    /// Writes `v` at `buf[i...]` (at most 16 digits) and advances `i`.
+    public static func write(_ v: UInt64, to buf: UnsafeMutableBufferPointer<UInt8>, at i: inout Int) {
+        let digits = max(1, (64 - v.leadingZeroBitCount + 3) / 4)
+        for d in 0..<digits {
+            let nibble = UInt8(truncatingIfNeeded: v >> (4 * UInt64(digits - 1 - d))) & 0xf
+            buf[i + d] = nibble < 10 ? 48 + nibble : 87 + nibble
+        }
+        i += digits
+    }
+
+    /// `prefix` followed by `v` in hex.
+    public static func string(_ prefix: [UInt8], _ v: UInt64) -> String {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: prefix.count + 16) { buf in
+            var i = 0
+            for b in prefix { buf[i] = b; i += 1 }
+            write(v, to: buf, at: &i)
+            return String(decoding: UnsafeBufferPointer(rebasing: buf[0..<i]), as: UTF8.self)
+        }
+    }
 }
 
 final class Counter: @unchecked Sendable {

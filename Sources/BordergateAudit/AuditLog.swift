@@ -70,8 +70,14 @@ public final class AuditLog: @unchecked Sendable {
     /// Appends whole lines (each ending in a newline) with one write. Returns the size after it.
     @discardableResult
     public func appendBlock(_ data: Data) throws -> UInt64 {
-        try lock.withLock {
-            try data.withUnsafeBytes { raw in
+        try data.withUnsafeBytes { try appendBlock($0) }
+    }
+
+    @discardableResult
+    public func appendBlock(_ raw: UnsafeRawBufferPointer) throws -> UInt64 {
+        guard raw.count > 0 else { return currentSize }
+        return try lock.withLock {
+            do {
                 var off = 0
                 while off < raw.count {
                     let n = write(fd, raw.baseAddress! + off, raw.count - off)
@@ -82,7 +88,7 @@ public final class AuditLog: @unchecked Sendable {
                     off += n
                 }
             }
-            size += UInt64(data.count)
+            size += UInt64(raw.count)
             dirty = true
             return size
         }
