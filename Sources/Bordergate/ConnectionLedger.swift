@@ -23,6 +23,12 @@ final class ConnectionLedger<Pending>: @unchecked Sendable {
         }
     }
 
+    /// The kernel saw a redirect the proxy already claimed: true, and the pair is settled.
+    /// False means the sighting still has to go through ``kernelSaw(cookie:_:)``.
+    func settleIfClaimed(cookie: UInt64) -> Bool {
+        lock.withLock { claimed.removeValue(forKey: cookie) != nil }
+    }
+
     /// The proxy accepted the connection.
     func proxyClaimed(cookie: UInt64) {
         lock.withLock {

@@ -66,7 +66,7 @@ public final class Interceptor: @unchecked Sendable {
         try residency.start(pinned: kernel.guardedSlots(), name: { [describer] in describer.cgroupName($0) })
         proxyAddresses = try await proxy.start()
         try kernel.setProxy(tgid: getpid(), port: UInt16(proxy.port))
-        let reader = try kernel.makeEventReader()
+        let reader = try kernel.makeEventReader(settledRedirect: { [ledger] in ledger.settleIfClaimed(cookie: $0) })
         self.reader = reader
         pumpTask = Task.detached { [self] in
             for await event in reader.events { handleKernelEvent(event) }
@@ -263,7 +263,7 @@ struct KernelResolver: ConnectionResolver {
         else { return nil }
         ledger.proxyClaimed(cookie: orig.identity.cookie)
         let ip = orig.destination.description
-        guard let target = try? SocketAddress(ipAddress: ip, port: Int(orig.port)) else { return nil }
+        let target = orig.destination.socketAddress(port: orig.port)
         let process = describer.describe(orig.identity)
         let facts = ProcessFacts(exe: process.exe, uid: UInt32(process.uid))
         let dstPort = Int(orig.port)
@@ -285,6 +285,22 @@ struct KernelResolver: ConnectionResolver {
 }
 
 extension KernelAddress {
+    /// The address to dial, built from the bytes (not parsed back from text).
+    func socketAddress(port: UInt16) -> SocketAddress {
+        if isIPv4Mapped {
+            var sin = sockaddr_in()
+            sin.sin_family = sa_family_t(AF_INET)
+            sin.sin_port = port.bigEndian
+            withUnsafeMutableBytes(of: &sin.sin_addr) { $0.copyBytes(from: bytes[12..<16]) }
+            return SocketAddress(sin, host: "")
+        }
+        var sin6 = sockaddr_in6()
+        sin6.sin6_family = sa_family_t(AF_INET6)
+        sin6.sin6_port = port.bigEndian
+        withUnsafeMutableBytes(of: &sin6.sin6_addr) { $0.copyBytes(from: bytes) }
+        return SocketAddress(sin6, host: "")
+    }
+
     /// The kernel's form of an accepted peer's address and port, read from the sockaddr (this
     /// runs for every proxied connection, so no detour through text).
     static func from(_ address: SocketAddress) -> (KernelAddress, UInt16)? {

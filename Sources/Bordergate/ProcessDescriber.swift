@@ -84,8 +84,10 @@ func wallClock(monotonicNanos: UInt64) -> Date {
 
 /// A connection id unique across boots: the boot id's first block and the socket cookie.
 func connectionID(cookie: UInt64) -> String {
-    bootTag + "-" + String(cookie, radix: 16)
+    Hex.string(bootTagDash, cookie)
 }
+
+private let bootTagDash = Array((bootTag + "-").utf8)
 
 private let bootTag: String = {
     let id = (try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8)) ?? "00000000"

@@ -105,7 +105,15 @@ public final class Residency: @unchecked Sendable {
     /// Explanations of kernel verdicts by (slot, protocol, verdict, address): a busy runner talks
     /// to the same few destinations, and every verdict event needs one. Cleared on every install.
     private var explained: [String: Explanation] = [:]
-    private var upfront: [String: (Explanation, Bool)] = [:]
+    private var upfront: [UpfrontKey: (Explanation, Bool)] = [:]
+    /// What an upfront explanation depends on (a struct: formatting a string key per connection
+    /// cost more than the lookup).
+    private struct UpfrontKey: Hashable {
+        let slot: UInt32
+        let ip: String
+        let uid: UInt32?
+        let exe: String?
+    }
     /// Bumped by every install: an explanation computed before it is not cached after it.
     private var generation = 0
     private let explainedLock = NSLock()
@@ -557,7 +565,7 @@ public final class Residency: @unchecked Sendable {
     /// say so in the protocol's words). Remembered per slot, address and process, as every
     /// relayed connection asks.
     public func proxyUpfront(ip: String, port: Int, slot: UInt32, process: ProcessFacts) -> (Explanation, needsVerdict: Bool) {
-        let key = "p|\(slot)|\(ip)|\(process.uid.map(String.init) ?? "-")|\(process.exe ?? "")"
+        let key = UpfrontKey(slot: slot, ip: ip, uid: process.uid, exe: process.exe)
         let (cached, gen) = explainedLock.withLock { (upfront[key], generation) }
         if let hit = cached {
             var x = hit.0

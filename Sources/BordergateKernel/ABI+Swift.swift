@@ -30,7 +30,17 @@ public struct KernelAddress: Hashable, Sendable, CustomStringConvertible {
     /// The address as people write it: dotted quad for IPv4 (mapped or not), RFC 5952 for IPv6.
     public var description: String {
         if isIPv4Mapped {
-            return bytes[12...].map(String.init).joined(separator: ".")
+            // by hand: this runs for every proxied connection
+            var out: [UInt8] = []
+            out.reserveCapacity(15)
+            for i in 12..<16 {
+                if i > 12 { out.append(UInt8(ascii: ".")) }
+                let b = bytes[i]
+                if b >= 100 { out.append(48 + b / 100) }
+                if b >= 10 { out.append(48 + b / 10 % 10) }
+                out.append(48 + b % 10)
+            }
+            return String(decoding: out, as: UTF8.self)
         }
         var buf = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
         var raw = in6_addr()

@@ -416,7 +416,7 @@ public final class KernelGuard: @unchecked Sendable {
     }
 
     /// The `events` ring buffer as an async stream; see ``KernelEventReader``.
-    public func makeEventReader() throws -> KernelEventReader {
-        try KernelEventReader(mapFD: eventsFD, logger: logger)
+    public func makeEventReader(settledRedirect: @escaping @Sendable (UInt64) -> Bool = { _ in false }) throws -> KernelEventReader {
+        try KernelEventReader(mapFD: eventsFD, logger: logger, settledRedirect: settledRedirect)
     }
 }

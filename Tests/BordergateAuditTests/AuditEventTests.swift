@@ -50,6 +50,16 @@ import Testing
     @Test func idsAreUnique() {
         let ids = (0..<1000).map { _ in AuditEvent.newID() }
         #expect(Set(ids).count == 1000)
+        // milliseconds in hex, the process tag, the counter in hex
+        let parts = AuditEvent.newID(now: Date(timeIntervalSince1970: 1_779_000_000)).split(separator: "-")
+        #expect(parts.count == 3)
+        #expect(parts.first == Substring(String(UInt64(1_779_000_000_000), radix: 16)))
+    }
+
+    @Test func hexMatchesTheStandardLibrary() {
+        for v: UInt64 in [0, 1, 9, 10, 15, 16, 255, 0xdead_beef, 1 << 63, .max] {
+            #expect(Hex.string(Array("x-".utf8), v) == "x-" + String(v, radix: 16))
+        }
     }
 }
 

@@ -12,6 +12,9 @@ import Testing
         #expect(KernelAddress("2001:db8::10")?.isIPv4Mapped == false)
         #expect(KernelAddress("not an address") == nil)
         #expect(KernelAddress("198.51.100.10")?.bytes == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 198, 51, 100, 10])
+        for text in ["0.0.0.0", "9.10.99.100", "255.255.255.255", "203.0.113.7"] {
+            #expect(KernelAddress(text)?.description == text)
+        }
     }
 
     @Test func tupleKeysMatchTheKernelLayout() {

@@ -15,6 +15,15 @@ import Testing
         #expect(ledger.expired(now: .now + .seconds(10)).isEmpty)
     }
 
+    @Test func aClaimedRedirectIsSettledOnceBeforeItsEventIsDecoded() {
+        let ledger = ConnectionLedger<String>(grace: .seconds(5))
+        #expect(!ledger.settleIfClaimed(cookie: 3), "nothing claimed yet: the event goes on")
+        ledger.proxyClaimed(cookie: 3)
+        #expect(ledger.settleIfClaimed(cookie: 3))
+        #expect(!ledger.settleIfClaimed(cookie: 3), "settled once")
+        #expect(ledger.kernelSaw(cookie: 3, "again"), "a later sighting is a new one")
+    }
+
     @Test func aSightingTheProxyNeverClaimsIsReportedAfterTheGracePeriod() {
         let ledger = ConnectionLedger<String>(grace: .seconds(5))
         #expect(ledger.kernelSaw(cookie: 7, "unclaimed"))
@@ -85,5 +94,10 @@ import Testing
         let v6 = try #require(KernelAddress.from(try SocketAddress(ipAddress: "::1", port: 443)))
         #expect(v6.0 == KernelAddress("::1") && v6.1 == 443)
         #expect(KernelAddress.from(try SocketAddress(unixDomainSocketPath: "/tmp/x")) == nil)
+    }
+
+    @Test func originalDestinationsBecomeAddressesToDialWithoutText() {
+        #expect(KernelAddress("198.51.100.10")!.socketAddress(port: 8080) == (try? SocketAddress(ipAddress: "198.51.100.10", port: 8080)))
+        #expect(KernelAddress("2001:db8::10")!.socketAddress(port: 443) == (try? SocketAddress(ipAddress: "2001:db8::10", port: 443)))
     }
 }
