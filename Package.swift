@@ -42,7 +42,7 @@ let package = Package(
                            .product(name: "Logging", package: "swift-log")],
             plugins: ["BPFObjectPlugin"]
         ),
-        .target(name: "BordergateAudit"),
+        .target(name: "BordergateAudit", dependencies: ["CBordergateSys"]),
         .target(name: "BordergatePolicy", dependencies: ["BordergateRegions", .product(name: "Yams", package: "Yams")]),
         .target(
             name: "BordergateProxy",

@@ -80,12 +80,12 @@ public final class Interceptor: @unchecked Sendable {
         // Ending grants may reload the kernel's tries (a second or so): on a thread of its own, so
         // it never holds up the tasks that read kernel events.
         let grants = Thread { [weak self] in
+            bg_name_thread("bg-grants") // what top -H and perf show
             while let self, !self.stopping.withLockedValue({ $0 }) {
                 sleep(1)
                 self.residency.expireGrants()
             }
         }
-        grants.name = "bordergate-grants"
         grants.start()
     }
 

@@ -1,3 +1,4 @@
+import CBordergateSys
 import Foundation
 
 /// Where every event goes: appended to the durable ``AuditLog`` and fanned out live to every
@@ -78,8 +79,10 @@ public final class AuditHub: @unchecked Sendable {
     public init(log: AuditLog) {
         self.log = log
         writerRunning = true
-        let t = Thread { [self] in writeLoop() }
-        t.name = "bg-audit-writer"
+        let t = Thread { [self] in
+            bg_name_thread("bg-audit-writer") // what top -H and perf show
+            writeLoop()
+        }
         t.start()
     }
 

@@ -1,5 +1,6 @@
 import CBordergateABI
 import CLibBPF
+import CBordergateSys
 import Foundation
 import Logging
 
@@ -52,8 +53,10 @@ public final class KernelEventReader: @unchecked Sendable {
             throw KernelError.system("opening the events ring buffer", errno: err)
         }
         self.ring = ring
-        let t = Thread { [self] in self.drainLoop() }
-        t.name = "bordergate-ringbuf"
+        let t = Thread { [self] in
+            bg_name_thread("bg-ringbuf") // what top -H and perf show
+            self.drainLoop()
+        }
         thread = t
         t.start()
     }

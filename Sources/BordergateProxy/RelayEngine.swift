@@ -225,8 +225,11 @@ final class RelayWorker: @unchecked Sendable {
     }
 
     func start() {
-        let t = Thread { [self] in run() }
-        t.name = "bg-relay-\(index)" // comm holds 15 characters
+        let t = Thread { [self] in
+            // what top -H and perf show (Foundation's Thread.name does not reach the kernel)
+            bg_name_thread("bg-relay-\(index)")
+            run()
+        }
         thread = t
         t.start()
     }

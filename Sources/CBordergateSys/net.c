@@ -1,4 +1,5 @@
 #define _GNU_SOURCE
+#include <sys/prctl.h>
 #include "bordergate_sys.h"
 
 #include <malloc.h>
@@ -7,6 +8,11 @@
 int bg_accept_nonblocking(int listener, struct sockaddr *addr, socklen_t *len)
 {
     return accept4(listener, addr, len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+
+void bg_name_thread(const char *name)
+{
+    prctl(PR_SET_NAME, name, 0, 0, 0); /* the kernel keeps 15 characters */
 }
 
 unsigned long long bg_heap_in_use(void)

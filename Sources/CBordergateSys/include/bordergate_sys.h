@@ -16,6 +16,9 @@ int bg_accept_nonblocking(int listener, struct sockaddr *addr, socklen_t *len);
 /// Bytes malloc has handed out and not got back (mallinfo2: arena in use plus mmapped blocks).
 unsigned long long bg_heap_in_use(void);
 
+/// Names the calling thread as top -H, ps -L and perf show it (Foundation's Thread.name does not).
+void bg_name_thread(const char *name);
+
 /// epoll_event is packed on x86-64; these keep Swift away from its layout.
 static inline struct epoll_event bg_epoll_event(uint32_t events, uint64_t data)
 {
