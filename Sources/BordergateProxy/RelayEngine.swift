@@ -323,28 +323,34 @@ final class RelayWorker: @unchecked Sendable {
     // MARK: Accepting
 
     private func acceptFrom(_ listener: Int32) {
-        // One connection per event: the listener is level-triggered, so the next epoll_wait
-        // reports it again while more wait. Draining it would end every wakeup with an accept
-        // that fails with EAGAIN, one wasted system call per connection when they come one by one.
-        var storage = sockaddr_storage()
-        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let fd = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bg_accept_nonblocking(listener, $0, &len)
+        for _ in 0..<64 {
+            var storage = sockaddr_storage()
+            var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+            let fd = withUnsafeMutablePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bg_accept_nonblocking(listener, $0, &len)
+                }
             }
-        }
-        if fd >= 0 { return place(fd, socketAddress(storage), self) }
-        switch errno {
-        case EAGAIN, EWOULDBLOCK, EINTR, ECONNABORTED:
-            return // another thread took it, or it went away; the listener reports the next one
-        case EMFILE, ENFILE, ENOBUFS, ENOMEM:
-            // Out of descriptors or memory: stop accepting for a moment instead of spinning on
-            // a listener that stays readable. Waiting tools sit in the backlog meanwhile.
-            context.logger.error("proxy: cannot accept connections: \(errnoText(errno)); pausing 100 ms (raise the open-file limit, or guard fewer tools)")
-            for fd in listeners { _ = epoll_ctl(epoll, EPOLL_CTL_DEL, fd, nil) }
-            acceptPausedUntil = Self.now() + 100_000_000
-        default:
-            context.logger.error("proxy: accept failed: \(errnoText(errno))")
+            if fd >= 0 {
+                place(fd, socketAddress(storage), self)
+                continue
+            }
+            switch errno {
+            case EAGAIN, EWOULDBLOCK:
+                return
+            case EINTR, ECONNABORTED:
+                continue
+            case EMFILE, ENFILE, ENOBUFS, ENOMEM:
+                // Out of descriptors or memory: stop accepting for a moment instead of spinning on
+                // a listener that stays readable. Waiting tools sit in the backlog meanwhile.
+                context.logger.error("proxy: cannot accept connections: \(errnoText(errno)); pausing 100 ms (raise the open-file limit, or guard fewer tools)")
+                for fd in listeners { _ = epoll_ctl(epoll, EPOLL_CTL_DEL, fd, nil) }
+                acceptPausedUntil = Self.now() + 100_000_000
+                return
+            default:
+                context.logger.error("proxy: accept failed: \(errnoText(errno))")
+                return
+            }
         }
     }
 
