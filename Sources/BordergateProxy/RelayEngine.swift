@@ -111,15 +111,6 @@ final class Flow {
     private var pending: UnsafeMutableRawPointer?
     private var start = 0
     private var end = 0
-    /// The reading socket may have bytes (or an EOF) waiting. Edge-triggered epoll reports each
-    /// change once, so this is what the last event and the last read said: a read that returned
-    /// less than asked for emptied the socket, and the next arrival is a new event.
-    var readable = false
-    /// The peer said it sends no more (RDHUP, HUP or an error): read until the EOF or the error
-    /// shows, since no further event may come for it.
-    var hangup = false
-    /// The writing socket may take bytes: false after it pushed back, until EPOLLOUT.
-    var writable = true
     /// The sender said EOF.
     var eof = false
     /// The EOF was passed on (the receiver's output is shut).
@@ -178,8 +169,6 @@ final class RelayWorker: @unchecked Sendable {
     private static let wakeTag: UInt64 = 0
     private static let firstPairID: UInt64 = 1 << 20
     private static let scratchSize = 128 << 10
-    /// What is read from a tool before its destination answers (held until then).
-    private static let firstReadSize = 16 << 10
     /// Reads per direction before other connections get a turn.
     private static let readBudget = 16
 
@@ -361,20 +350,10 @@ final class RelayWorker: @unchecked Sendable {
         let pair = RelayPair(id: nextID, client: client, connection: connection)
         nextID += 1
         context.counters.add(\.active, 1)
-        // Tools send as soon as they connect, so what they sent usually waits already: read it
-        // now (it goes out once the dial completes) rather than in a round of its own. A tool
-        // that gave up (reset) while the connection waited in the backlog is not dialled: that
-        // would only open and tear down a connection nobody reads.
-        let first = recv(client, scratch, Self.firstReadSize, Int32(MSG_DONTWAIT))
-        if first > 0 {
-            pair.toServer.bytes = UInt64(first)
-            pair.toServer.unreported = UInt64(first)
-            pair.toServer.hold(scratch, first)
-            pair.toServer.readable = first == Self.firstReadSize
-        } else if first == 0 {
-            pair.toServer.eof = true
-            pair.firstEOF = "client"
-        } else if errno != EAGAIN, errno != EWOULDBLOCK, errno != EINTR {
+        // A tool that gave up (reset) while the connection waited in the backlog: dialling would
+        // only open and tear down a connection nobody reads.
+        var probe: UInt8 = 0
+        if recv(client, &probe, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT)) < 0, errno != EAGAIN, errno != EWOULDBLOCK, errno != EINTR {
             return finish(pair, end: "reset by client", error: "client: \(errnoText(errno)) before the relay began",
                           reset: true)
         }
@@ -396,25 +375,15 @@ final class RelayWorker: @unchecked Sendable {
             return finish(pair, end: "proxy-error", error: "cannot watch the sockets: \(errnoText(errno))", reset: true)
         }
         if rc == 0 {
-            connected(pair)
+            pair.connected = true
+            pump(pair)
         } else {
             deadlines.append((Self.now() + context.connectTimeoutNanos, pair.id))
         }
     }
 
     private func handle(_ pair: RelayPair, upstreamSide: Bool, events: UInt32) {
-        guard !pair.done else { return }
         let failed = events & (UInt32(EPOLLERR.rawValue) | UInt32(EPOLLHUP.rawValue)) != 0
-        // Note what the event says about each direction (a socket's readability feeds the flow
-        // it sends into, its writability the flow that writes to it); the reads and writes it
-        // allows happen below, once the dial is through.
-        let inbound = upstreamSide ? pair.toClient : pair.toServer
-        let outbound = upstreamSide ? pair.toServer : pair.toClient
-        if failed || events & (UInt32(EPOLLIN.rawValue) | UInt32(EPOLLRDHUP.rawValue)) != 0 {
-            inbound.readable = true
-            if failed || events & UInt32(EPOLLRDHUP.rawValue) != 0 { inbound.hangup = true }
-        }
-        if failed || events & UInt32(EPOLLOUT.rawValue) != 0 { outbound.writable = true }
         if !pair.connected {
             // Only the dial's outcome matters until it is known; what the tool sends meanwhile
             // waits in its socket.
@@ -426,16 +395,19 @@ final class RelayWorker: @unchecked Sendable {
                 return dialFailed(pair, err == 0 ? ECONNRESET : err)
             }
             guard events & UInt32(EPOLLOUT.rawValue) != 0 else { return }
-            return connected(pair)
+            pair.connected = true
+            return pump(pair)
         }
-        pump(pair)
-    }
-
-    private func connected(_ pair: RelayPair) {
-        pair.connected = true
-        pair.toServer.writable = true
-        pair.toClient.writable = true
-        pump(pair)
+        guard !pair.done else { return }
+        // Bytes flow out of a readable socket and into a writable one; the other direction has
+        // nothing new to do.
+        let readable = failed || events & (UInt32(EPOLLIN.rawValue) | UInt32(EPOLLRDHUP.rawValue)) != 0
+        let writable = events & UInt32(EPOLLOUT.rawValue) != 0
+        let toServerReady = upstreamSide ? writable : readable
+        let toClientReady = upstreamSide ? readable : writable
+        if toServerReady, !move(pair, pair.toServer, from: pair.client, to: pair.upstream, reader: "client", writer: "server") { return }
+        if toClientReady, !move(pair, pair.toClient, from: pair.upstream, to: pair.client, reader: "server", writer: "client") { return }
+        settle(pair)
     }
 
     private func pump(_ pair: RelayPair) {
@@ -460,18 +432,13 @@ final class RelayWorker: @unchecked Sendable {
         var budget = Self.readBudget
         while true {
             if flow.pendingCount > 0 {
-                guard flow.writable else { return true } // EPOLLOUT on dst resumes
                 let n = send(dst, flow.pendingBytes, flow.pendingCount, Int32(MSG_NOSIGNAL))
                 if n > 0 {
-                    if n < flow.pendingCount { flow.writable = false } // its buffer is full
                     flow.consumed(n)
                     continue
                 }
                 if n < 0, errno == EINTR { continue }
-                if n == 0 || errno == EAGAIN || errno == EWOULDBLOCK {
-                    flow.writable = false
-                    return true
-                }
+                if n == 0 || errno == EAGAIN || errno == EWOULDBLOCK { return true } // EPOLLOUT on dst resumes
                 abort(pair, side: writer, errno)
                 return false
             }
@@ -485,7 +452,6 @@ final class RelayWorker: @unchecked Sendable {
                 }
                 return true
             }
-            guard flow.readable else { return true }
             if budget == 0 {
                 if !pair.requeued {
                     pair.requeued = true
@@ -498,22 +464,16 @@ final class RelayWorker: @unchecked Sendable {
             if n > 0 {
                 flow.bytes += UInt64(n)
                 flow.unreported += UInt64(n)
-                // A short read emptied the socket; once the peer hung up, read on to its EOF.
-                if n < Self.scratchSize, !flow.hangup { flow.readable = false }
                 var off = 0
                 while off < n {
-                    guard flow.writable else {
-                        flow.hold(scratch + off, n - off) // and read no more until dst takes it
-                        break
-                    }
                     let w = send(dst, scratch + off, n - off, Int32(MSG_NOSIGNAL))
                     if w > 0 {
                         off += w
-                        if off < n { flow.writable = false }
                     } else if w < 0, errno == EINTR {
                         continue
                     } else if w == 0 || errno == EAGAIN || errno == EWOULDBLOCK {
-                        flow.writable = false
+                        flow.hold(scratch + off, n - off) // and read no more until dst takes it
+                        break
                     } else {
                         abort(pair, side: writer, errno)
                         return false
@@ -523,15 +483,11 @@ final class RelayWorker: @unchecked Sendable {
             }
             if n == 0 {
                 flow.eof = true
-                flow.readable = false
                 if pair.firstEOF == nil { pair.firstEOF = reader }
                 continue
             }
             if errno == EINTR { continue }
-            if errno == EAGAIN || errno == EWOULDBLOCK {
-                flow.readable = false
-                return true
-            }
+            if errno == EAGAIN || errno == EWOULDBLOCK { return true }
             abort(pair, side: reader, errno)
             return false
         }
