@@ -54,6 +54,6 @@ echo "\$ bordergate exec -- bash -c 'curl http://198.51.100.10/; curl http://[20
 run "$bin" events
 echo
 echo "\$ bordergate events -o json --verdict deny | head -1"
-"$bin" events -o json --verdict deny | head -1
+"$bin" events -o json --verdict deny | sed -n 1p  # reads everything: head could leave bordergate a SIGPIPE, failing the script under pipefail
 echo
 echo "Next: write /etc/bordergate/config.yaml, run 'sudo $bin daemon', then 'sudo $bin attach /your/ci/cgroup --policy NAME' and 'sudo $bin events -f'."
