@@ -53,7 +53,7 @@ echo "\$ bordergate exec -- bash -c 'curl http://198.51.100.10/; curl http://[20
 "$bin" exec -- bash -c 'curl -sS http://198.51.100.10/; curl -sS -g http://[2001:db8:8000::10]/; curl -sS -H "Host: blocked.example" http://198.51.100.10/' || true
 run "$bin" events
 echo
-echo "\$ bordergate events -o json --verdict deny | head -1"
+echo "\$ bordergate events -o json --verdict deny | sed -n 1p"
 "$bin" events -o json --verdict deny | sed -n 1p  # reads everything: head could leave bordergate a SIGPIPE, failing the script under pipefail
 echo
 echo "Next: write /etc/bordergate/config.yaml, run 'sudo $bin daemon', then 'sudo $bin attach /your/ci/cgroup --policy NAME' and 'sudo $bin events -f'."
