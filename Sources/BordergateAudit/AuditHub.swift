@@ -159,15 +159,17 @@ public final class AuditHub: @unchecked Sendable {
 
     /// A live view of future events matching `filter`, holding up to `capacity` undelivered ones.
     public func subscribe(filter: EventFilter = EventFilter(), capacity: Int = 4096) -> Subscription {
-        // Events still queued are not history yet: they reach the subscriber live.
-        lock.withLock {
-            nextID += 1
-            let s = Subscription(id: nextID, filter: filter, capacity: capacity, historyEnd: log.currentSize)
-            subscribers[s.id] = s
-            let id = s.id
-            s.continuation.onTermination = { [weak self] _ in self?.unsubscribe(id) }
-            return s
-        }
+        // Events still queued are not history yet: they reach the subscriber live. A batch being
+        // written is both (the log holds it, and it is delivered live next): wait it out.
+        lock.lock()
+        defer { lock.unlock() }
+        while writing { lock.wait() }
+        nextID += 1
+        let s = Subscription(id: nextID, filter: filter, capacity: capacity, historyEnd: log.currentSize)
+        subscribers[s.id] = s
+        let id = s.id
+        s.continuation.onTermination = { [weak self] _ in self?.unsubscribe(id) }
+        return s
     }
 
     private func unsubscribe(_ id: Int) {

@@ -2,7 +2,7 @@ import Foundation
 
 /// The durable audit log: one JSON event per line, appended to a file in the state directory.
 ///
-/// Events are written as they happen (the hub writes what gathered within a millisecond with one
+/// Events are written as they happen (the hub writes what gathered within a few milliseconds with one
 /// `write(2)`), so they survive a crash of the daemon;
 /// `fdatasync` runs on a short timer rather than per event, so a burst of 20,000 connections a
 /// second costs one flush, not 20,000. A line torn by a crash is terminated on the next open and
@@ -64,29 +64,22 @@ public final class AuditLog: @unchecked Sendable {
     public func append(_ line: Data) throws -> UInt64 {
         var data = line
         data.append(UInt8(ascii: "\n"))
-        return try appendBlock(data)
+        return try data.withUnsafeBytes { try appendBlock($0) }
     }
 
     /// Appends whole lines (each ending in a newline) with one write. Returns the size after it.
     @discardableResult
-    public func appendBlock(_ data: Data) throws -> UInt64 {
-        try data.withUnsafeBytes { try appendBlock($0) }
-    }
-
-    @discardableResult
     public func appendBlock(_ raw: UnsafeRawBufferPointer) throws -> UInt64 {
         guard raw.count > 0 else { return currentSize }
         return try lock.withLock {
-            do {
-                var off = 0
-                while off < raw.count {
-                    let n = write(fd, raw.baseAddress! + off, raw.count - off)
-                    if n < 0 {
-                        if errno == EINTR { continue }
-                        throw AuditError("writing the audit log \(path): \(String(cString: strerror(errno)))")
-                    }
-                    off += n
+            var off = 0
+            while off < raw.count {
+                let n = write(fd, raw.baseAddress! + off, raw.count - off)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    throw AuditError("writing the audit log \(path): \(String(cString: strerror(errno)))")
                 }
+                off += n
             }
             size += UInt64(raw.count)
             dirty = true

@@ -12,7 +12,7 @@ private func tempLogPath() -> String {
         let path = tempLogPath()
         let log = try AuditLog(path: path)
         for i in 0..<100 {
-            try log.append(AuditEvent(id: "e\(i)", type: .daemon).jsonLineForTest())
+            try log.append(AuditEvent(id: "e\(i)", type: .daemon).jsonLine())
         }
         var ids: [String] = []
         let r = try AuditLog.read(path: path) { e, _ in ids.append(e.id) }
@@ -24,7 +24,7 @@ private func tempLogPath() -> String {
         let path = tempLogPath()
         do {
             let log = try AuditLog(path: path)
-            try log.append(AuditEvent(id: "before", type: .daemon).jsonLineForTest())
+            try log.append(AuditEvent(id: "before", type: .daemon).jsonLine())
         }
         // a crash mid-write leaves half a line
         let h = FileHandle(forWritingAtPath: path)!
@@ -32,7 +32,7 @@ private func tempLogPath() -> String {
         h.write(Data(#"{"time":"2026-11-21T19:06:21Z","id":"torn","ty"#.utf8))
         try h.close()
         let log = try AuditLog(path: path)
-        try log.append(AuditEvent(id: "after", type: .daemon).jsonLineForTest())
+        try log.append(AuditEvent(id: "after", type: .daemon).jsonLine())
         var ids: [String] = []
         let r = try AuditLog.read(path: path) { e, _ in ids.append(e.id) }
         #expect(ids == ["before", "after"], "nothing recorded before the crash is lost")
@@ -42,9 +42,9 @@ private func tempLogPath() -> String {
     @Test func readStopsAtALimitSoHistoryAndLiveDoNotOverlap() throws {
         let path = tempLogPath()
         let log = try AuditLog(path: path)
-        try log.append(AuditEvent(id: "one", type: .daemon).jsonLineForTest())
+        try log.append(AuditEvent(id: "one", type: .daemon).jsonLine())
         let mark = log.currentSize
-        try log.append(AuditEvent(id: "two", type: .daemon).jsonLineForTest())
+        try log.append(AuditEvent(id: "two", type: .daemon).jsonLine())
         var ids: [String] = []
         _ = try AuditLog.read(path: path, upTo: mark) { e, _ in ids.append(e.id) }
         #expect(ids == ["one"])
@@ -155,8 +155,4 @@ private func tempLogPath() -> String {
         let n = try JSONDecoder().decode(ControlNotice.self, from: data)
         #expect(n.count == 3)
     }
-}
-
-extension AuditEvent {
-    func jsonLineForTest() -> Data { jsonLine() }
 }
