@@ -383,28 +383,32 @@ final class RelayWorker: @unchecked Sendable {
     }
 
     private func handle(_ pair: RelayPair, upstreamSide: Bool, events: UInt32) {
+        guard !pair.done else { return }
         let failed = events & (UInt32(EPOLLERR.rawValue) | UInt32(EPOLLHUP.rawValue)) != 0
+        // An error (a reset) is acted on when it is reported: a side whose input already ended is
+        // never read again, and the event does not come back (edge-triggered). Before the dial is
+        // through, a tool's reset also ends the dial.
+        if failed {
+            var err: Int32 = 0
+            var len = socklen_t(4)
+            if getsockopt(upstreamSide ? pair.upstream : pair.client, SOL_SOCKET, SO_ERROR, &err, &len) != 0 { err = errno }
+            if upstreamSide, !pair.connected { return dialFailed(pair, err == 0 ? ECONNRESET : err) }
+            if err != 0 { return abort(pair, side: upstreamSide ? "server" : "client", err) }
+        }
         if !pair.connected {
             // Only the dial's outcome matters until it is known; what the tool sends meanwhile
             // waits in its socket.
-            guard upstreamSide else { return }
-            if failed {
-                var err: Int32 = 0
-                var len = socklen_t(4)
-                if getsockopt(pair.upstream, SOL_SOCKET, SO_ERROR, &err, &len) != 0 { err = errno }
-                return dialFailed(pair, err == 0 ? ECONNRESET : err)
-            }
-            guard events & UInt32(EPOLLOUT.rawValue) != 0 else { return }
+            guard upstreamSide, events & UInt32(EPOLLOUT.rawValue) != 0 else { return }
             pair.connected = true
             return pump(pair)
         }
-        guard !pair.done else { return }
-        // Bytes flow out of a readable socket and into a writable one; the other direction has
-        // nothing new to do.
+        // Bytes flow out of a readable socket and into a writable one. A socket left unread waits
+        // only behind bytes held for a peer that pushed back (or in `again`), so writability
+        // matters only while something is held.
         let readable = failed || events & (UInt32(EPOLLIN.rawValue) | UInt32(EPOLLRDHUP.rawValue)) != 0
         let writable = events & UInt32(EPOLLOUT.rawValue) != 0
-        let toServerReady = upstreamSide ? writable : readable
-        let toClientReady = upstreamSide ? readable : writable
+        let toServerReady = upstreamSide ? writable && pair.toServer.pendingCount > 0 : readable
+        let toClientReady = upstreamSide ? readable : writable && pair.toClient.pendingCount > 0
         if toServerReady, !move(pair, pair.toServer, from: pair.client, to: pair.upstream, reader: "client", writer: "server") { return }
         if toClientReady, !move(pair, pair.toClient, from: pair.upstream, to: pair.client, reader: "server", writer: "client") { return }
         settle(pair)
@@ -473,7 +477,7 @@ final class RelayWorker: @unchecked Sendable {
                         continue
                     } else if w == 0 || errno == EAGAIN || errno == EWOULDBLOCK {
                         flow.hold(scratch + off, n - off) // and read no more until dst takes it
-                        break
+                        return true // EPOLLOUT on dst resumes
                     } else {
                         abort(pair, side: writer, errno)
                         return false

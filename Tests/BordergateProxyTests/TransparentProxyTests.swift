@@ -291,6 +291,29 @@ final class InboundRecorder: ChannelInboundHandler, @unchecked Sendable {
         try await server.close()
     }
 
+    @Test func aToolsResetAfterItsEOFReachesTheServer() async throws {
+        // The server keeps its side open after the tool's EOF; the tool then dies (RST). Its input
+        // has ended, so only the reported error says so: the relay must not wait for the server.
+        let server = try await ServerBootstrap(group: group)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .bind(host: "127.0.0.1", port: 0).get()
+        let sink = EventRecorder()
+        let proxy = try await startProxy(target: server.localAddress, sink: sink)
+        try await onThread {
+            let fd = try blockingConnect(port: proxy.port)
+            _ = "GET / HTTP/1.0\r\n\r\n".withCString { write(fd, $0, strlen($0)) }
+            shutdown(fd, Int32(SHUT_WR))
+            usleep(100_000) // the EOF is passed on
+            var l = linger(l_onoff: 1, l_linger: 0)
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, socklen_t(MemoryLayout<linger>.size))
+            close(fd)
+        }
+        let closes = await sink.waitFor(.close)
+        #expect(closes.first?.end == "reset by client", "\(closes.map { $0.end ?? "nil" })")
+        await proxy.stop()
+        try await server.close()
+    }
+
     @Test func aDialThatNeverCompletesTimesOut() async throws {
         // A listener whose accept queue is full drops further SYNs: the dial hangs until the
         // proxy's own deadline.
