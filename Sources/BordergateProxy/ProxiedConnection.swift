@@ -76,3 +76,10 @@ public protocol ProxyEventSink: Sendable {
 }
 
 extension AuditHub: ProxyEventSink {}
+
+extension ProxiedConnection {
+    /// A close event's `error` when the original destination could not be reached.
+    func dialFailure(_ why: String) -> String {
+        "connecting to \(destination.ip) port \(destination.port): \(why)"
+    }
+}

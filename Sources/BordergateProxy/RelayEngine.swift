@@ -92,6 +92,11 @@ func errnoText(_ code: Int32) -> String {
     String(cString: strerror(code)).lowercased()
 }
 
+/// Why a dial failed, in the words of a close event's `error` ("timed out" however it timed out).
+func dialErrorText(_ code: Int32) -> String {
+    code == ETIMEDOUT ? "timed out" : errnoText(code)
+}
+
 /// An accepted peer's address, from what accept() wrote (no detour through text).
 func socketAddress(_ storage: sockaddr_storage) -> SocketAddress? {
     var storage = storage
@@ -504,10 +509,8 @@ final class RelayWorker: @unchecked Sendable {
     }
 
     private func dialFailed(_ pair: RelayPair, _ err: Int32) {
-        let why = err == ETIMEDOUT ? "timed out" : errnoText(err)
         context.counters.add(\.upstreamFailures, 1)
-        let dest = pair.connection.destination
-        finish(pair, end: "upstream-failed", error: "connecting to \(dest.ip) port \(dest.port): \(why)", reset: true)
+        finish(pair, end: "upstream-failed", error: pair.connection.dialFailure(dialErrorText(err)), reset: true)
     }
 
     private func expireDials() {

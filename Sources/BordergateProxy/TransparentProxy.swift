@@ -119,11 +119,13 @@ public final class TransparentProxy: Sendable {
             worker.relay(client: fd, connection: conn)
             return
         }
-        // The verdict needs the first bytes: from here on the connection is a NIO channel.
-        // Holds what the tool sends (and its EOF or close) while the verdict and the upstream dial
+        // The verdict needs the first bytes: from here on the connection is a NIO channel. It is
+        // active from now (`exec` waits for active connections to end before it stops the proxy),
+        // not only once relayed. Holds what the tool sends (and its EOF or close) while the verdict and the upstream dial
         // are pending: NIO delivers an early EOF's bytes even with autoRead off, and nothing else
         // would keep them.
         let held = InboundHold()
+        counters.add(\.active, 1)
         ClientBootstrap(group: group)
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelOption(.autoRead, value: false)
@@ -137,6 +139,7 @@ public final class TransparentProxy: Sendable {
                     inspect(conn, channel: channel, held: held)
                 case .failure(let error):
                     logger.error("proxy: cannot take over a connection to inspect it: \(error)")
+                    counters.add(\.active, 0, subtracting: 1)
                     sink.publish(RelaySession.closeEvent(connection: conn, sent: 0, received: 0, elapsed: .zero,
                                                          end: "proxy-error", error: "cannot inspect: \(error)"))
                 }
@@ -149,8 +152,10 @@ public final class TransparentProxy: Sendable {
         guard let decide = conn.decide else { return }
         // A server-speaks-first protocol sends nothing: it gets no hostname.
         let once = NIOLockedValueBox(false)
+        let timer = NIOLockedValueBox<Scheduled<Void>?>(nil)
         let finish: @Sendable (SniffedProtocol, Bool) -> Void = { [self] sniffed, sawBytes in
             guard once.withLockedValue({ done in defer { done = true }; return !done }) else { return }
+            timer.withLockedValue { $0?.cancel() } // it holds the channel and the head until it fires
             let host: HostObservation
             switch sniffed {
             case .tls(let name?), .http(let name?, _, _): host = .name(name)
@@ -167,9 +172,15 @@ public final class TransparentProxy: Sendable {
             if v.relay {
                 relay(decided, verdict: v.verdict, channel: channel, held: held)
             } else {
-                refuse(decided, reason: v.reason, sniffed: sniffed, channel: channel)
+                refuse(decided, sniffed: sniffed, channel: channel)
             }
         }
+        // Scheduled before observing: what is already held may decide at once, and cancel it.
+        let scheduled = channel.eventLoop.scheduleTask(in: configuration.sniffTimeout) {
+            finish(held.seenSoFar.map { ProtocolSniffer.sniff($0.readableBytesView) } ?? .needMoreBytes,
+                   (held.seenSoFar?.readableBytes ?? 0) > 0)
+        }
+        timer.withLockedValue { $0 = scheduled }
         held.observe { bytes, ended in
             let sniffed = ProtocolSniffer.sniff(bytes.readableBytesView)
             if case .needMoreBytes = sniffed, !ended, bytes.readableBytes < ProtocolSniffer.maximumHeadBytes {
@@ -178,23 +189,18 @@ public final class TransparentProxy: Sendable {
             }
             finish(sniffed, bytes.readableBytes > 0)
         }
-        channel.eventLoop.scheduleTask(in: configuration.sniffTimeout) {
-            finish(held.seenSoFar.map { ProtocolSniffer.sniff($0.readableBytesView) } ?? .needMoreBytes,
-                   (held.seenSoFar?.readableBytes ?? 0) > 0)
-        }
         channel.read()
     }
 
-    private func publishConnect(_ conn: ProxiedConnection, verdict: String) {
+    private func publishConnect(_ conn: ProxiedConnection, verdict: String, protocol proto: String = "tcp") {
         sink.publish(AuditEvent(
             time: conn.connectedAt, type: .connect, verdict: verdict, reason: conn.reason,
-            process: conn.process, destination: conn.destination, protocol: "tcp", policy: conn.policy,
+            process: conn.process, destination: conn.destination, protocol: proto, policy: conn.policy,
             rule: conn.rule, connection: conn.connectionID))
     }
 
     /// Dials the original destination and relays both ways, through NIO (after an inspection).
     private func relay(_ conn: ProxiedConnection, verdict: String, channel: Channel, held: InboundHold) {
-        counters.add(\.active, 1)
         publishConnect(conn, verdict: verdict)
         let session = RelaySession(connection: conn, sink: sink, counters: counters)
 
@@ -230,7 +236,7 @@ public final class TransparentProxy: Sendable {
                     try? upstream.syncOptions?.setOption(.autoRead, value: true)
                 case .failure(let error):
                     counters.add(\.upstreamFailures, 1)
-                    session.fail(end: "upstream-failed", error: "connecting to \(conn.destination.ip) port \(conn.destination.port): \(Self.describe(error))")
+                    session.fail(end: "upstream-failed", error: conn.dialFailure(Self.describe(error)))
                     session.sideClosed("server")
                     reset(channel)
                     channel.closeFuture.whenComplete { _ in session.sideClosed("client") }
@@ -240,15 +246,13 @@ public final class TransparentProxy: Sendable {
 
     /// Refuses in the protocol's own words: HTTP gets a 403 with the reason, TLS an alert, anything
     /// else a reset.
-    private func refuse(_ conn: ProxiedConnection, reason: String, sniffed: SniffedProtocol, channel: Channel) {
+    private func refuse(_ conn: ProxiedConnection, sniffed: SniffedProtocol, channel: Channel) {
         counters.add(\.refused, 1)
-        sink.publish(AuditEvent(
-            time: conn.connectedAt, type: .connect, verdict: "deny", reason: reason,
-            process: conn.process, destination: conn.destination, protocol: Self.protocolName(sniffed),
-            policy: conn.policy, rule: conn.rule, connection: conn.connectionID))
+        counters.add(\.active, 0, subtracting: 1) // its story ends with this event: no close follows
+        publishConnect(conn, verdict: "deny", protocol: Self.protocolName(sniffed))
         let words: [UInt8]
         switch sniffed {
-        case .http: words = ProtocolRefusal.httpForbidden(reason: reason)
+        case .http: words = ProtocolRefusal.httpForbidden(reason: conn.reason)
         case .tls: words = ProtocolRefusal.tlsAlert()
         default:
             reset(channel)
@@ -281,7 +285,7 @@ public final class TransparentProxy: Sendable {
 
     static func describe(_ error: Error) -> String {
         if let e = error as? IOError {
-            return errnoText(e.errnoCode)
+            return dialErrorText(e.errnoCode)
         }
         if let e = error as? NIOConnectionError, let first = e.connectionErrors.first {
             return describe(first.error)

@@ -27,14 +27,28 @@ final class EventRecorder: ProxyEventSink, @unchecked Sendable {
 /// Sends every accepted connection to one target, as the kernel map would for a redirected one.
 struct FixedResolver: ConnectionResolver {
     let target: SocketAddress?
+    /// Set: every connection waits for its first bytes and this verdict (the NIO path).
+    var decide: (@Sendable (HostObservation) -> ProxyVerdict)? = nil
 
     func resolve(client: SocketAddress) -> ProxiedConnection? {
         guard let target else { return nil }
-        return ProxiedConnection(
+        var conn = ProxiedConnection(
             connectionID: "test-\(client.port ?? 0)", target: target,
             process: .init(pid: 1, ppid: nil, uid: 0, user: "root", comm: "test", exe: nil, cgroup: "/test"),
             destination: .init(ip: target.ipAddress ?? "?", port: target.port ?? 0), policy: "default",
             reason: "test", connectedAt: Date())
+        conn.decide = decide
+        return conn
+    }
+}
+
+/// A verdict that refuses one hostname and relays everything else.
+@Sendable func refusing(_ blocked: String) -> @Sendable (HostObservation) -> ProxyVerdict {
+    { host in
+        let refused = host == .name(blocked)
+        return ProxyVerdict(relay: !refused, verdict: refused ? "deny" : "redirect",
+                            reason: refused ? "host \(blocked) is refused" : "test", policy: "default", rule: nil,
+                            destination: .init(ip: "127.0.0.1", port: 0))
     }
 }
 
@@ -149,9 +163,10 @@ final class InboundRecorder: ChannelInboundHandler, @unchecked Sendable {
             .bind(host: "127.0.0.1", port: 0).get()
     }
 
-    func startProxy(target: SocketAddress?, sink: EventRecorder, connectTimeout: TimeAmount = .seconds(2)) async throws -> TransparentProxy {
+    func startProxy(target: SocketAddress?, sink: EventRecorder, connectTimeout: TimeAmount = .seconds(2),
+                    decide: (@Sendable (HostObservation) -> ProxyVerdict)? = nil) async throws -> TransparentProxy {
         let proxy = TransparentProxy(configuration: .init(port: 0, hosts: ["127.0.0.1"], connectTimeout: connectTimeout),
-                                     group: group, resolver: FixedResolver(target: target), sink: sink, logger: logger)
+                                     group: group, resolver: FixedResolver(target: target, decide: decide), sink: sink, logger: logger)
         try await proxy.start()
         return proxy
     }
@@ -182,7 +197,9 @@ final class InboundRecorder: ChannelInboundHandler, @unchecked Sendable {
         try await upstream.close()
     }
 
-    @Test func aReplyAfterTheToolsEOFArrivesWholeEvenWhenTheServerClosesFirst() async throws {
+    /// On both relays: the epoll one, and NIO's after an inspection.
+    @Test(arguments: [false, true])
+    func aReplyAfterTheToolsEOFArrivesWholeEvenWhenTheServerClosesFirst(inspected: Bool) async throws {
         // The tool half-closes, the server answers 32 MiB and closes at once, the tool reads slowly:
         // the last bytes must not be dropped when the proxy passes the server's EOF on.
         let size = 32 << 20 // more than the socket buffers hold: the proxy must queue the rest
@@ -191,7 +208,8 @@ final class InboundRecorder: ChannelInboundHandler, @unchecked Sendable {
             .childChannelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(AnswerAfterEOF(size: size)) } }
             .bind(host: "127.0.0.1", port: 0).get()
         let sink = EventRecorder()
-        let proxy = try await startProxy(target: upstream.localAddress, sink: sink)
+        let proxy = try await startProxy(target: upstream.localAddress, sink: sink,
+                                         decide: inspected ? refusing("blocked.example") : nil)
         let (got, err) = try await onThread {
             let fd = try blockingConnect(port: proxy.port)
             defer { close(fd) }
@@ -205,6 +223,46 @@ final class InboundRecorder: ChannelInboundHandler, @unchecked Sendable {
         #expect(got == size)
         let closes = await sink.waitFor(.close)
         #expect(closes.first?.bytes?.received == UInt64(size))
+        await proxy.stop()
+        try await upstream.close()
+    }
+
+    @Test func anInspectedRequestForARefusedHostGetsA403AndEndsItsCount() async throws {
+        let upstream = try await startUpstream()
+        let sink = EventRecorder()
+        let proxy = try await startProxy(target: upstream.localAddress, sink: sink, decide: refusing("blocked.example"))
+        let (reply, _) = try await onThread {
+            let fd = try blockingConnect(port: proxy.port)
+            defer { close(fd) }
+            _ = "GET / HTTP/1.1\r\nHost: blocked.example\r\n\r\n".withCString { write(fd, $0, strlen($0)) }
+            return readAll(fd)
+        }
+        #expect(String(decoding: reply, as: UTF8.self).hasPrefix("HTTP/1.1 403"))
+        let connects = await sink.waitFor(.connect)
+        #expect(connects.first?.verdict == "deny")
+        #expect(connects.first?.protocol == "http")
+        #expect(connects.first?.reason == "host blocked.example is refused")
+        #expect(proxy.counters.values.active == 0, "a refused connection is no longer active")
+        await proxy.stop()
+        try await upstream.close()
+    }
+
+    @Test func aConnectionStillBeingInspectedCountsAsActive() async throws {
+        // `exec` waits for active connections to end before it stops the proxy: one whose head is
+        // still arriving must count, or its events could be lost.
+        let upstream = try await startUpstream()
+        let sink = EventRecorder()
+        let proxy = try await startProxy(target: upstream.localAddress, sink: sink, decide: refusing("blocked.example"))
+        let fd = try await onThread {
+            let fd = try blockingConnect(port: proxy.port)
+            _ = "GET / HTTP/1.1\r\n".withCString { write(fd, $0, strlen($0)) } // half a head
+            return fd
+        }
+        for _ in 0..<50 where proxy.counters.values.active == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(proxy.counters.values.active == 1)
+        close(fd)
+        _ = await sink.waitFor(.close)
+        #expect(proxy.counters.values.active == 0)
         await proxy.stop()
         try await upstream.close()
     }
