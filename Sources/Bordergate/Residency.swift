@@ -104,7 +104,13 @@ public final class Residency: @unchecked Sendable {
     static let reuseDelay: TimeInterval = 15
     /// Explanations of kernel verdicts by (slot, protocol, verdict, address): a busy runner talks
     /// to the same few destinations, and every verdict event needs one. Cleared on every install.
-    private var explained: [String: Explanation] = [:]
+    private var explained: [KernelVerdictKey: Explanation] = [:]
+    private struct KernelVerdictKey: Hashable {
+        let slot: UInt32
+        let udp: Bool
+        let verdict: String
+        let ip: String
+    }
     private var upfront: [UpfrontKey: (Explanation, Bool)] = [:]
     /// What an upfront explanation depends on (a struct: formatting a string key per connection
     /// cost more than the lookup).
@@ -510,7 +516,7 @@ public final class Residency: @unchecked Sendable {
     /// ``explain(ip:port:slot:udp:host:process:verdict:)`` for a kernel verdict (no hostname, no
     /// process), remembered.
     public func explainKernelVerdict(ip: String, port: Int, slot: UInt32, udp: Bool, verdict: String) -> Explanation {
-        let key = "\(slot)|\(udp ? "u" : "t")|\(verdict)|\(ip)"
+        let key = KernelVerdictKey(slot: slot, udp: udp, verdict: verdict, ip: ip)
         let (cached, gen) = explainedLock.withLock { (explained[key], generation) }
         if var hit = cached {
             hit.destination.port = port
@@ -529,16 +535,37 @@ public final class Residency: @unchecked Sendable {
     /// decider knew: the kernel knows neither.
     public func explain(ip: String, port: Int, slot: UInt32, udp: Bool, host: DestinationFacts.Host,
                         process: ProcessFacts, verdict: String) -> Explanation {
-        let cfg = config
-        var (facts, _) = cfg.facts(ip: ip, host: host)
+        explanation(of: judge(ip: ip, port: port, slot: slot, udp: udp, host: host, process: process), udp: udp, verdict: verdict)
+    }
+
+    /// One lookup of the destination and one evaluation of the slot's policy: what the
+    /// explanation and the proxy's verdict are both made from.
+    private struct Judgement {
+        var facts: DestinationFacts
+        var destination: AuditEvent.Destination
+        var slot: UInt32
+        var policy: Policy?
+        var outcome: PolicyOutcome?
+    }
+
+    private func judge(ip: String, port: Int, slot: UInt32, udp: Bool, host: DestinationFacts.Host,
+                       process: ProcessFacts) -> Judgement {
+        var (facts, _) = config.facts(ip: ip, host: host)
         if udp { facts.host = .none }
         let dest = AuditEvent.Destination(ip: ip, port: port, host: { if case .name(let h) = host { return h }; return nil }(),
                                           region: facts.region, country: facts.country,
                                           jurisdictions: facts.jurisdictions.isEmpty ? nil : facts.jurisdictions)
-        guard let policy = policy(slot: slot) else {
-            return Explanation(destination: dest, policy: "?", rule: "?", reason: "policy slot \(slot) is unknown to this daemon (set by an earlier one)")
+        let policy = policy(slot: slot)
+        return Judgement(facts: facts, destination: dest, slot: slot, policy: policy,
+                         outcome: policy?.evaluate(facts, process: process))
+    }
+
+    private func explanation(of j: Judgement, udp: Bool, verdict: String) -> Explanation {
+        let (facts, dest) = (j.facts, j.destination)
+        guard let policy = j.policy, let outcome = j.outcome else {
+            return Explanation(destination: dest, policy: "?", rule: "?", reason: "policy slot \(j.slot) is unknown to this daemon (set by an earlier one)")
         }
-        switch policy.evaluate(facts, process: process) {
+        switch outcome {
         case .decided(let action, let rule):
             var reason = policy.reason(action, rule: rule, dest: facts)
             if verdict == "audit" { reason = "audit mode, would be refused: " + reason }
@@ -572,12 +599,10 @@ public final class Residency: @unchecked Sendable {
             x.destination.port = port
             return (x, hit.1)
         }
-        let x = explain(ip: ip, port: port, slot: slot, udp: false, host: .unknown, process: process, verdict: "redirect")
+        let j = judge(ip: ip, port: port, slot: slot, udp: false, host: .unknown, process: process)
+        let x = explanation(of: j, udp: false, verdict: "redirect")
         var needs = true
-        if let policy = policy(slot: slot) {
-            let (facts, _) = config.facts(ip: ip, host: .unknown)
-            if case .decided(.allow, _) = policy.evaluate(facts, process: process) { needs = false }
-        }
+        if case .decided(.allow, _)? = j.outcome { needs = false }
         explainedLock.withLock {
             guard generation == gen else { return }
             if upfront.count >= 8192 { upfront.removeAll(keepingCapacity: true) }
@@ -595,14 +620,15 @@ public final class Residency: @unchecked Sendable {
         case .none: hostFact = .none
         case .unreadable: hostFact = .unknown
         }
-        let (facts, _) = config.facts(ip: ip, host: hostFact)
-        let x = explain(ip: ip, port: port, slot: slot, udp: false, host: hostFact, process: process, verdict: "redirect")
-        guard let policy = policy(slot: slot) else {
+        let j = judge(ip: ip, port: port, slot: slot, udp: false, host: hostFact, process: process)
+        let x = explanation(of: j, udp: false, verdict: "redirect")
+        let facts = j.facts
+        guard let policy = j.policy, let outcome = j.outcome else {
             return ProxyVerdict(relay: false, verdict: "deny", reason: x.reason + ": refused (fail closed)", policy: x.policy,
                                 rule: x.rule, destination: x.destination)
         }
         let refusal: String
-        switch policy.evaluate(facts, process: process) {
+        switch outcome {
         case .decided(.allow, _):
             return ProxyVerdict(relay: true, verdict: "redirect", reason: x.reason, policy: x.policy, rule: x.rule,
                                 destination: x.destination)
