@@ -51,6 +51,11 @@ public struct EventFilter: Codable, Sendable, Equatable {
     /// RFC 3339 time.
     public static func parseSince(_ text: String, now: Date = Date()) -> Date? {
         if let d = AuditTime.parse(text) { return d }
+        return parseDuration(text).map { now.addingTimeInterval(-$0) }
+    }
+
+    /// "90s", "15m", "2h", "1d", or a sum such as "1h30m", in seconds.
+    public static func parseDuration(_ text: String) -> TimeInterval? {
         var total: Double = 0
         var number = ""
         var sawUnit = false
@@ -71,6 +76,6 @@ public struct EventFilter: Codable, Sendable, Equatable {
             sawUnit = true
         }
         guard number.isEmpty, sawUnit else { return nil }
-        return now.addingTimeInterval(-total)
+        return total
     }
 }

@@ -377,10 +377,7 @@ struct GrantCommand: AsyncParsableCommand {
     }
 
     static func seconds(_ text: String) -> Double? {
-        let now = Date()
-        guard !text.contains("-"), !text.contains("T"), let d = EventFilter.parseSince(text, now: now) else { return nil }
-        let s = now.timeIntervalSince(d)
-        return s > 0 ? s : nil
+        EventFilter.parseDuration(text).flatMap { $0 > 0 ? $0 : nil }
     }
 
     func run() async throws {
@@ -413,11 +410,11 @@ struct PolicyCommand: AsyncParsableCommand {
                 let cfg = try ResidencyConfig.load(settings: settings)
                 let c = cfg.config
                 print("\(file): ok")
+                let known = Set(cfg.database.regionClasses)
                 for name in c.policyOrder {
                     let p = c.policies[name]!
                     print("  policy \(name)\(name == c.defaultPolicy ? " (default)" : ""): mode \(p.mode.rawValue), \(p.deny.count) deny and \(p.allow.count) allow rule(s), unknown regions \(p.unknown.rawValue), otherwise \(p.effectiveDefault.rawValue)")
                     // A region no table has is legal (tables change) but worth a word.
-                    let known = Set(cfg.database.regionClasses)
                     for r in p.allow + p.deny {
                         if case .regions(let rs) = r.target {
                             for region in rs where !known.contains(region) {

@@ -92,6 +92,8 @@ import Testing
         #expect(EventFilter.parseSince("2d", now: now) == now.addingTimeInterval(-172_800))
         #expect(EventFilter.parseSince("2026-11-21T19:06:21Z", now: now) != nil)
         #expect(EventFilter.parseSince("15", now: now) == nil, "a bare number has no unit")
+        #expect(EventFilter.parseDuration("1h30m") == 5400)
+        #expect(EventFilter.parseDuration("2026-11-21T19:06:21Z") == nil, "a time is not a duration")
         #expect(EventFilter.parseSince("5 minutes", now: now) == nil)
         #expect(EventFilter.parseSince("", now: now) == nil)
     }
