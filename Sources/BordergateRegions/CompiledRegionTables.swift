@@ -142,10 +142,9 @@ public enum CompiledRegionTables {
                 for i in 0..<n4 {
                     let length = Int(raw[l4 + i])
                     guard length <= 32 else { throw fail(l4 + i, "an IPv4 prefix length of \(length)", "0...32") }
-                    let ri = u32(r4 + 4 * i)
-                    guard Int(ri) < strings.count else { throw fail(r4 + 4 * i, "string index \(ri) beyond the \(strings.count) strings", "an index into the string table") }
+                    let region = try string(u32(r4 + 4 * i), r4 + 4 * i)
                     let value = IPAddress.v4MappedBase | UInt128(u32(a4 + 4 * i))
-                    entries.append(.init(prefix: IPPrefix(unchecked: value, bits128: 96 + length), region: strings[Int(ri)]))
+                    entries.append(.init(prefix: IPPrefix(unchecked: value, bits128: 96 + length), region: region))
                 }
                 at += n4 * 9
                 align()
@@ -154,14 +153,13 @@ public enum CompiledRegionTables {
                 for i in 0..<n6 {
                     let length = Int(raw[l6 + i])
                     guard length <= 128 else { throw fail(l6 + i, "an IPv6 prefix length of \(length)", "0...128") }
-                    let ri = u32(r6 + 4 * i)
-                    guard Int(ri) < strings.count else { throw fail(r6 + 4 * i, "string index \(ri) beyond the \(strings.count) strings", "an index into the string table") }
+                    let region = try string(u32(r6 + 4 * i), r6 + 4 * i)
                     let hi = UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: a6 + 16 * i, as: UInt64.self))
                     let lo = UInt64(bigEndian: raw.loadUnaligned(fromByteOffset: a6 + 16 * i + 8, as: UInt64.self))
                     let value = UInt128(hi) << 64 | UInt128(lo)
                     let prefix = IPPrefix(unchecked: value, bits128: length)
                     guard !prefix.address.isIPv4 else { throw fail(a6 + 16 * i, "an IPv4-mapped prefix among the IPv6 entries", "IPv4 prefixes in the IPv4 section") }
-                    entries.append(.init(prefix: prefix, region: strings[Int(ri)]))
+                    entries.append(.init(prefix: prefix, region: region))
                 }
                 at += n6 * 21
                 align()
@@ -174,10 +172,16 @@ public enum CompiledRegionTables {
 
     /// FNV-1a 64 over the payload.
     static func fnv1a64(_ bytes: ArraySlice<UInt8>) -> UInt64 {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        var h = FNV1a()
         bytes.withUnsafeBufferPointer { p in
-            for b in p { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+            for b in p { h.mix(b) }
         }
-        return h
+        return h.value
     }
+}
+
+/// FNV-1a, 64 bits: the compiled file's checksum and the kernel image's fingerprint.
+struct FNV1a {
+    private(set) var value: UInt64 = 0xcbf2_9ce4_8422_2325
+    mutating func mix(_ b: UInt8) { value = (value ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
 }

@@ -236,9 +236,6 @@ public struct MMDBMetadata: Sendable {
     public var nodeCount: Int
     public var recordSize: Int
     public var ipVersion: Int
-    public var databaseType: String
-    public var buildEpoch: UInt64
-    public var raw: MMDBValue
 }
 
 /// Reads a whole MaxMind DB file into a country table: one prefix per data record.
@@ -277,10 +274,7 @@ enum MMDBReader {
         guard nodeCount < UInt64(1) << 32 else {
             throw RegionTableError(path: path, location: .byteOffset(start), problem: "node_count \(nodeCount) is too large", expected: "fewer than 2^32 nodes")
         }
-        var type = ""
-        if case .string(let s)? = raw["database_type"] { type = s }
-        let meta = MMDBMetadata(nodeCount: Int(nodeCount), recordSize: Int(recordSize), ipVersion: Int(ipVersion),
-                                databaseType: type, buildEpoch: raw["build_epoch"]?.unsignedValue ?? 0, raw: raw)
+        let meta = MMDBMetadata(nodeCount: Int(nodeCount), recordSize: Int(recordSize), ipVersion: Int(ipVersion))
         return (meta, at)
     }
 

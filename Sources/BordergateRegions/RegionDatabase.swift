@@ -83,11 +83,6 @@ public final class RegionDatabase: Sendable {
                             prefix: IPPrefix(unchecked: hit.start, bits128: hit.bits))
     }
 
-    /// How many distinct prefixes and intervals the lookup structure holds (for diagnostics).
-    public var stats: (ipv4Prefixes: Int, ipv4Intervals: Int, ipv6Prefixes: Int, ipv6Intervals: Int) {
-        (v4.prefixStart.count, v4.starts.count, v6.prefixStart.count, v6.starts.count)
-    }
-
     /// Region names by class, as `kernelImage()` numbers them (index 0 is "": no table knows it).
     public var regionClasses: [String] { classes }
 
@@ -115,8 +110,8 @@ public final class RegionDatabase: Sendable {
     /// bookkeeping reads as "empty").
     private static func image(classes: [String], k4: [FamilyIndex<UInt32>.Reduced],
                               k6: [FamilyIndex<UInt128>.Reduced]) -> KernelRegionImage {
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325
-        func mix(_ b: UInt8) { h = (h ^ UInt64(b)) &* 0x0000_0100_0000_01b3 }
+        var fnv = FNV1a()
+        func mix(_ b: UInt8) { fnv.mix(b) }
         func mix32(_ v: UInt32) { for s in stride(from: 24, through: 0, by: -8) { mix(UInt8(truncatingIfNeeded: v >> UInt32(s))) } }
         for c in classes { for b in c.utf8 { mix(b) }; mix(0) }
         mix32(UInt32(k4.count))
@@ -131,7 +126,7 @@ public final class RegionDatabase: Sendable {
             ipv6.append((bytes, e.bits, e.cls))
         }
         return KernelRegionImage(classes: classes, ipv4: k4.map { ($0.start, $0.bits, $0.cls) }, ipv6: ipv6,
-                                 fingerprint: h == 0 ? 1 : h)
+                                 fingerprint: fnv.value == 0 ? 1 : fnv.value)
     }
 }
 
@@ -251,16 +246,8 @@ struct FamilyIndex<K: FixedWidthInteger & UnsignedInteger & Sendable>: Sendable 
             var j = i + 1
             while j < n && kclass(j) == k { j += 1 }
             if k != 0 {
-                let last = j < n ? starts[j] - 1 : K.max
-                var cur = starts[i]
-                while true {
-                    var size = cur == 0 ? width : min(cur.trailingZeroBitCount, width)
-                    func blockLast(_ size: Int) -> K { cur | (size >= width ? ~K(0) : (K(1) << size) - 1) }
-                    while size > 0 && blockLast(size) > last { size -= 1 }
-                    out.append(Reduced(start: cur, bits: UInt8(width - size), cls: k))
-                    let end = blockLast(size)
-                    if end >= last { break }
-                    cur = end + 1
+                forEachAlignedBlock(from: starts[i], through: j < n ? starts[j] - 1 : K.max) { start, size in
+                    out.append(Reduced(start: start, bits: UInt8(width - size), cls: k))
                 }
             }
             i = j

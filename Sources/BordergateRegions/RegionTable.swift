@@ -35,12 +35,6 @@ public struct RegionTable: Sendable {
         for e in entries where e.prefix.address.isIPv4 { v4 += 1 }
         return Summary(name: name, source: source, ipv4Count: v4, ipv6Count: entries.count - v4)
     }
-
-    /// Drops repeated (prefix, region) pairs, keeping the first of each in file order.
-    mutating func deduplicate() {
-        var seen = Set<Entry>(minimumCapacity: entries.count)
-        entries = entries.filter { seen.insert($0).inserted }
-    }
 }
 
 public enum RegionTableFormat: String, Sendable, CaseIterable {
@@ -55,37 +49,46 @@ public enum RegionTableFormat: String, Sendable, CaseIterable {
            lastIndex(of: mmdbMarker, in: bytes, searchingLast: 128 * 1024) != nil { return .mmdb }
         // JSON: decide by the keys that only one provider uses, within the first 64 KiB.
         let head = bytes.prefix(64 * 1024)
-        if let first = head.first(where: { !isSpace($0) }), first == UInt8(ascii: "{") {
+        let bom: [UInt8] = [0xEF, 0xBB, 0xBF] // the readers skip it: so does the guess
+        if let first = head.dropFirst(head.starts(with: bom) ? 3 : 0).first(where: { !isSpace($0) }), first == UInt8(ascii: "{") {
             let text = String(decoding: head, as: UTF8.self)
             if text.contains("\"ip_prefix\"") || text.contains("\"ipv6_prefix\"") || text.contains("\"syncToken\"") && text.contains("\"createDate\"") { return .aws }
             if text.contains("\"ipv4Prefix\"") || text.contains("\"ipv6Prefix\"") { return .gcp }
             if text.contains("\"addressPrefixes\"") || text.contains("\"changeNumber\"") { return .azure }
             if text.contains("\"cidrs\"") || text.contains("\"last_updated_timestamp\"") { return .oracle }
         }
-        // Text: the first line that is neither blank nor a comment nor a header.
-        var lineStart = 0
-        var linesSeen = 0
-        while lineStart < bytes.count && linesSeen < 200 {
-            var end = lineStart
-            while end < bytes.count && bytes[end] != 10 { end += 1 }
-            var line = String(decoding: bytes[lineStart..<end], as: UTF8.self)
-            if line.hasSuffix("\r") { line.removeLast() }
-            lineStart = end + 1
-            linesSeen += 1
-            let trimmed = line.trimmingSpaces
-            if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
-            let fields = trimmed.split(separator: ",", omittingEmptySubsequences: false).map { String($0).trimmingSpaces }
-            if fields.count == 2 && IPPrefix(fields[0]) != nil { return .cidrCSV }
-            if fields.count == 3 && (IPAddress(fields[0]) != nil || UInt32(fields[0]) != nil) { return .rangeCSV }
-            if fields.count == 2 && fields[0].lowercased() == "prefix" { return .cidrCSV }
-            break
-        }
+        // Text: the first line that is neither blank nor a comment, cut as the readers cut it.
+        if let format = firstLineFormat(bytes) { return format }
         let lower = path.lowercased()
         if lower.hasSuffix(".mmdb") { return .mmdb }
         if lower.hasSuffix(".bgregions") || lower.hasSuffix(".bgrt") { return .compiled }
         let file = lower.split(separator: "/").last.map(String.init) ?? lower
         if file == "geoip" || file == "geoip6" { return .rangeCSV }
         if file.hasSuffix(".csv") { return .cidrCSV }
+        return nil
+    }
+
+    /// cidr-csv ("prefix,region", or its header) or range-csv ("first,last,country") by the first
+    /// data line; nil for anything else.
+    private static func firstLineFormat(_ bytes: [UInt8]) -> RegionTableFormat? {
+        struct Stop: Error { let format: RegionTableFormat? }
+        do {
+            try TextTableReader.forEachLine(bytes) { p, _, start, end in
+                func text(_ s: Int, _ e: Int) -> String { String(decoding: UnsafeBufferPointer(rebasing: p[s..<e]), as: UTF8.self) }
+                var f2 = (0, 0, 0, 0), f3 = (0, 0, 0, 0, 0, 0)
+                if TextTableReader.split2(p, start, end, &f2) == 2 {
+                    let first = text(f2.0, f2.1)
+                    throw Stop(format: IPPrefix(first) != nil || first.lowercased() == "prefix" ? .cidrCSV : nil)
+                }
+                if TextTableReader.split3(p, start, end, &f3) == 3 {
+                    let first = text(f3.0, f3.1)
+                    throw Stop(format: IPAddress(first) != nil || UInt32(first) != nil ? .rangeCSV : nil)
+                }
+                throw Stop(format: nil)
+            }
+        } catch let stop as Stop {
+            return stop.format
+        } catch {}
         return nil
     }
 

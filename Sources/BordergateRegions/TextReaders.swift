@@ -234,23 +234,31 @@ public enum RangeSplitter {
 
     static func forEachPrefix(from first: IPAddress, to last: IPAddress, _ body: (IPPrefix) -> Void) {
         precondition(first.isIPv4 == last.isIPv4 && first <= last)
-        let width = first.isIPv4 ? 32 : 128
-        let base: UInt128 = first.isIPv4 ? IPAddress.v4MappedBase : 0
-        let lo = first.isIPv4 ? first.value & 0xffff_ffff : first.value
-        let hi = first.isIPv4 ? last.value & 0xffff_ffff : last.value
-        var cur = lo
-        while true {
-            // The largest aligned block starting at `cur` that does not pass `hi`.
-            var size = cur == 0 ? width : min(cur.trailingZeroBitCount, width)
-            while size > 0 {
-                let blockLast = cur | (size == 128 ? ~UInt128(0) : (UInt128(1) << size) - 1)
-                if blockLast <= hi { break }
-                size -= 1
+        if first.isIPv4 {
+            forEachAlignedBlock(from: UInt32(truncatingIfNeeded: first.value), through: UInt32(truncatingIfNeeded: last.value)) { start, size in
+                body(IPPrefix(unchecked: IPAddress.v4MappedBase | UInt128(start), bits128: 96 + 32 - size))
             }
-            let blockLast = cur | (size == 128 ? ~UInt128(0) : (UInt128(1) << size) - 1)
-            body(IPPrefix(unchecked: base | cur, bits128: (128 - width) + (width - size)))
-            if blockLast >= hi { break }
-            cur = blockLast + 1
+        } else {
+            forEachAlignedBlock(from: first.value, through: last.value) { start, size in
+                body(IPPrefix(unchecked: start, bits128: 128 - size))
+            }
         }
+    }
+}
+
+/// Calls `body(start, size)` for the fewest aligned blocks of 2^size addresses that cover
+/// `first...last` exactly, in order.
+func forEachAlignedBlock<K: FixedWidthInteger & UnsignedInteger>(from first: K, through last: K, _ body: (K, Int) -> Void) {
+    let width = K.bitWidth
+    func blockLast(_ start: K, _ size: Int) -> K { start | (size >= width ? ~K(0) : (K(1) << size) - 1) }
+    var cur = first
+    while true {
+        // The largest aligned block starting at `cur` that does not pass `last`.
+        var size = cur == 0 ? width : min(cur.trailingZeroBitCount, width)
+        while size > 0 && blockLast(cur, size) > last { size -= 1 }
+        body(cur, size)
+        let end = blockLast(cur, size)
+        if end >= last { break }
+        cur = end + 1
     }
 }

@@ -35,6 +35,7 @@ func expectError(_ text: String, _ format: RegionTableFormat, _ prefix: String, 
         198.51.100.1/24,US
         """
         #expect(RegionTableFormat.detect(path: "t.txt", bytes: bytes(text)) == .cidrCSV)
+        #expect(RegionTableFormat.detect(path: "t.txt", bytes: [0xEF, 0xBB, 0xBF] + bytes(text)) == .cidrCSV, "a BOM, as the reader skips it")
         let t = try RegionTableReader.read(bytes: bytes(text), path: "dir/test.csv", format: .cidrCSV).first!
         #expect(t.name == "test")
         #expect(t.source == "dir/test.csv")
@@ -148,6 +149,7 @@ func expectError(_ text: String, _ format: RegionTableFormat, _ prefix: String, 
 
     @Test func aws() throws {
         #expect(RegionTableFormat.detect(path: "ip-ranges.json", bytes: bytes(Self.aws)) == .aws)
+        #expect(RegionTableFormat.detect(path: "t", bytes: [0xEF, 0xBB, 0xBF] + bytes(Self.aws)) == .aws)
         let t = try RegionTableReader.read(bytes: bytes(Self.aws), path: "ip-ranges.json", format: .aws).first!
         #expect(t.name == "aws")
         #expect(pairs(t) == ["3.5.140.0/22=aws:ap-northeast-2", "18.192.0.0/15=aws:eu-central-1", "2a05:d014::/36=aws:eu-central-1"])
