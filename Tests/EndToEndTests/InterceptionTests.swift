@@ -6,33 +6,39 @@ import Testing
 /// time, against one daemon where they can.
 @Suite(.serialized) struct EndToEnd {
     /// One daemon for the tests that do not stop it.
-    static let shared: Result<DaemonFixture, HarnessError> = {
+    static let shared = startShared("shared", port: 17_401)
+
+    /// A daemon kept for the whole run (several suites share one each), torn down at exit.
+    static func startShared(_ name: String, port: Int, config: String = DaemonFixture.builtInConfig,
+                            files: [String: String] = [:]) -> Result<DaemonFixture, HarnessError> {
         do {
             try Harness.requireEnvironment()
-            let d = DaemonFixture("shared", port: 17_401)
+            let d = DaemonFixture(name, port: port, config: config, files: files)
             d.cli("detach --all")
             try d.start()
-            atexit { EndToEnd.sharedForExit?.tearDown() }
-            sharedForExit = d
+            if sharedForExit.isEmpty { atexit { EndToEnd.sharedForExit.forEach { $0.tearDown() } } }
+            sharedForExit.append(d)
             return .success(d)
         } catch let e as HarnessError {
             return .failure(e)
         } catch {
             return .failure(HarnessError("\(error)"))
         }
-    }()
-    nonisolated(unsafe) static var sharedForExit: DaemonFixture?
+    }
+    nonisolated(unsafe) static var sharedForExit: [DaemonFixture] = []
 
-    /// A guarded cgroup on the shared daemon, removed afterwards.
-    func withGuardedCgroup(_ name: String, _ body: (DaemonFixture, String) throws -> Void) throws {
-        let d = try Self.shared.get()
+    /// A cgroup guarded by `daemon` (with `policy`, or the default), removed afterwards.
+    func withGuardedCgroup(_ name: String, on daemon: Result<DaemonFixture, HarnessError> = EndToEnd.shared, policy: String? = nil,
+                           _ body: (DaemonFixture, String) throws -> Void) throws {
+        let d = try daemon.get()
         let cg = try Harness.makeCgroup(name)
         defer {
             d.cli("detach \(cg)")
             Harness.removeCgroup(cg)
         }
-        let r = d.cli("attach \(cg)")
+        let r = d.cli("attach \(cg)" + (policy.map { " --policy \($0)" } ?? ""))
         try #require(r.status == 0, "attach failed: \(r.stderr)")
+        if let policy { #expect(r.stdout.contains("policy \(policy)")) }
         try body(d, cg)
     }
 

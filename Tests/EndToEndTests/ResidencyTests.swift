@@ -37,34 +37,10 @@ extension Harness {
 }
 
 extension EndToEnd {
-    static let residency: Result<DaemonFixture, HarnessError> = {
-        do {
-            try Harness.requireEnvironment()
-            let d = DaemonFixture("residency", port: 17_410, config: residencyConfig, files: ["regions.csv": residencyTable])
-            d.cli("detach --all")
-            try d.start()
-            atexit { EndToEnd.residencyForExit?.tearDown() }
-            residencyForExit = d
-            return .success(d)
-        } catch let e as HarnessError {
-            return .failure(e)
-        } catch {
-            return .failure(HarnessError("\(error)"))
-        }
-    }()
-    nonisolated(unsafe) static var residencyForExit: DaemonFixture?
+    static let residency = startShared("residency", port: 17_410, config: residencyConfig, files: ["regions.csv": residencyTable])
 
     func withPolicy(_ name: String, policy: String, _ body: (DaemonFixture, String) throws -> Void) throws {
-        let d = try Self.residency.get()
-        let cg = try Harness.makeCgroup(name)
-        defer {
-            d.cli("detach \(cg)")
-            Harness.removeCgroup(cg)
-        }
-        let r = d.cli("attach \(cg) --policy \(policy)")
-        try #require(r.status == 0, "attach failed: \(r.stderr)")
-        #expect(r.stdout.contains("policy \(policy)"))
-        try body(d, cg)
+        try withGuardedCgroup(name, on: Self.residency, policy: policy, body)
     }
 
     @Test func anEUDestinationIsReachedAndAUSOneRefusedAtConnect() throws {
