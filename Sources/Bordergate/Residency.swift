@@ -233,15 +233,16 @@ public final class Residency: @unchecked Sendable {
 
         // The partition: a class's verdicts under every variant (the rule of a row is only for
         // reading; events name rules from user space).
-        func signature(_ c: Int) -> [UInt8] {
-            compiled.flatMap { rows -> [UInt8] in
-                let r = rows[c]
-                return [Self.code(r.tcp), Self.code(r.udp), (r.tcpAudited ? 1 : 0) | (r.udpAudited ? 2 : 0) | (r.quiet ? 4 : 0)]
+        func signature(_ c: Int) -> [CompiledRow] {
+            compiled.map { rows in
+                var r = rows[c]
+                r.rule = 0
+                return r
             }
         }
         var kernelClassOf = [UInt32](repeating: 0, count: regionClasses.count)
         var representatives = [0]
-        var bySignature: [[UInt8]: UInt32] = [signature(0): 0]
+        var bySignature: [[CompiledRow]: UInt32] = [signature(0): 0]
         for c in 1..<max(regionClasses.count, 1) {
             let sig = signature(c)
             if let k = bySignature[sig] {
@@ -324,14 +325,6 @@ public final class Residency: @unchecked Sendable {
         }
         if kernel.tableFingerprints()[1 - target] != 0 || tableSlotsInUse.contains(1 - target) {
             kernel.clearRegions(slot: 1 - target)
-        }
-    }
-
-    static func code(_ v: CompiledRow.Verdict) -> UInt8 {
-        switch v {
-        case .redirect: 1
-        case .pass: 2
-        case .deny: 3
         }
     }
 

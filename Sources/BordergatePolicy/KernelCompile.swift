@@ -1,7 +1,7 @@
 import BordergateRegions
 
 /// One kernel verdict row, as the BPF programs read it (see bpf/include/bordergate_abi.h).
-public struct CompiledRow: Sendable, Equatable {
+public struct CompiledRow: Sendable, Hashable {
     public enum Verdict: String, Sendable { case redirect, pass, deny }
     public var tcp: Verdict
     public var udp: Verdict
