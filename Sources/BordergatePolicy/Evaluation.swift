@@ -88,6 +88,26 @@ extension Policy {
         return out
     }
 
+    /// The `i`th of ``orderedRules``, found without building the list (labels and reasons ask
+    /// for one rule at a time).
+    public func orderedRule(_ i: Int) -> (action: PolicyAction, index: Int, rule: Rule)? {
+        guard i >= 0 else { return nil }
+        var n = i
+        for (k, r) in allow.enumerated() where r.grant != nil {
+            if n == 0 { return (.allow, k, r) }
+            n -= 1
+        }
+        if n < deny.count { return (.deny, n, deny[n]) }
+        n -= deny.count
+        var k = 0
+        for r in allow where r.grant == nil {
+            if n == 0 { return (.allow, k, r) }
+            n -= 1
+            k += 1
+        }
+        return nil
+    }
+
     /// A short name of a rule reference: "deny[0]: country RU", "default", "grant g-3".
     public func ruleLabel(_ ref: Int) -> String {
         switch ref {
@@ -96,10 +116,7 @@ extension Policy {
         case RuleRef.unknown: return "unknown"
         case RuleRef.fallback: return "default"
         default:
-            let rules = orderedRules
-            let i = ref - RuleRef.firstRule
-            guard i >= 0 && i < rules.count else { return "rule #\(ref)" }
-            let (action, index, rule) = rules[i]
+            guard let (action, index, rule) = orderedRule(ref - RuleRef.firstRule) else { return "rule #\(ref)" }
             if let g = rule.grant { return "grant \(g.id): \(rule.description)" }
             return "\(action.rawValue)[\(index)]: \(rule.description)"
         }
@@ -107,9 +124,7 @@ extension Policy {
 
     /// Whether the rule behind a reference narrows to a process (its verdict needs the process).
     public func ruleNeedsProcess(_ ref: Int) -> Bool {
-        let i = ref - RuleRef.firstRule
-        let rules = orderedRules
-        return i >= 0 && i < rules.count && rules[i].rule.narrowsProcess
+        orderedRule(ref - RuleRef.firstRule)?.rule.narrowsProcess ?? false
     }
 
     public func evaluate(_ dest: DestinationFacts, process: ProcessFacts) -> PolicyOutcome {
@@ -195,9 +210,7 @@ extension Policy {
                                     : "\(what) is not allowed by policy \(name)"
         default:
             let label = ruleLabel(ref)
-            let i = ref - RuleRef.firstRule
-            let rules = orderedRules
-            if i >= 0, i < rules.count, let g = rules[i].rule.grant {
+            if let g = orderedRule(ref - RuleRef.firstRule)?.rule.grant {
                 return "\(what) is allowed by grant \(g.id) on policy \(name): \(g.reason)"
             }
             return "\(what) is \(action == .allow ? "allowed" : "refused") by policy \(name) (\(label))"

@@ -221,3 +221,20 @@ func facts(_ region: String?, host: DestinationFacts.Host = .unknown) throws -> 
         #expect(p.evaluate(try facts("DE"), process: .unknown) == .undecided(rule: RuleRef.firstRule))
     }
 }
+
+@Suite struct RuleOrderTests {
+    @Test func oneRuleAtATimeMatchesTheOrderedList() {
+        var p = Policy(name: "p")
+        let grant = Grant(id: "g1", allow: "US", reason: "test", expires: 0, grantedBy: nil, endsBootNanos: 0)
+        p.allow = [Rule(target: .countries(["US"]), grant: grant), Rule(target: .countries(["DE"])), Rule(target: .countries(["FR"]))]
+        p.deny = [Rule(target: .countries(["RU"]))]
+        let list = p.orderedRules
+        #expect(list.map(\.action) == [.allow, .deny, .allow, .allow], "grants, then deny, then allow")
+        for i in 0..<list.count {
+            let one = p.orderedRule(i)
+            #expect(one?.action == list[i].action && one?.index == list[i].index && one?.rule.description == list[i].rule.description)
+        }
+        #expect(p.orderedRule(list.count) == nil)
+        #expect(p.orderedRule(-1) == nil)
+    }
+}
