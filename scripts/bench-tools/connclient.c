@@ -1,6 +1,8 @@
 // Bench client for scripts/bench.
-//   connclient rate HOST PORT SECONDS   connect+close as fast as one process can; prints JSON with
-//                                       the rate and connect() latency percentiles
+//   connclient rate HOST PORT SECONDS [PER_SECOND]
+//                                       connect+close as fast as one process can (or paced at
+//                                       PER_SECOND); prints JSON with the rate and connect()
+//                                       latency percentiles
 //   connclient refused HOST PORT SECONDS  the same, for a destination the guard refuses: counts
 //                                       connects that fail with EPERM (any other outcome is "unexpected")
 //   connclient hold HOST PORT N         opens N connections, prints "ready", holds them until stdin closes
@@ -10,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -63,12 +66,26 @@ int main(int argc, char **argv)
 
     int refusals = strcmp(argv[1], "refused") == 0;
     double seconds = atof(argv[4]);
+    double pace = argc > 5 ? atof(argv[5]) : 0; // connections per second; 0: as fast as possible
     size_t cap = 1 << 22, n = 0;
     double *lat = malloc(cap * sizeof(double));
     long failures = 0, unexpected = 0;
     struct linger rst = {1, 0}; // close with RST: no TIME_WAIT, so ports never run out
     double start = now_us(), end = start + seconds * 1e6, t;
+    long started = 0;
+    if (pace > 0)
+        prctl(PR_SET_TIMERSLACK, 1000); // wake within ~1 us of the slot, not the default 50
     while ((t = now_us()) < end) {
+        if (pace > 0) {
+            // ahead of schedule: wait for the next slot (a steady rate, not bursts)
+            double due = start + started * 1e6 / pace;
+            if (t < due) {
+                struct timespec ts = {0, (long)((due - t) * 1e3)};
+                nanosleep(&ts, 0);
+                continue;
+            }
+        }
+        started++;
         int fd = socket(AF_INET, SOCK_STREAM, 0);
         double t0 = now_us();
         int rc = connect(fd, (struct sockaddr *)&sa, sizeof sa);
