@@ -291,29 +291,24 @@ extension KernelAddress {
             var sin = sockaddr_in()
             sin.sin_family = sa_family_t(AF_INET)
             sin.sin_port = port.bigEndian
-            withUnsafeMutableBytes(of: &sin.sin_addr) { $0.copyBytes(from: bytes[12..<16]) }
+            sin.sin_addr.s_addr = ipv4NetworkOrder
             return SocketAddress(sin, host: "")
         }
         var sin6 = sockaddr_in6()
         sin6.sin6_family = sa_family_t(AF_INET6)
         sin6.sin6_port = port.bigEndian
-        withUnsafeMutableBytes(of: &sin6.sin6_addr) { $0.copyBytes(from: bytes) }
+        withUnsafeMutableBytes(of: &sin6.sin6_addr) { $0.storeBytes(of: raw, as: KernelAddress.Raw.self) }
         return SocketAddress(sin6, host: "")
     }
 
     /// The kernel's form of an accepted peer's address and port, read from the sockaddr (this
     /// runs for every proxied connection, so no detour through text).
     static func from(_ address: SocketAddress) -> (KernelAddress, UInt16)? {
-        var bytes = [UInt8](repeating: 0, count: 16)
         switch address {
         case .v4(let a):
-            bytes[10] = 0xff
-            bytes[11] = 0xff
-            withUnsafeBytes(of: a.address.sin_addr) { bytes.replaceSubrange(12..<16, with: $0) }
-            return (KernelAddress(bytes: bytes), UInt16(bigEndian: a.address.sin_port))
+            return (KernelAddress(ipv4: a.address.sin_addr.s_addr), UInt16(bigEndian: a.address.sin_port))
         case .v6(let a):
-            withUnsafeBytes(of: a.address.sin6_addr) { bytes = Array($0) }
-            return (KernelAddress(bytes: bytes), UInt16(bigEndian: a.address.sin6_port))
+            return (KernelAddress(tuple: a.address.sin6_addr), UInt16(bigEndian: a.address.sin6_port))
         case .unixDomainSocket:
             return nil
         }

@@ -11,20 +11,60 @@ func cString<T>(_ tuple: T) -> String {
 }
 
 /// An IP address as the kernel side stores it: 16 bytes, IPv4 mapped into IPv6.
+///
+/// Held inline (no array): a few of these are made for every proxied connection.
 public struct KernelAddress: Hashable, Sendable, CustomStringConvertible {
-    public var bytes: [UInt8]
+    public typealias Raw = (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                            UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8)
+    /// The 16 bytes, in network order, as the two halves of the ABI's `__u8 addr[16]`.
+    private var high: UInt64
+    private var low: UInt64
+
+    public init(raw: Raw) {
+        (high, low) = withUnsafeBytes(of: raw) { ($0.loadUnaligned(as: UInt64.self), $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)) }
+    }
 
     public init(bytes: [UInt8]) {
         precondition(bytes.count == 16)
-        self.bytes = bytes
+        (high, low) = bytes.withUnsafeBytes { ($0.loadUnaligned(as: UInt64.self), $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)) }
     }
 
-    init<T>(tuple: T) {
-        self.bytes = withUnsafeBytes(of: tuple) { Array($0) }
+    public init<T>(tuple: T) {
+        precondition(MemoryLayout<T>.size == 16)
+        (high, low) = withUnsafeBytes(of: tuple) { ($0.loadUnaligned(as: UInt64.self), $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)) }
+    }
+
+    /// An IPv4 address (in network order, as in `sin_addr`), mapped.
+    public init(ipv4 networkOrder: UInt32) {
+        high = 0
+        var l: UInt64 = 0
+        withUnsafeMutableBytes(of: &l) { b in
+            b[2] = 0xff
+            b[3] = 0xff
+            b.storeBytes(of: networkOrder, toByteOffset: 4, as: UInt32.self)
+        }
+        low = l
+    }
+
+    public var raw: Raw {
+        var t: Raw = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &t) {
+            $0.storeBytes(of: high, as: UInt64.self)
+            $0.storeBytes(of: low, toByteOffset: 8, as: UInt64.self)
+        }
+        return t
+    }
+
+    public var bytes: [UInt8] { withUnsafeBytes(of: raw) { Array($0) } }
+
+    /// The IPv4 address in network order, as `sin_addr` wants it (meaningful when mapped).
+    public var ipv4NetworkOrder: UInt32 {
+        withUnsafeBytes(of: low) { $0.loadUnaligned(fromByteOffset: 4, as: UInt32.self) }
     }
 
     public var isIPv4Mapped: Bool {
-        bytes[0..<10].allSatisfy { $0 == 0 } && bytes[10] == 0xff && bytes[11] == 0xff
+        // bytes 0-9 zero, 10-11 0xff (byte by byte: the halves are in memory order, not numbers)
+        high == 0 && withUnsafeBytes(of: low) { $0[0] == 0 && $0[1] == 0 && $0[2] == 0xff && $0[3] == 0xff }
     }
 
     /// The address as people write it: dotted quad for IPv4 (mapped or not), RFC 5952 for IPv6.
@@ -33,19 +73,20 @@ public struct KernelAddress: Hashable, Sendable, CustomStringConvertible {
             // by hand: this runs for every proxied connection
             var out: [UInt8] = []
             out.reserveCapacity(15)
-            for i in 12..<16 {
-                if i > 12 { out.append(UInt8(ascii: ".")) }
-                let b = bytes[i]
-                if b >= 100 { out.append(48 + b / 100) }
-                if b >= 10 { out.append(48 + b / 10 % 10) }
-                out.append(48 + b % 10)
+            withUnsafeBytes(of: low) { half in
+                for i in 4..<8 {
+                    if i > 4 { out.append(UInt8(ascii: ".")) }
+                    let b = half[i]
+                    if b >= 100 { out.append(48 + b / 100) }
+                    if b >= 10 { out.append(48 + b / 10 % 10) }
+                    out.append(48 + b % 10)
+                }
             }
             return String(decoding: out, as: UTF8.self)
         }
         var buf = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
-        var raw = in6_addr()
-        withUnsafeMutableBytes(of: &raw) { $0.copyBytes(from: bytes) }
-        inet_ntop(AF_INET6, &raw, &buf, socklen_t(buf.count))
+        var addr = raw
+        inet_ntop(AF_INET6, &addr, &buf, socklen_t(buf.count))
         return String(decoding: buf.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
@@ -53,24 +94,19 @@ public struct KernelAddress: Hashable, Sendable, CustomStringConvertible {
     public init?(_ text: String) {
         var v4 = in_addr()
         if inet_pton(AF_INET, text, &v4) == 1 {
-            var b = [UInt8](repeating: 0, count: 16)
-            b[10] = 0xff; b[11] = 0xff
-            withUnsafeBytes(of: v4) { b.replaceSubrange(12..<16, with: $0) }
-            self.bytes = b
+            self.init(ipv4: v4.s_addr)
             return
         }
         var v6 = in6_addr()
         if inet_pton(AF_INET6, text, &v6) == 1 {
-            self.bytes = withUnsafeBytes(of: v6) { Array($0) }
+            self.init(tuple: v6)
             return
         }
         return nil
     }
 
-    func withTuple<T>(_ body: (inout (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8)) -> T) -> T {
-        var t: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
-            (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
-        withUnsafeMutableBytes(of: &t) { $0.copyBytes(from: bytes) }
+    func withTuple<T>(_ body: (inout Raw) -> T) -> T {
+        var t = raw
         return body(&t)
     }
 }
