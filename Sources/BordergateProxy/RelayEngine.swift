@@ -441,7 +441,8 @@ final class RelayWorker: @unchecked Sendable {
     private func settle(_ pair: RelayPair) {
         if pair.toServer.unreported + pair.toClient.unreported > 1 << 20 { report(pair) }
         if pair.toServer.shut, pair.toClient.shut {
-            finish(pair, end: "closed by \(pair.firstEOF ?? "client")", error: nil)
+            // literals, not interpolation: a string built per connection is an allocation
+            finish(pair, end: pair.firstEOF == "server" ? "closed by server" : "closed by client", error: nil)
         }
     }
 
