@@ -118,6 +118,12 @@ final class Flow {
     private var end = 0
     /// The sender said EOF.
     var eof = false
+    /// The source socket was found empty (a small read, or EAGAIN) since its last readable edge:
+    /// reading it again would only say EAGAIN. Anything that arrives later raises a new edge.
+    var drained = false
+    /// An edge said the source's input ended (or failed): a small read no longer means empty, the
+    /// EOF that follows raises no new edge.
+    var hup = false
     /// The EOF was passed on (the receiver's output is shut).
     var shut = false
     var bytes: UInt64 = 0
@@ -176,7 +182,7 @@ final class RelayWorker: @unchecked Sendable {
     private static let scratchSize = 128 << 10
     /// Reads per direction before other connections get a turn.
     private static let readBudget = 16
-    /// A read this small, after an edge for data alone, has emptied the socket.
+    /// A read this small has emptied the socket (unless its EOF is announced).
     private static let shortRead = 16 << 10
 
     let index: Int
@@ -357,14 +363,28 @@ final class RelayWorker: @unchecked Sendable {
         let pair = RelayPair(id: nextID, client: client, connection: connection)
         nextID += 1
         context.counters.add(\.active, 1)
-        // A tool that gave up (reset) while the connection waited in the backlog: dialling would
-        // only open and tear down a connection nobody reads. (Short connections make this common:
-        // without the probe, connect+close through the proxy ran at a third of its rate.)
-        var probe: UInt8 = 0
-        if recv(client, &probe, 1, Int32(MSG_PEEK) | Int32(MSG_DONTWAIT)) < 0, errno != EAGAIN, errno != EWOULDBLOCK, errno != EINTR {
+        // The first read, before dialling, is also the probe for a tool that gave up (reset) while
+        // its connection waited in the backlog: dialling would only open and tear down a
+        // connection nobody reads. (Short connections make this common: without the probe,
+        // connect+close through the proxy ran at a third of its rate.) What it reads waits for
+        // the dial; usually it is the whole request.
+        let first = recv(client, scratch, Self.scratchSize, Int32(MSG_DONTWAIT))
+        if first > 0 {
+            pair.toServer.bytes += UInt64(first)
+            pair.toServer.unreported += UInt64(first)
+            pair.toServer.hold(scratch, first)
+            pair.toServer.drained = first < Self.shortRead
+        } else if first == 0 {
+            pair.toServer.eof = true
+            pair.firstEOF = "client"
+        } else if errno == EAGAIN || errno == EWOULDBLOCK {
+            pair.toServer.drained = true
+        } else if errno != EINTR {
             return finish(pair, end: "reset by client", error: "client: \(errnoText(errno)) before the relay began",
                           reset: true)
         }
+        // Nothing can come from a server not yet dialled; its first bytes raise an edge.
+        pair.toClient.drained = true
         let up = socket(connection.target.protocol.rawValue,
                         Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard up >= 0 else { return dialFailed(pair, errno) }
@@ -393,6 +413,12 @@ final class RelayWorker: @unchecked Sendable {
     private func handle(_ pair: RelayPair, upstreamSide: Bool, events: UInt32) {
         guard !pair.done else { return }
         let failed = events & (UInt32(EPOLLERR.rawValue) | UInt32(EPOLLHUP.rawValue)) != 0
+        // What the edge says of this socket's input, before anything else (even while dialling):
+        // the flows read by it are no longer known to be empty.
+        let ended = events & (UInt32(EPOLLRDHUP.rawValue) | UInt32(EPOLLHUP.rawValue) | UInt32(EPOLLERR.rawValue)) != 0
+        let inbound = upstreamSide ? pair.toClient : pair.toServer
+        if ended || events & UInt32(EPOLLIN.rawValue) != 0 { inbound.drained = false }
+        if ended { inbound.hup = true }
         // An error (a reset) is acted on when it is reported: a side whose input already ended is
         // never read again, and the event does not come back (edge-triggered). Before the dial is
         // through, a tool's reset also ends the dial. A hang-up without EPOLLERR is both
@@ -416,16 +442,10 @@ final class RelayWorker: @unchecked Sendable {
         // matters only while something is held.
         let readable = failed || events & (UInt32(EPOLLIN.rawValue) | UInt32(EPOLLRDHUP.rawValue)) != 0
         let writable = events & UInt32(EPOLLOUT.rawValue) != 0
-        // Data alone (no EOF, error or hang-up) on this socket: a short read has emptied it, and
-        // anything arriving later raises a new edge, so the read that would only say EAGAIN is
-        // skipped (a request and its response each save one).
-        let dataOnly = events & (UInt32(EPOLLRDHUP.rawValue) | UInt32(EPOLLHUP.rawValue) | UInt32(EPOLLERR.rawValue)) == 0
         let toServerReady = upstreamSide ? writable && pair.toServer.pendingCount > 0 : readable
         let toClientReady = upstreamSide ? readable : writable && pair.toClient.pendingCount > 0
-        if toServerReady, !move(pair, pair.toServer, from: pair.client, to: pair.upstream, reader: "client", writer: "server",
-                                stopShort: !upstreamSide && dataOnly) { return }
-        if toClientReady, !move(pair, pair.toClient, from: pair.upstream, to: pair.client, reader: "server", writer: "client",
-                                stopShort: upstreamSide && dataOnly) { return }
+        if toServerReady, !move(pair, pair.toServer, from: pair.client, to: pair.upstream, reader: "client", writer: "server") { return }
+        if toClientReady, !move(pair, pair.toClient, from: pair.upstream, to: pair.client, reader: "server", writer: "client") { return }
         settle(pair)
     }
 
@@ -447,10 +467,12 @@ final class RelayWorker: @unchecked Sendable {
     }
 
     /// Moves what `src` has to `dst` until `src` has nothing more, `dst` pushes back, or the read
-    /// budget is spent. `stopShort`: an edge for data alone woke us for `src`, so a small read
-    /// means it is empty. Returns false if the pair was torn down.
-    private func move(_ pair: RelayPair, _ flow: Flow, from src: Int32, to dst: Int32, reader: String, writer: String,
-                      stopShort: Bool = false) -> Bool {
+    /// budget is spent. Returns false if the pair was torn down.
+    ///
+    /// A small read (without an EOF announced) empties `src`, and a read of a socket known empty
+    /// is skipped: a request and its response are one read each, as with haproxy, not two.
+    /// Bulk reads are not small and keep reading: that beats a trip through epoll_wait per chunk.
+    private func move(_ pair: RelayPair, _ flow: Flow, from src: Int32, to dst: Int32, reader: String, writer: String) -> Bool {
         var budget = Self.readBudget
         while true {
             if flow.pendingCount > 0 {
@@ -474,6 +496,7 @@ final class RelayWorker: @unchecked Sendable {
                 }
                 return true
             }
+            if flow.drained { return true }
             if budget == 0 {
                 if !pair.requeued {
                     pair.requeued = true
@@ -486,6 +509,7 @@ final class RelayWorker: @unchecked Sendable {
             if n > 0 {
                 flow.bytes += UInt64(n)
                 flow.unreported += UInt64(n)
+                flow.drained = n < Self.shortRead && !flow.hup
                 var off = 0
                 while off < n {
                     let w = send(dst, scratch + off, n - off, Int32(MSG_NOSIGNAL))
@@ -501,9 +525,6 @@ final class RelayWorker: @unchecked Sendable {
                         return false
                     }
                 }
-                // Only small reads count as short: a bulk stream keeps reading while it can,
-                // which beats a trip through epoll_wait for the next chunk.
-                if stopShort, n < Self.shortRead { return true }
                 continue
             }
             if n == 0 {
@@ -512,7 +533,10 @@ final class RelayWorker: @unchecked Sendable {
                 continue
             }
             if errno == EINTR { continue }
-            if errno == EAGAIN || errno == EWOULDBLOCK { return true }
+            if errno == EAGAIN || errno == EWOULDBLOCK {
+                flow.drained = true
+                return true
+            }
             abort(pair, side: reader, errno)
             return false
         }
@@ -570,10 +594,13 @@ final class RelayWorker: @unchecked Sendable {
             close(pair.client)
             if pair.upstream >= 0 { close(pair.upstream) }
         }
+        // bytes still held were read but never delivered (a failed dial holds the first read)
+        let sent = pair.toServer.bytes - UInt64(pair.toServer.pendingCount)
+        let received = pair.toClient.bytes - UInt64(pair.toClient.pendingCount)
         pair.toServer.release()
         pair.toClient.release()
         context.sink.publish(RelaySession.closeEvent(
-            connection: pair.connection, sent: pair.toServer.bytes, received: pair.toClient.bytes,
+            connection: pair.connection, sent: sent, received: received,
             elapsed: ContinuousClock.now - pair.started, end: end, error: error))
     }
 
