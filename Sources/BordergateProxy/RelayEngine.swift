@@ -121,13 +121,20 @@ final class Flow {
     /// The source socket was found empty (a small read, or EAGAIN) since its last readable edge:
     /// reading it again would only say EAGAIN. Anything that arrives later raises a new edge.
     var drained = false
-    /// An edge said the source's input ended (or failed): a small read no longer means empty, the
-    /// EOF that follows raises no new edge.
+    /// An edge said the source's input ended or failed, or that urgent data came: a small read no
+    /// longer means empty (the EOF that follows raises no new edge; a read stops short at the
+    /// urgent mark with more queued behind it).
     var hup = false
     /// The EOF was passed on (the receiver's output is shut).
     var shut = false
+    /// Delivered to the receiver (counted on send: bytes read but still held are not).
     var bytes: UInt64 = 0
     var unreported: UInt64 = 0
+
+    func delivered(_ n: Int) {
+        bytes += UInt64(n)
+        unreported += UInt64(n)
+    }
 
     var pendingCount: Int { end - start }
     var pendingBytes: UnsafeMutableRawPointer { pending! + start }
@@ -368,10 +375,10 @@ final class RelayWorker: @unchecked Sendable {
         // connection nobody reads. (Short connections make this common: without the probe,
         // connect+close through the proxy ran at a third of its rate.) What it reads waits for
         // the dial; usually it is the whole request.
-        let first = recv(client, scratch, Self.scratchSize, Int32(MSG_DONTWAIT))
+        // At most a small read's worth: a dial in progress holds it on the heap; more stays in
+        // the kernel until the dial is through.
+        let first = recv(client, scratch, Self.shortRead, Int32(MSG_DONTWAIT))
         if first > 0 {
-            pair.toServer.bytes += UInt64(first)
-            pair.toServer.unreported += UInt64(first)
             pair.toServer.hold(scratch, first)
             pair.toServer.drained = first < Self.shortRead
         } else if first == 0 {
@@ -397,7 +404,9 @@ final class RelayWorker: @unchecked Sendable {
         _ = setsockopt(up, Int32(IPPROTO_TCP), TCP_NODELAY, &one, 4)
         let rc = connection.target.withSockAddr { connect(up, $0, socklen_t($1)) }
         if rc != 0, errno != EINPROGRESS { return dialFailed(pair, errno) }
-        let watch = UInt32(EPOLLIN.rawValue) | UInt32(EPOLLOUT.rawValue) | UInt32(EPOLLRDHUP.rawValue) | EPOLLET.rawValue
+        // EPOLLPRI: urgent data ends a read early with more behind it (see Flow.hup)
+        let watch = UInt32(EPOLLIN.rawValue) | UInt32(EPOLLOUT.rawValue) | UInt32(EPOLLRDHUP.rawValue) | UInt32(EPOLLPRI.rawValue)
+            | EPOLLET.rawValue
         pairs[pair.id] = pair
         guard add(client, events: watch, tag: pair.id << 1), add(up, events: watch, tag: pair.id << 1 | 1) else {
             return finish(pair, end: "proxy-error", error: "cannot watch the sockets: \(errnoText(errno))", reset: true)
@@ -415,7 +424,8 @@ final class RelayWorker: @unchecked Sendable {
         let failed = events & (UInt32(EPOLLERR.rawValue) | UInt32(EPOLLHUP.rawValue)) != 0
         // What the edge says of this socket's input, before anything else (even while dialling):
         // the flows read by it are no longer known to be empty.
-        let ended = events & (UInt32(EPOLLRDHUP.rawValue) | UInt32(EPOLLHUP.rawValue) | UInt32(EPOLLERR.rawValue)) != 0
+        let ended = events & (UInt32(EPOLLRDHUP.rawValue) | UInt32(EPOLLHUP.rawValue) | UInt32(EPOLLERR.rawValue)
+            | UInt32(EPOLLPRI.rawValue)) != 0
         let inbound = upstreamSide ? pair.toClient : pair.toServer
         if ended || events & UInt32(EPOLLIN.rawValue) != 0 { inbound.drained = false }
         if ended { inbound.hup = true }
@@ -440,7 +450,7 @@ final class RelayWorker: @unchecked Sendable {
         // Bytes flow out of a readable socket and into a writable one. A socket left unread waits
         // only behind bytes held for a peer that pushed back (or in `again`), so writability
         // matters only while something is held.
-        let readable = failed || events & (UInt32(EPOLLIN.rawValue) | UInt32(EPOLLRDHUP.rawValue)) != 0
+        let readable = failed || events & (UInt32(EPOLLIN.rawValue) | UInt32(EPOLLRDHUP.rawValue) | UInt32(EPOLLPRI.rawValue)) != 0
         let writable = events & UInt32(EPOLLOUT.rawValue) != 0
         let toServerReady = upstreamSide ? writable && pair.toServer.pendingCount > 0 : readable
         let toClientReady = upstreamSide ? readable : writable && pair.toClient.pendingCount > 0
@@ -478,6 +488,7 @@ final class RelayWorker: @unchecked Sendable {
             if flow.pendingCount > 0 {
                 let n = send(dst, flow.pendingBytes, flow.pendingCount, Int32(MSG_NOSIGNAL))
                 if n > 0 {
+                    flow.delivered(n)
                     flow.consumed(n)
                     continue
                 }
@@ -507,14 +518,13 @@ final class RelayWorker: @unchecked Sendable {
             budget -= 1
             let n = recv(src, scratch, Self.scratchSize, 0)
             if n > 0 {
-                flow.bytes += UInt64(n)
-                flow.unreported += UInt64(n)
                 flow.drained = n < Self.shortRead && !flow.hup
                 var off = 0
                 while off < n {
                     let w = send(dst, scratch + off, n - off, Int32(MSG_NOSIGNAL))
                     if w > 0 {
                         off += w
+                        flow.delivered(w)
                     } else if w < 0, errno == EINTR {
                         continue
                     } else if w == 0 || errno == EAGAIN || errno == EWOULDBLOCK {
@@ -594,13 +604,10 @@ final class RelayWorker: @unchecked Sendable {
             close(pair.client)
             if pair.upstream >= 0 { close(pair.upstream) }
         }
-        // bytes still held were read but never delivered (a failed dial holds the first read)
-        let sent = pair.toServer.bytes - UInt64(pair.toServer.pendingCount)
-        let received = pair.toClient.bytes - UInt64(pair.toClient.pendingCount)
         pair.toServer.release()
         pair.toClient.release()
         context.sink.publish(RelaySession.closeEvent(
-            connection: pair.connection, sent: sent, received: received,
+            connection: pair.connection, sent: pair.toServer.bytes, received: pair.toClient.bytes,
             elapsed: ContinuousClock.now - pair.started, end: end, error: error))
     }
 

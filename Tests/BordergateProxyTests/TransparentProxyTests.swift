@@ -277,13 +277,17 @@ final class InboundRecorder: ChannelInboundHandler, @unchecked Sendable {
         let err = try await onThread {
             let fd = try blockingConnect(port: proxy.port)
             defer { close(fd) }
+            // read before the dial, and held for it: never delivered, so never counted as sent
+            _ = "GET / HTTP/1.0\r\n\r\n".withCString { write(fd, $0, strlen($0)) }
             return readAll(fd).1
         }
         #expect(err == ECONNRESET, "the tool sees a reset, not a clean EOF")
         let closes = await sink.waitFor(.close)
         #expect(closes.first?.end == "upstream-failed")
         #expect(closes.first?.error?.contains("refused") == true)
+        #expect(closes.first?.bytes?.sent == 0)
         #expect(proxy.counters.values.upstreamFailures == 1)
+        #expect(proxy.counters.values.bytesSent == 0)
         await proxy.stop()
     }
 
@@ -347,6 +351,46 @@ final class InboundRecorder: ChannelInboundHandler, @unchecked Sendable {
         #expect(closes.first?.bytes?.sent == 18)
         await proxy.stop()
         try await server.close()
+    }
+
+    @Test func urgentDataDoesNotStallWhatFollowsIt() async throws {
+        // A read stops at TCP's urgent mark with the rest queued behind it, and the rest raises no
+        // edge of its own: a relay that took the short read for "empty" would leave it unread
+        // (FTP's ABOR is sent this way). The urgent byte itself is not relayed (no SO_OOBINLINE).
+        let echo = try await ServerBootstrap(group: group)
+            .childChannelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(Echo()) } }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let sink = EventRecorder()
+        let proxy = try await startProxy(target: echo.localAddress, sink: sink)
+        let answers = try await onThread { () -> [String] in
+            let fd = try blockingConnect(port: proxy.port)
+            defer { close(fd) }
+            var tv = timeval(tv_sec: 3, tv_usec: 0) // a stall fails the test instead of hanging it
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+            func readExactly(_ n: Int) -> String {
+                var got: [UInt8] = []
+                var buf = [UInt8](repeating: 0, count: 64)
+                while got.count < n {
+                    let r = read(fd, &buf, n - got.count)
+                    if r <= 0 { break }
+                    got += buf[0..<r]
+                }
+                return String(decoding: got, as: UTF8.self)
+            }
+            var answers: [String] = []
+            for round in 0..<20 {
+                // a burst the relay is likely to find queued whole when it wakes
+                _ = "ab".withCString { write(fd, $0, 2) }
+                _ = "!".withCString { send(fd, $0, 1, Int32(MSG_OOB)) }
+                let tail = "c\(round % 10)"
+                _ = tail.withCString { write(fd, $0, 2) }
+                answers.append(readExactly(4))
+            }
+            return answers
+        }
+        #expect(answers == (0..<20).map { "abc\($0 % 10)" })
+        await proxy.stop()
+        try await echo.close()
     }
 
     @Test func aToolsResetAfterItsEOFReachesTheServer() async throws {
@@ -426,6 +470,14 @@ final class InboundRecorder: ChannelInboundHandler, @unchecked Sendable {
         let err = try await onThread { readAll(fd).1 }
         #expect(err == ECONNRESET, "the tool learns its connection is gone")
         try await upstream.close()
+    }
+}
+
+/// An upstream that sends back what it gets.
+final class Echo: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        context.writeAndFlush(data, promise: nil)
     }
 }
 
