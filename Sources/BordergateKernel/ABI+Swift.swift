@@ -20,15 +20,12 @@ public struct KernelAddress: Hashable, Sendable, CustomStringConvertible {
     private var high: UInt64
     private var low: UInt64
 
-    public init(raw: Raw) {
-        (high, low) = withUnsafeBytes(of: raw) { ($0.loadUnaligned(as: UInt64.self), $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)) }
-    }
-
     public init(bytes: [UInt8]) {
         precondition(bytes.count == 16)
         (high, low) = bytes.withUnsafeBytes { ($0.loadUnaligned(as: UInt64.self), $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)) }
     }
 
+    /// From any 16-byte value: `in6_addr`, the ABI's `addr[16]`.
     public init<T>(tuple: T) {
         precondition(MemoryLayout<T>.size == 16)
         (high, low) = withUnsafeBytes(of: tuple) { ($0.loadUnaligned(as: UInt64.self), $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)) }
@@ -46,6 +43,7 @@ public struct KernelAddress: Hashable, Sendable, CustomStringConvertible {
         low = l
     }
 
+    /// The 16 bytes as the ABI's `__u8 addr[16]` imports.
     public var raw: Raw {
         var t: Raw = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
         withUnsafeMutableBytes(of: &t) {
@@ -104,17 +102,12 @@ public struct KernelAddress: Hashable, Sendable, CustomStringConvertible {
         }
         return nil
     }
-
-    func withTuple<T>(_ body: (inout Raw) -> T) -> T {
-        var t = raw
-        return body(&t)
-    }
 }
 
 /// The key the proxy uses to find a redirected connection: the client's own address and port.
 public func tupleKey(address: KernelAddress, port: UInt16) -> bg_tuple_key {
     var key = bg_tuple_key()
-    address.withTuple { key.addr = $0 }
+    key.addr = address.raw
     key.port = port
     return key
 }

@@ -373,10 +373,9 @@ final class RelayWorker: @unchecked Sendable {
         // The first read, before dialling, is also the probe for a tool that gave up (reset) while
         // its connection waited in the backlog: dialling would only open and tear down a
         // connection nobody reads. (Short connections make this common: without the probe,
-        // connect+close through the proxy ran at a third of its rate.) What it reads waits for
-        // the dial; usually it is the whole request.
-        // At most a small read's worth: a dial in progress holds it on the heap; more stays in
-        // the kernel until the dial is through.
+        // connect+close through the proxy ran at a third of its rate.) What it reads, usually the
+        // whole request, is held for the dial: at most a small read's worth, as a dial in
+        // progress holds it on the heap; more stays in the kernel until the dial is through.
         let first = recv(client, scratch, Self.shortRead, Int32(MSG_DONTWAIT))
         if first > 0 {
             pair.toServer.hold(scratch, first)

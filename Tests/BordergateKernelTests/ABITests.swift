@@ -37,7 +37,7 @@ import Testing
         raw.id.cookie = 0xabc
         raw.ppid = 9
         raw.dst.port = 443
-        KernelAddress("203.0.113.7")!.withTuple { raw.dst.addr = $0 }
+        raw.dst.addr = KernelAddress("203.0.113.7")!.raw
         withUnsafeMutableBytes(of: &raw.id.comm) { $0.copyBytes(from: Array("curl".utf8)) }
         withUnsafeMutableBytes(of: &raw.exe) { $0.copyBytes(from: Array("/usr/bin/curl".utf8)) }
         let e = KernelConnectEvent(raw)
