@@ -13,20 +13,21 @@ public struct BPFMap<Key: BitwiseCopyable, Value: BitwiseCopyable>: @unchecked S
     }
 
     public func lookup(_ key: Key) -> Value? {
-        var key = key
-        let value = UnsafeMutablePointer<Value>.allocate(capacity: 1)
-        defer { value.deallocate() }
-        guard bpf_map_lookup_elem(fd, &key, value) == 0 else { return nil }
-        return value.move()
+        read(key, bpf_map_lookup_elem)
     }
 
     /// Looks up and removes an entry in one system call (hash maps, Linux 5.14+).
     public func take(_ key: Key) -> Value? {
+        read(key, bpf_map_lookup_and_delete_elem)
+    }
+
+    /// One value out through `call`, into stack memory: both run for every proxied connection.
+    private func read(_ key: Key, _ call: (Int32, UnsafeRawPointer?, UnsafeMutableRawPointer?) -> Int32) -> Value? {
         var key = key
-        let value = UnsafeMutablePointer<Value>.allocate(capacity: 1)
-        defer { value.deallocate() }
-        guard bpf_map_lookup_and_delete_elem(fd, &key, value) == 0 else { return nil }
-        return value.move()
+        return withUnsafeTemporaryAllocation(of: Value.self, capacity: 1) { value -> Value? in
+            guard call(fd, &key, value.baseAddress) == 0 else { return nil }
+            return value.baseAddress!.move()
+        }
     }
 
     public func update(_ key: Key, _ value: Value) throws {
