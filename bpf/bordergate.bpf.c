@@ -4,12 +4,16 @@
  * and where they were going, and steer them into the user-space proxy.
  *
  * The path of one TCP connect from a guarded cgroup:
- *   connect4/6   identity + original destination -> sock_orig[cookie]; rewrite to the proxy; event
- *   sockops      on ACTIVE_ESTABLISHED: sock_orig[cookie] -> orig_by_tuple[client addr, port]
+ *   connect4/6   identity + original destination -> the socket's sock_state; rewrite to the proxy
+ *   sockops      on ACTIVE_ESTABLISHED: sock_state -> orig_by_tuple[client addr, port]; the
+ *                state is marked as having reached the proxy, which reports it from then on
  *   proxy        accepts, reads orig_by_tuple[peer] (and deletes it), dials the original
  *   getpeername  the tool still sees its original peer
- *   sock_release sock_orig[cookie] is dropped
- * All per-socket maps are LRU, so nothing leaks if a step never happens.
+ *   sock_release a redirect that never reached the proxy (nothing listened, the tool gave up
+ *                first) becomes an event; sock_state goes with the socket
+ * sock_state is socket-local storage (freed with the socket, never evicted); orig_by_tuple is LRU,
+ * so an entry the proxy never claims cannot leak. Redirects raise no event at connect: the proxy
+ * reports every one it accepts, the kernel the ones it never saw.
  *
  * Residency: the destination's region class comes from an LPM trie (the host's region tables),
  * and the cgroup's compiled policy row for that class gives the verdict: DENY fails connect() with
@@ -108,12 +112,13 @@ struct {
     __type(value, __u64);
 } udp_seen SEC(".maps");
 
+/* A redirected socket's original destination and who connected it: lives and dies with the socket. */
 struct {
-    __uint(type, BPF_MAP_TYPE_LRU_HASH);
-    __uint(max_entries, 65536);
-    __type(key, __u64);
+    __uint(type, BPF_MAP_TYPE_SK_STORAGE);
+    __uint(map_flags, BPF_F_NO_PREALLOC);
+    __type(key, int);
     __type(value, struct bg_orig);
-} sock_orig SEC(".maps");
+} sock_state SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -331,6 +336,14 @@ static __always_inline int udp_recently_reported(struct bg_orig *o)
     return 0;
 }
 
+/* A redirect whose connection never reached the proxy's listener (no daemon listened, its backlog
+ * was full, the tool gave up first) is on record nowhere else. */
+static __always_inline void report_unreached(struct bg_orig *o)
+{
+    if (o->verdict == BG_VERDICT_REDIRECT && !(o->flags & (BG_ORIG_REACHED_PROXY | BG_ROW_QUIET)))
+        emit(o, IPPROTO_TCP, BG_TABLE_SLOT_UNKNOWN);
+}
+
 /*
  * The part of connect4/6 and sendmsg4/6 that does not depend on the family: identity, verdict,
  * counters, the event, and for a redirect the socket's entry in sock_orig. `o->dst` is filled by
@@ -351,16 +364,34 @@ static __always_inline int intercept(struct bpf_sock_addr *ctx, struct bg_orig *
     int allow = decide(o, mark, udp, &table_slot, &quiet, &cfg);
     if (allow < 0)
         return 0;
+    /* A socket may connect again after a failed connect: an earlier redirect that never reached
+     * the proxy is reported now, and its state does not outlive this verdict. */
+    struct bg_orig *st = udp ? 0 : bpf_sk_storage_get(&sock_state, ctx->sk, 0, 0);
+    if (st) {
+        report_unreached(st);
+        st->verdict = BG_VERDICT_NONE;
+        st = 0;
+    }
+    if (allow && o->verdict == BG_VERDICT_REDIRECT && cfg) {
+        st = bpf_sk_storage_get(&sock_state, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+        if (!st) {
+            /* out of memory: the proxy could not place the connection, so refuse it (fail closed) */
+            o->verdict = BG_VERDICT_DENY;
+            o->reason = BG_REASON_NO_STATE;
+            allow = 0;
+        }
+    }
     if (!quiet) {
         count(BG_STAT_CONNECT_SEEN);
         account(o, udp);
-        if (!udp || !udp_recently_reported(o))
+        /* a redirect is reported by the proxy, or at sock_release if it never got there */
+        if (o->verdict != BG_VERDICT_REDIRECT && (!udp || !udp_recently_reported(o)))
             emit(o, udp ? IPPROTO_UDP : IPPROTO_TCP, table_slot);
     }
     if (!allow)
         return -1;
-    if (o->verdict == BG_VERDICT_REDIRECT && cfg) {
-        bpf_map_update_elem(&sock_orig, &cookie, o, BPF_ANY);
+    if (st) {
+        *st = *o;
         return cfg->proxy_port;
     }
     return 0;
@@ -470,9 +501,11 @@ int bg_sockops(struct bpf_sock_ops *skops)
 {
     if (skops->op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB)
         return 1;
-    __u64 cookie = bpf_get_socket_cookie(skops);
-    struct bg_orig *o = bpf_map_lookup_elem(&sock_orig, &cookie);
-    if (!o)
+    struct bpf_sock *sk = skops->sk;
+    if (!sk)
+        return 1;
+    struct bg_orig *o = bpf_sk_storage_get(&sock_state, sk, 0, 0);
+    if (!o || o->verdict != BG_VERDICT_REDIRECT)
         return 1;
     struct bg_tuple_key key = {};
     if (skops->family == AF_INET) {
@@ -484,6 +517,7 @@ int bg_sockops(struct bpf_sock_ops *skops)
     }
     key.port = (__u16)skops->local_port; /* host order in sockops */
     bpf_map_update_elem(&orig_by_tuple, &key, o, BPF_ANY);
+    o->flags |= BG_ORIG_REACHED_PROXY;
     count(BG_STAT_ESTABLISHED_MAPPED);
     return 1;
 }
@@ -491,9 +525,8 @@ int bg_sockops(struct bpf_sock_ops *skops)
 SEC("cgroup/getpeername4")
 int bg_getpeername4(struct bpf_sock_addr *ctx)
 {
-    __u64 cookie = bpf_get_socket_cookie(ctx);
-    struct bg_orig *o = bpf_map_lookup_elem(&sock_orig, &cookie);
-    if (o && o->dst.family == AF_INET) {
+    struct bg_orig *o = bpf_sk_storage_get(&sock_state, ctx->sk, 0, 0);
+    if (o && o->verdict == BG_VERDICT_REDIRECT && o->dst.family == AF_INET) {
         __u32 ip4;
         __builtin_memcpy(&ip4, o->dst.addr + 12, 4);
         ctx->user_ip4 = ip4;
@@ -505,9 +538,8 @@ int bg_getpeername4(struct bpf_sock_addr *ctx)
 SEC("cgroup/getpeername6")
 int bg_getpeername6(struct bpf_sock_addr *ctx)
 {
-    __u64 cookie = bpf_get_socket_cookie(ctx);
-    struct bg_orig *o = bpf_map_lookup_elem(&sock_orig, &cookie);
-    if (o && o->dst.family == AF_INET6) {
+    struct bg_orig *o = bpf_sk_storage_get(&sock_state, ctx->sk, 0, 0);
+    if (o && o->verdict == BG_VERDICT_REDIRECT && o->dst.family == AF_INET6) {
         __u32 ip6[4];
         __builtin_memcpy(ip6, o->dst.addr, 16);
         ctx->user_ip6[0] = ip6[0];
@@ -519,11 +551,13 @@ int bg_getpeername6(struct bpf_sock_addr *ctx)
     return 1;
 }
 
+/* The state itself goes with the socket; a redirect that never reached the proxy is reported. */
 SEC("cgroup/sock_release")
 int bg_sock_release(struct bpf_sock *sk)
 {
-    __u64 cookie = bpf_get_socket_cookie(sk);
-    bpf_map_delete_elem(&sock_orig, &cookie);
+    struct bg_orig *o = bpf_sk_storage_get(&sock_state, sk, 0, 0);
+    if (o)
+        report_unreached(o);
     return 1;
 }
 

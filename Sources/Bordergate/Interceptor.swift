@@ -24,10 +24,8 @@ public final class Interceptor: @unchecked Sendable {
     let describer: ProcessDescriber
     private let group: MultiThreadedEventLoopGroup
     private let logger: Logger
-    private let ledger = ConnectionLedger<KernelConnectEvent>()
     private var reader: KernelEventReader?
     private var pumpTask: Task<Void, Never>?
-    private var sweepTask: Task<Void, Never>?
     private let stopping = NIOLockedValueBox(false)
 
     /// Reads the config and region tables, loads the kernel side and prepares (but does not start)
@@ -44,7 +42,7 @@ public final class Interceptor: @unchecked Sendable {
                               persist: mode != .ephemeral)
         describer = ProcessDescriber(kernel: kernel, cgroups: cgroups)
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount))
-        let resolver = KernelResolver(kernel: kernel, describer: describer, ledger: ledger, residency: residency)
+        let resolver = KernelResolver(kernel: kernel, describer: describer, residency: residency)
         proxy = TransparentProxy(configuration: .init(port: settings.proxyPort, upstreamMark: KernelGuard.proxyMark),
                                  group: group, resolver: resolver,
                                  sink: hub, logger: logger)
@@ -66,16 +64,10 @@ public final class Interceptor: @unchecked Sendable {
         try residency.start(pinned: kernel.guardedSlots(), name: { [describer] in describer.cgroupName($0) })
         proxyAddresses = try await proxy.start()
         try kernel.setProxy(tgid: getpid(), port: UInt16(proxy.port))
-        let reader = try kernel.makeEventReader(settledRedirect: { [ledger] in ledger.settleIfClaimed(cookie: $0) })
+        let reader = try kernel.makeEventReader()
         self.reader = reader
         pumpTask = Task.detached { [self] in
             for await event in reader.events { handleKernelEvent(event) }
-        }
-        sweepTask = Task.detached { [self] in
-            while !Task.isCancelled {
-                try? await Task.sleep(for: .seconds(1))
-                for e in ledger.expired() { reportUnclaimed(e) }
-            }
         }
         // Ending grants may reload the kernel's tries (a second or so): on a thread of its own, so
         // it never holds up the tasks that read kernel events.
@@ -96,9 +88,7 @@ public final class Interceptor: @unchecked Sendable {
         await proxy.stop()
         reader?.stop()
         await pumpTask?.value
-        sweepTask?.cancel()
         stopping.withLockedValue { $0 = true }
-        for e in ledger.drain() { reportUnclaimed(e) }
         try? await group.shutdownGracefully()
         kernel.close()
     }
@@ -215,15 +205,17 @@ public final class Interceptor: @unchecked Sendable {
     private func handleKernelEvent(_ e: KernelConnectEvent) {
         switch e.verdict {
         case .redirect:
-            _ = ledger.kernelSaw(cookie: e.identity.cookie, e)
+            // The kernel reports a redirect only when its socket goes without having reached the
+            // proxy; the proxy reports every one it accepts.
+            reportUnreached(e)
         default:
             hub.publish(auditEvent(for: e, verdict: e.audited ? "audit" : e.verdict.rawValue))
         }
     }
 
-    private func reportUnclaimed(_ e: KernelConnectEvent) {
+    private func reportUnreached(_ e: KernelConnectEvent) {
         hub.publish(auditEvent(for: e, verdict: "redirect",
-                               error: "the connection never reached the proxy (no daemon was listening, or the tool gave up first); the tool's connect was refused"))
+                               error: "the connection never reached the proxy (no daemon was listening, its queue was full, or the tool gave up first)"))
     }
 
     private func auditEvent(for e: KernelConnectEvent, verdict: String, error: String? = nil) -> AuditEvent {
@@ -254,14 +246,12 @@ public final class Interceptor: @unchecked Sendable {
 struct KernelResolver: ConnectionResolver {
     let kernel: KernelGuard
     let describer: ProcessDescriber
-    let ledger: ConnectionLedger<KernelConnectEvent>
     let residency: Residency
 
     func resolve(client: SocketAddress) -> ProxiedConnection? {
         guard let (addr, port) = KernelAddress.from(client),
               let orig = kernel.claimOriginal(clientAddress: addr, clientPort: port)
         else { return nil }
-        ledger.proxyClaimed(cookie: orig.identity.cookie)
         let ip = orig.destination.description
         let target = orig.destination.socketAddress(port: orig.port)
         let process = describer.describe(orig.identity)

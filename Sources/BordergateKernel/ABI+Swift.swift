@@ -168,6 +168,7 @@ public func kernelReasonText(_ raw: UInt32) -> String {
     case UInt32(BG_REASON_NO_PROXY.rawValue): return "no proxy is configured for the guard: refused (fail closed)"
     case UInt32(BG_REASON_NO_POLICY.rawValue): return "no compiled policy decides this connection: refused (fail closed)"
     case UInt32(BG_REASON_POLICY.rawValue): return "decided by the cgroup's policy"
+    case UInt32(BG_REASON_NO_STATE.rawValue): return "the kernel could not keep the redirect's state (out of memory): refused (fail closed)"
     default: return ""
     }
 }

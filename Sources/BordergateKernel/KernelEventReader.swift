@@ -12,11 +12,7 @@ import Logging
 public final class KernelEventReader: @unchecked Sendable {
     private final class Sink {
         let continuation: AsyncStream<KernelConnectEvent>.Continuation
-        let settled: @Sendable (UInt64) -> Bool
-        init(_ c: AsyncStream<KernelConnectEvent>.Continuation, settled: @escaping @Sendable (UInt64) -> Bool) {
-            continuation = c
-            self.settled = settled
-        }
+        init(_ c: AsyncStream<KernelConnectEvent>.Continuation) { continuation = c }
     }
 
     public let events: AsyncStream<KernelConnectEvent>
@@ -29,20 +25,13 @@ public final class KernelEventReader: @unchecked Sendable {
     /// How long the reader sleeps between drains when no wakeup comes.
     public static let drainIntervalMillis: Int32 = 10
 
-    /// `settledRedirect` is asked, on the reader's thread, about each redirect's socket cookie:
-    /// true means the proxy has already accounted for the connection, and the event is dropped
-    /// before it is decoded or handed on (the proxy usually accepts before the ring is drained).
-    init(mapFD: Int32, logger: Logger, settledRedirect: @escaping @Sendable (UInt64) -> Bool = { _ in false }) throws {
+    init(mapFD: Int32, logger: Logger) throws {
         let (stream, continuation) = AsyncStream<KernelConnectEvent>.makeStream(bufferingPolicy: .bufferingOldest(1 << 20))
         events = stream
-        sink = Unmanaged.passRetained(Sink(continuation, settled: settledRedirect))
+        sink = Unmanaged.passRetained(Sink(continuation))
         let callback: ring_buffer_sample_fn = { ctx, data, size in
             guard let ctx, let data, size >= MemoryLayout<bg_connect_event>.size else { return 0 }
             let sink = Unmanaged<Sink>.fromOpaque(ctx).takeUnretainedValue()
-            if data.loadUnaligned(fromByteOffset: MemoryLayout<bg_connect_event>.offset(of: \.verdict)!, as: UInt32.self) == UInt32(BG_VERDICT_REDIRECT.rawValue),
-               sink.settled(data.loadUnaligned(fromByteOffset: MemoryLayout<bg_connect_event>.offset(of: \.id.cookie)!, as: UInt64.self)) {
-                return 0
-            }
             let raw = data.loadUnaligned(as: bg_connect_event.self)
             sink.continuation.yield(KernelConnectEvent(raw))
             return 0

@@ -21,8 +21,11 @@ public final class KernelGuard: @unchecked Sendable {
     static let cgroupPrograms = ["bg_sock_release", "bg_sockops", "bg_getpeername4", "bg_getpeername6",
                                  "bg_sendmsg4", "bg_sendmsg6", "bg_connect4", "bg_connect6", "bg_sock_create"]
     static let tracePrograms = ["bg_exec", "bg_fork", "bg_exit"]
-    static let pinnedMaps = ["config", "guarded", "sock_orig", "orig_by_tuple", "procs", "stats", "events",
+    static let pinnedMaps = ["config", "guarded", "sock_state", "orig_by_tuple", "procs", "stats", "events",
                              "regions4_a", "regions4_b", "regions6_a", "regions6_b", "policy_rows", "udp_seen"]
+    /// Maps earlier versions pinned that nothing uses any more (sock_orig became sock_state, socket-local
+    /// storage): their pins are removed once the programs are loaded.
+    static let retiredMaps = ["sock_orig"]
 
     public let mode: Mode
     private let logger: Logger
@@ -86,6 +89,10 @@ public final class KernelGuard: @unchecked Sendable {
             }
             throw KernelError.system("loading Bordergate's BPF programs into the kernel", errno: -loaded,
                                      hint: "needs root, a kernel with BTF (/sys/kernel/btf/vmlinux) and cgroup BPF support (libbpf said: \(detail))")
+        }
+
+        if case .pinned(let root) = mode {
+            for name in Self.retiredMaps { unlink("\(root)/maps/\(name)") }
         }
 
         func mapFD(_ name: String) -> Int32 {
@@ -416,7 +423,7 @@ public final class KernelGuard: @unchecked Sendable {
     }
 
     /// The `events` ring buffer as an async stream; see ``KernelEventReader``.
-    public func makeEventReader(settledRedirect: @escaping @Sendable (UInt64) -> Bool = { _ in false }) throws -> KernelEventReader {
-        try KernelEventReader(mapFD: eventsFD, logger: logger, settledRedirect: settledRedirect)
+    public func makeEventReader() throws -> KernelEventReader {
+        try KernelEventReader(mapFD: eventsFD, logger: logger)
     }
 }

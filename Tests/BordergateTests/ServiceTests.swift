@@ -5,34 +5,6 @@ import Foundation
 import Testing
 @testable import Bordergate
 
-@Suite struct ConnectionLedgerTests {
-    @Test func aConnectionSeenByBothSidesIsReportedOnceWhicheverComesFirst() {
-        let ledger = ConnectionLedger<String>(grace: .seconds(5))
-        #expect(ledger.kernelSaw(cookie: 1, "k1"))
-        ledger.proxyClaimed(cookie: 1)           // kernel first, then proxy
-        ledger.proxyClaimed(cookie: 2)           // proxy first...
-        #expect(!ledger.kernelSaw(cookie: 2, "k2"), "...then the kernel's sighting is dropped")
-        #expect(ledger.expired(now: .now + .seconds(10)).isEmpty)
-    }
-
-    @Test func aClaimedRedirectIsSettledOnceBeforeItsEventIsDecoded() {
-        let ledger = ConnectionLedger<String>(grace: .seconds(5))
-        #expect(!ledger.settleIfClaimed(cookie: 3), "nothing claimed yet: the event goes on")
-        ledger.proxyClaimed(cookie: 3)
-        #expect(ledger.settleIfClaimed(cookie: 3))
-        #expect(!ledger.settleIfClaimed(cookie: 3), "settled once")
-        #expect(ledger.kernelSaw(cookie: 3, "again"), "a later sighting is a new one")
-    }
-
-    @Test func aSightingTheProxyNeverClaimsIsReportedAfterTheGracePeriod() {
-        let ledger = ConnectionLedger<String>(grace: .seconds(5))
-        #expect(ledger.kernelSaw(cookie: 7, "unclaimed"))
-        #expect(ledger.expired(now: .now + .seconds(1)).isEmpty, "not before the grace period")
-        #expect(ledger.expired(now: .now + .seconds(6)) == ["unclaimed"])
-        #expect(ledger.expired(now: .now + .seconds(60)).isEmpty, "and only once")
-    }
-}
-
 @Suite struct SettingsTests {
     @Test func flagsWinOverEnvironmentOverDefaults() {
         let env = ["BORDERGATE_STATE_DIR": "/env/state", "BORDERGATE_PROXY_PORT": "9999"]

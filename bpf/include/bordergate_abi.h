@@ -38,6 +38,8 @@ enum bg_reason {
     BG_REASON_NO_PROXY = 2,        /* no proxy was ever configured: fail closed */
     BG_REASON_NO_POLICY = 3,       /* guarded programs ran but no policy entry matched: fail closed */
     BG_REASON_POLICY = 4,          /* the cgroup's compiled policy decided (rule in the event) */
+    BG_REASON_NO_STATE = 5,        /* a redirect's socket state could not be stored (out of memory):
+                                      the proxy could not place it, so refused (fail closed) */
 };
 
 enum bg_event_kind {
@@ -93,6 +95,9 @@ struct bg_cgroup_policy {
 /* Row flags. */
 #define BG_ROW_AUDIT 1u  /* enforce mode would refuse; the policy is in audit mode, so it passes */
 #define BG_ROW_QUIET 2u  /* no event (loopback traffic the policy allows) */
+/* Set in a redirected socket's sock_state once its connection reached the proxy's listener: from
+ * then on the proxy reports it; a redirect released without it is reported by the kernel. */
+#define BG_ORIG_REACHED_PROXY (1u << 31)
 
 /* Value of `policy_rows`, indexed by policy_slot * BG_MAX_CLASSES + region class. */
 struct bg_policy_row {
@@ -162,6 +167,8 @@ struct bg_proc {
     char exe[BG_EXE_LEN];
 };
 
+#define BG_TABLE_SLOT_UNKNOWN 0xffffffffu
+
 /* Record in the `events` ring buffer. */
 struct bg_connect_event {
     __u32 kind;         /* enum bg_event_kind */
@@ -175,7 +182,7 @@ struct bg_connect_event {
     __u32 region_class; /* these three are for reading with bpftool: the host names the region, */
     __u32 rule;         /* rule and reason itself, from its own tables and the policy of the slot */
     __u32 flags;        /* BG_ROW_* */
-    __u32 table_slot;
+    __u32 table_slot;   /* BG_TABLE_SLOT_UNKNOWN for a redirect reported at sock_release */
     char exe[BG_EXE_LEN];
 };
 
