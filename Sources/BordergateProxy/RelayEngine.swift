@@ -125,6 +125,11 @@ final class Flow {
     /// longer means empty (the EOF that follows raises no new edge; a read stops short at the
     /// urgent mark with more queued behind it).
     var hup = false
+    /// An edge said the sender's FIN had arrived (and no urgent data ever came): everything sent
+    /// before the FIN was queued by then, so a read that leaves bytes of its buffer unfilled has
+    /// taken the last of it, and the EOF needs no read of its own.
+    var finSeen = false
+    var urgentSeen = false
     /// The EOF was passed on (the receiver's output is shut).
     var shut = false
     /// Delivered to the receiver (counted on send: bytes read but still held are not).
@@ -428,6 +433,11 @@ final class RelayWorker: @unchecked Sendable {
         let inbound = upstreamSide ? pair.toClient : pair.toServer
         if ended || events & UInt32(EPOLLIN.rawValue) != 0 { inbound.drained = false }
         if ended { inbound.hup = true }
+        if events & UInt32(EPOLLPRI.rawValue) != 0 { inbound.urgentSeen = true }
+        if events & (UInt32(EPOLLRDHUP.rawValue) | UInt32(EPOLLHUP.rawValue)) != 0, events & UInt32(EPOLLERR.rawValue) == 0,
+           !inbound.urgentSeen {
+            inbound.finSeen = true
+        }
         // An error (a reset) is acted on when it is reported: a side whose input already ended is
         // never read again, and the event does not come back (edge-triggered). Before the dial is
         // through, a tool's reset also ends the dial. A hang-up without EPOLLERR is both
@@ -518,6 +528,11 @@ final class RelayWorker: @unchecked Sendable {
             let n = recv(src, scratch, Self.scratchSize, 0)
             if n > 0 {
                 flow.drained = n < Self.shortRead && !flow.hup
+                if n < Self.scratchSize, flow.finSeen, !flow.urgentSeen {
+                    // what a response and its FIN usually look like: one read, not two
+                    flow.eof = true
+                    if pair.firstEOF == nil { pair.firstEOF = reader }
+                }
                 var off = 0
                 while off < n {
                     let w = send(dst, scratch + off, n - off, Int32(MSG_NOSIGNAL))
