@@ -7,6 +7,7 @@
  *   connect4/6   identity + original destination -> the socket's sock_state; rewrite to the proxy
  *   sockops      on ACTIVE_ESTABLISHED: sock_state -> orig_by_tuple[client addr, port]; the
  *                state is marked as having reached the proxy, which reports it from then on
+ *                (the daemon reports entries it never claimed when it starts and stops)
  *   proxy        accepts, reads orig_by_tuple[peer] (and deletes it), dials the original
  *   getpeername  the tool still sees its original peer
  *   sock_release a redirect that never reached the proxy (nothing listened, the tool gave up
@@ -295,7 +296,7 @@ static __always_inline int decide(struct bg_orig *o, __u32 mark, int udp, __u32 
         o->verdict = BG_VERDICT_DENY; /* the proxy cannot relay UDP: fail closed */
         o->reason = BG_REASON_NO_POLICY;
     }
-    if (o->verdict == BG_VERDICT_REDIRECT && (!cfg || !(cfg->flags & BG_CONFIG_FLAG_READY))) {
+    if (o->verdict == BG_VERDICT_REDIRECT && (!cfg || !(cfg->flags & BG_CONFIG_FLAG_READY) || cfg->proxy_port == 0)) {
         o->verdict = BG_VERDICT_DENY;
         o->reason = BG_REASON_NO_PROXY;
     }
@@ -336,17 +337,19 @@ static __always_inline int udp_recently_reported(struct bg_orig *o)
     return 0;
 }
 
-/* A redirect whose connection never reached the proxy's listener (no daemon listened, its backlog
- * was full, the tool gave up first) is on record nowhere else. */
-static __always_inline void report_unreached(struct bg_orig *o)
+/* The socket's state is done with (the socket goes, or connects again). A redirect whose
+ * connection never reached the proxy's listener (no daemon listened, its backlog was full, the
+ * tool gave up first) is on record nowhere else: report it, unless sockops got there first. */
+static __always_inline void release_state(struct bg_orig *o)
 {
-    if (o->verdict == BG_VERDICT_REDIRECT && !(o->flags & (BG_ORIG_REACHED_PROXY | BG_ROW_QUIET)))
+    __u32 prev = __sync_fetch_and_or(&o->flags, BG_ORIG_RELEASED);
+    if (o->verdict == BG_VERDICT_REDIRECT && !(prev & (BG_ORIG_REACHED_PROXY | BG_ORIG_RELEASED | BG_ROW_QUIET)))
         emit(o, IPPROTO_TCP, BG_TABLE_SLOT_UNKNOWN);
 }
 
 /*
  * The part of connect4/6 and sendmsg4/6 that does not depend on the family: identity, verdict,
- * counters, the event, and for a redirect the socket's entry in sock_orig. `o->dst` is filled by
+ * counters, the event, and for a redirect the socket's sock_state. `o->dst` is filled by
  * the caller. Returns -1 to refuse (EPERM), 0 to let it proceed unchanged, or the proxy's port to
  * rewrite it to.
  */
@@ -368,7 +371,7 @@ static __always_inline int intercept(struct bpf_sock_addr *ctx, struct bg_orig *
      * the proxy is reported now, and its state does not outlive this verdict. */
     struct bg_orig *st = udp ? 0 : bpf_sk_storage_get(&sock_state, ctx->sk, 0, 0);
     if (st) {
-        report_unreached(st);
+        release_state(st);
         st->verdict = BG_VERDICT_NONE;
         st = 0;
     }
@@ -507,6 +510,10 @@ int bg_sockops(struct bpf_sock_ops *skops)
     struct bg_orig *o = bpf_sk_storage_get(&sock_state, sk, 0, 0);
     if (!o || o->verdict != BG_VERDICT_REDIRECT)
         return 1;
+    /* the proxy reports it from here on, unless sock_release already did (a close racing the
+     * handshake): then it is not placed, and the proxy refuses it */
+    if (__sync_fetch_and_or(&o->flags, BG_ORIG_REACHED_PROXY) & BG_ORIG_RELEASED)
+        return 1;
     struct bg_tuple_key key = {};
     if (skops->family == AF_INET) {
         set_mapped_v4(key.addr, skops->local_ip4);
@@ -517,7 +524,6 @@ int bg_sockops(struct bpf_sock_ops *skops)
     }
     key.port = (__u16)skops->local_port; /* host order in sockops */
     bpf_map_update_elem(&orig_by_tuple, &key, o, BPF_ANY);
-    o->flags |= BG_ORIG_REACHED_PROXY;
     count(BG_STAT_ESTABLISHED_MAPPED);
     return 1;
 }
@@ -557,7 +563,7 @@ int bg_sock_release(struct bpf_sock *sk)
 {
     struct bg_orig *o = bpf_sk_storage_get(&sock_state, sk, 0, 0);
     if (o)
-        report_unreached(o);
+        release_state(o);
     return 1;
 }
 

@@ -33,7 +33,7 @@ struct BPFObjectPlugin: BuildToolPlugin {
             // output, so it does not become a bundle resource.
             let script = """
             set -e
-            "$0" -O2 -g -target bpf -D__TARGET_ARCH_\(targetArch) -Wall -Werror \\
+            "$0" -O2 -g -target bpf -mcpu=v3 -D__TARGET_ARCH_\(targetArch) -Wall -Werror \\
               -I "$1" -idirafter /usr/include/\(multiarch) -idirafter /usr/include \\
               -c "$2" -o "$3"
             {

@@ -62,6 +62,8 @@ public final class Interceptor: @unchecked Sendable {
     /// Starts the proxy, points the kernel at it, and starts reading kernel events.
     public func start() async throws {
         try residency.start(pinned: kernel.guardedSlots(), name: { [describer] in describer.cgroupName($0) })
+        // left by a daemon that died with connections in its backlog
+        for e in kernel.takeUnclaimedOriginals() { reportUnreached(e) }
         proxyAddresses = try await proxy.start()
         try kernel.setProxy(tgid: getpid(), port: UInt16(proxy.port))
         let reader = try kernel.makeEventReader()
@@ -86,6 +88,8 @@ public final class Interceptor: @unchecked Sendable {
     public func stop(failClosed: Bool = true) async {
         if failClosed { try? kernel.setProxy(tgid: 0, port: 0) }
         await proxy.stop()
+        // what waited in the listeners' backlog was reset unaccepted
+        for e in kernel.takeUnclaimedOriginals() { reportUnreached(e) }
         reader?.stop()
         await pumpTask?.value
         stopping.withLockedValue { $0 = true }
@@ -215,7 +219,7 @@ public final class Interceptor: @unchecked Sendable {
 
     private func reportUnreached(_ e: KernelConnectEvent) {
         hub.publish(auditEvent(for: e, verdict: "redirect",
-                               error: "the connection never reached the proxy (no daemon was listening, its queue was full, or the tool gave up first)"))
+                               error: "the connection never reached the proxy (no daemon was listening, the tool gave up first, or the daemon stopped before accepting it)"))
     }
 
     private func auditEvent(for e: KernelConnectEvent, verdict: String, error: String? = nil) -> AuditEvent {

@@ -213,6 +213,22 @@ public struct KernelConnectEvent: Sendable, Equatable {
     public var audited: Bool
     public var reasonKind: KernelReason { KernelReason(raw: reason) }
 
+    /// A redirect the proxy never claimed, as the kernel's event for it would read (the process
+    /// table fills in executable and parent).
+    public init(unclaimed o: bg_orig) {
+        verdict = KernelVerdict(raw: o.verdict)
+        reason = o.reason
+        ipProtocol = UInt32(IPPROTO_TCP)
+        identity = ConnectIdentity(o.id)
+        destination = KernelAddress(tuple: o.dst.addr)
+        port = o.dst.port
+        family = o.dst.family
+        ppid = 0
+        exe = ""
+        policySlot = o.policy_slot
+        audited = o.flags & BG_ROW_AUDIT != 0
+    }
+
     public init(_ e: bg_connect_event) {
         verdict = KernelVerdict(raw: e.verdict)
         reason = e.reason

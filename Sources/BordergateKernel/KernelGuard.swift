@@ -401,6 +401,13 @@ public final class KernelGuard: @unchecked Sendable {
         return OriginalConnection(o)
     }
 
+    /// Takes every record the proxy never claimed: connections that reached the proxy's listener
+    /// but were never accepted (reset in its backlog when it stopped, or left by a daemon that
+    /// died). Call it only while no proxy is accepting.
+    public func takeUnclaimedOriginals() -> [KernelConnectEvent] {
+        originals.keys().compactMap { originals.take($0) }.map { KernelConnectEvent(unclaimed: $0) }
+    }
+
     public func process(tgid: UInt32) -> ProcessRecord? {
         processes.lookup(tgid).map(ProcessRecord.init)
     }

@@ -100,6 +100,38 @@ extension EndToEnd {
         #expect(events.filter { $0.process?.cgroup == cg && $0.error?.contains("never reached the proxy") == true }.count == 1)
     }
 
+    @Test func connectionsADeadDaemonNeverAcceptedAreReportedOnceByTheNext() throws {
+        try Harness.requireEnvironment()
+        let d = DaemonFixture("backlog", port: 17_406)
+        defer { d.tearDown() }
+        try d.start()
+        let cg = try Harness.makeCgroup("backlog")
+        defer { Harness.removeCgroup(cg) }
+        #expect(d.cli("attach \(cg)").status == 0)
+        // A stopped daemon accepts nothing, but the kernel completes handshakes into its backlog:
+        // these connections reach the proxy's listener and are never accepted.
+        let pid = try #require(d.pid)
+        kill(pid, SIGSTOP)
+        let script = """
+        import socket
+        socks = [socket.create_connection(('\(Harness.host4)', 80), timeout=5) for _ in range(3)]
+        print(len(socks))
+        """
+        let r = try Harness.python(script, inCgroup: cg)
+        d.stop(signal: SIGKILL)
+        #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "3", "\(r.stdout) \(r.stderr)")
+        try d.start() // same pins: it finds the three records nobody claimed
+        let events = d.waitForEvents(timeout: 15) { all in
+            all.filter { $0.process?.cgroup == cg && $0.error?.contains("never reached the proxy") == true }.count >= 3
+        }
+        let reported = events.filter { $0.process?.cgroup == cg && $0.type == .connect }
+        #expect(reported.count == 3, "\(reported.map { $0.error ?? $0.verdict ?? "" })")
+        #expect(reported.allSatisfy { $0.verdict == "redirect" && $0.destination?.ip == Harness.host4 && $0.process?.comm == "python3" })
+        #expect(reported.allSatisfy { $0.error?.contains("never reached the proxy") == true })
+        let left = Harness.sh("bpftool -j map dump pinned \(d.pinRoot)/maps/orig_by_tuple").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(left == "[]", "the records were taken, not left for the next start: \(left.prefix(120))")
+    }
+
     @Test func aRestartRepairsAGuardMissingAHookAndDropsOnlyRemovedCgroups() throws {
         try Harness.requireEnvironment()
         let d = DaemonFixture("repair", port: 17_405)

@@ -96,8 +96,11 @@ struct bg_cgroup_policy {
 #define BG_ROW_AUDIT 1u  /* enforce mode would refuse; the policy is in audit mode, so it passes */
 #define BG_ROW_QUIET 2u  /* no event (loopback traffic the policy allows) */
 /* Set in a redirected socket's sock_state once its connection reached the proxy's listener: from
- * then on the proxy reports it; a redirect released without it is reported by the kernel. */
+ * then on the proxy reports it; a redirect released without it is reported by the kernel.
+ * RELEASED is set as the socket goes. Both are set with an atomic fetch-or, so whichever comes
+ * first decides who reports: a release racing the handshake is reported once. */
 #define BG_ORIG_REACHED_PROXY (1u << 31)
+#define BG_ORIG_RELEASED (1u << 30)
 
 /* Value of `policy_rows`, indexed by policy_slot * BG_MAX_CLASSES + region class. */
 struct bg_policy_row {
@@ -138,7 +141,7 @@ struct bg_identity {
     char comm[BG_COMM_LEN];
 };
 
-/* What the kernel remembers about one intercepted socket (maps `sock_orig` and `orig_by_tuple`). */
+/* What the kernel remembers about one redirected socket (maps `sock_state` and `orig_by_tuple`). */
 struct bg_orig {
     struct bg_identity id;
     struct bg_endpoint dst;     /* the destination the tool asked for */
