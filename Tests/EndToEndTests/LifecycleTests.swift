@@ -10,6 +10,19 @@ extension EndToEnd {
          "BORDERGATE_PIN_ROOT": "/sys/fs/bpf/bge2e_\(name)_\(getpid())"]
     }
 
+    /// A daemon of its own (it will be stopped or killed) guarding a fresh cgroup; both are
+    /// removed afterwards.
+    func withOwnDaemon(_ name: String, port: Int, _ body: (DaemonFixture, String) throws -> Void) throws {
+        try Harness.requireEnvironment()
+        let d = DaemonFixture(name, port: port)
+        defer { d.tearDown() }
+        try d.start()
+        let cg = try Harness.makeCgroup(name)
+        defer { Harness.removeCgroup(cg) }
+        #expect(d.cli("attach \(cg)").status == 0)
+        try body(d, cg)
+    }
+
     @Test func execStandaloneRunsTheToolUnderGuardAndSummarizes() throws {
         try Harness.requireEnvironment()
         let env = standaloneEnvironment("exec")
@@ -73,63 +86,53 @@ extension EndToEnd {
     }
 
     @Test func aKilledDaemonFailsClosedAndARestartedOneResumesFromThePins() throws {
-        try Harness.requireEnvironment()
-        let d = DaemonFixture("failclosed", port: 17_403)
-        defer { d.tearDown() }
-        try d.start()
-        let cg = try Harness.makeCgroup("failclosed")
-        defer { Harness.removeCgroup(cg) }
-        #expect(d.cli("attach \(cg)").status == 0)
-        let curl = "curl -sS -m 5 -o /dev/null -w '%{http_code}' http://\(Harness.host4)/"
-        #expect(Harness.sh(Harness.inCgroup(cg, curl)).stdout == "200")
+        try withOwnDaemon("failclosed", port: 17_403) { d, cg in
+            let curl = "curl -sS -m 5 -o /dev/null -w '%{http_code}' http://\(Harness.host4)/"
+            #expect(Harness.sh(Harness.inCgroup(cg, curl)).stdout == "200")
 
-        d.stop(signal: SIGKILL)
-        let refused = Harness.sh(Harness.inCgroup(cg, curl))
-        #expect(refused.status != 0, "with the daemon dead, a guarded connect must not get through")
-        #expect(refused.stdout != "200")
-        // the guard is still there and says so
-        let status = d.cli("status")
-        #expect(status.status != 0 && status.stderr.contains("still guarded"), "\(status.stderr)")
+            d.stop(signal: SIGKILL)
+            let refused = Harness.sh(Harness.inCgroup(cg, curl))
+            #expect(refused.status != 0, "with the daemon dead, a guarded connect must not get through")
+            #expect(refused.stdout != "200")
+            // the guard is still there and says so
+            let status = d.cli("status")
+            #expect(status.status != 0 && status.stderr.contains("still guarded"), "\(status.stderr)")
 
-        try d.start() // same pins, no re-attach
-        #expect(d.cli("status").stdout.contains(cg), "the restarted daemon resumed the guard")
-        #expect(Harness.sh(Harness.inCgroup(cg, curl)).stdout == "200")
-        // the attempt made while no daemon listened is on record
-        let events = d.waitForEvents(timeout: 15) { $0.contains { $0.process?.cgroup == cg && $0.error?.contains("never reached the proxy") == true } }
-        // reported by the kernel as the socket went, once: not again by the proxy or a second sighting
-        #expect(events.filter { $0.process?.cgroup == cg && $0.error?.contains("never reached the proxy") == true }.count == 1)
+            try d.start() // same pins, no re-attach
+            #expect(d.cli("status").stdout.contains(cg), "the restarted daemon resumed the guard")
+            #expect(Harness.sh(Harness.inCgroup(cg, curl)).stdout == "200")
+            // the attempt made while no daemon listened is on record
+            let events = d.waitForEvents(timeout: 15) { $0.contains { $0.process?.cgroup == cg && $0.error?.contains("never reached the proxy") == true } }
+            // reported by the kernel as the socket went, once: not again by the proxy or a second sighting
+            #expect(events.filter { $0.process?.cgroup == cg && $0.error?.contains("never reached the proxy") == true }.count == 1)
+        }
     }
 
     @Test func connectionsADeadDaemonNeverAcceptedAreReportedOnceByTheNext() throws {
-        try Harness.requireEnvironment()
-        let d = DaemonFixture("backlog", port: 17_406)
-        defer { d.tearDown() }
-        try d.start()
-        let cg = try Harness.makeCgroup("backlog")
-        defer { Harness.removeCgroup(cg) }
-        #expect(d.cli("attach \(cg)").status == 0)
-        // A stopped daemon accepts nothing, but the kernel completes handshakes into its backlog:
-        // these connections reach the proxy's listener and are never accepted.
-        let pid = try #require(d.pid)
-        kill(pid, SIGSTOP)
-        let script = """
-        import socket
-        socks = [socket.create_connection(('\(Harness.host4)', 80), timeout=5) for _ in range(3)]
-        print(len(socks))
-        """
-        let r = try Harness.python(script, inCgroup: cg)
-        d.stop(signal: SIGKILL)
-        #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "3", "\(r.stdout) \(r.stderr)")
-        try d.start() // same pins: it finds the three records nobody claimed
-        let events = d.waitForEvents(timeout: 15) { all in
-            all.filter { $0.process?.cgroup == cg && $0.error?.contains("never reached the proxy") == true }.count >= 3
+        try withOwnDaemon("backlog", port: 17_406) { d, cg in
+            // A stopped daemon accepts nothing, but the kernel completes handshakes into its backlog:
+            // these connections reach the proxy's listener and are never accepted.
+            let pid = try #require(d.pid)
+            kill(pid, SIGSTOP)
+            let script = """
+            import socket
+            socks = [socket.create_connection(('\(Harness.host4)', 80), timeout=5) for _ in range(3)]
+            print(len(socks))
+            """
+            let r = try Harness.python(script, inCgroup: cg)
+            d.stop(signal: SIGKILL)
+            #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "3", "\(r.stdout) \(r.stderr)")
+            try d.start() // same pins: it finds the three records nobody claimed
+            let events = d.waitForEvents(timeout: 15) { all in
+                all.filter { $0.process?.cgroup == cg && $0.error?.contains("never reached the proxy") == true }.count >= 3
+            }
+            let reported = events.filter { $0.process?.cgroup == cg && $0.type == .connect }
+            #expect(reported.count == 3, "\(reported.map { $0.error ?? $0.verdict ?? "" })")
+            #expect(reported.allSatisfy { $0.verdict == "redirect" && $0.destination?.ip == Harness.host4 && $0.process?.comm == "python3" })
+            #expect(reported.allSatisfy { $0.error?.contains("never reached the proxy") == true })
+            let left = Harness.sh("bpftool -j map dump pinned \(d.pinRoot)/maps/orig_by_tuple").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(left == "[]", "the records were taken, not left for the next start: \(left.prefix(120))")
         }
-        let reported = events.filter { $0.process?.cgroup == cg && $0.type == .connect }
-        #expect(reported.count == 3, "\(reported.map { $0.error ?? $0.verdict ?? "" })")
-        #expect(reported.allSatisfy { $0.verdict == "redirect" && $0.destination?.ip == Harness.host4 && $0.process?.comm == "python3" })
-        #expect(reported.allSatisfy { $0.error?.contains("never reached the proxy") == true })
-        let left = Harness.sh("bpftool -j map dump pinned \(d.pinRoot)/maps/orig_by_tuple").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        #expect(left == "[]", "the records were taken, not left for the next start: \(left.prefix(120))")
     }
 
     @Test func aRestartRepairsAGuardMissingAHookAndDropsOnlyRemovedCgroups() throws {
@@ -160,17 +163,12 @@ extension EndToEnd {
     }
 
     @Test func aStoppedDaemonLeavesConnectsRefusedWithEPERM() throws {
-        try Harness.requireEnvironment()
-        let d = DaemonFixture("graceful", port: 17_404)
-        defer { d.tearDown() }
-        try d.start()
-        let cg = try Harness.makeCgroup("graceful")
-        defer { Harness.removeCgroup(cg) }
-        #expect(d.cli("attach \(cg)").status == 0)
-        d.stop(signal: SIGTERM)
-        let script = "import socket,errno\ntry:\n  socket.create_connection(('\(Harness.host4)', 80), 5); print('connected')\nexcept OSError as e:\n  print(errno.errorcode.get(e.errno))"
-        let r = Harness.sh(Harness.inCgroup(cg, "python3 -c \(Harness.shellQuote(script))"))
-        #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "EPERM", "\(r.stdout) \(r.stderr)")
+        try withOwnDaemon("graceful", port: 17_404) { d, cg in
+            d.stop(signal: SIGTERM)
+            let script = "import socket,errno\ntry:\n  socket.create_connection(('\(Harness.host4)', 80), 5); print('connected')\nexcept OSError as e:\n  print(errno.errorcode.get(e.errno))"
+            let r = Harness.sh(Harness.inCgroup(cg, "python3 -c \(Harness.shellQuote(script))"))
+            #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "EPERM", "\(r.stdout) \(r.stderr)")
+        }
     }
 
     @Test func errorsAreOneLineWithWhatToDo() throws {
