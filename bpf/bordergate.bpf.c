@@ -135,6 +135,18 @@ struct {
     __type(value, struct bg_proc);
 } procs SEC(".maps");
 
+/* A generation per bucket of process ids, bumped after every exec and every new process (after
+ * `procs` is written). The daemon caches what it learnt of a process for the connections that
+ * follow and reads this array through a read-only mapping, so telling a cached description from
+ * a stale one costs no system call. Buckets are shared, so a bump can only cause a needless miss. */
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(map_flags, BPF_F_MMAPABLE);
+    __uint(max_entries, BG_PROC_GEN_BUCKETS);
+    __type(key, __u32);
+    __type(value, __u64);
+} proc_gen SEC(".maps");
+
 struct {
     __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
     __uint(max_entries, BG_STAT_MAX);
@@ -567,6 +579,14 @@ int bg_sock_release(struct bpf_sock *sk)
     return 1;
 }
 
+static __always_inline void bump_proc_gen(__u32 tgid)
+{
+    __u32 k = tgid & (BG_PROC_GEN_BUCKETS - 1);
+    __u64 *g = bpf_map_lookup_elem(&proc_gen, &k);
+    if (g)
+        __sync_fetch_and_add(g, 1); /* a full barrier: the `procs` write is visible first */
+}
+
 /* The process table: a connect names its process by executable and parent even when the process
  * has exited by the time user space reads the event. */
 SEC("tp_btf/sched_process_exec")
@@ -578,6 +598,7 @@ int BPF_PROG(bg_exec, struct task_struct *p, int old_pid, struct linux_binprm *b
     proc.ppid = p->real_parent->tgid;
     bpf_probe_read_kernel_str(proc.exe, sizeof(proc.exe), bprm->filename);
     bpf_map_update_elem(&procs, &tgid, &proc, BPF_ANY);
+    bump_proc_gen(tgid);
     return 0;
 }
 
@@ -587,16 +608,22 @@ int BPF_PROG(bg_fork, struct task_struct *parent, struct task_struct *child)
     if (child->pid != child->tgid)
         return 0; /* a new thread, not a new process */
     __u32 ptgid = parent->tgid;
-    struct bg_proc *pp = bpf_map_lookup_elem(&procs, &ptgid);
-    if (!pp)
-        return 0; /* user space falls back to /proc for processes older than the guard */
     __u32 tgid = child->tgid;
-    struct bg_proc proc = {};
-    proc.exec_time_ns = pp->exec_time_ns;
-    proc.exit_time_ns = 0;
-    proc.ppid = ptgid;
-    __builtin_memcpy(proc.exe, pp->exe, BG_EXE_LEN);
-    bpf_map_update_elem(&procs, &tgid, &proc, BPF_ANY);
+    struct bg_proc *pp = bpf_map_lookup_elem(&procs, &ptgid);
+    if (pp) {
+        struct bg_proc proc = {};
+        proc.exec_time_ns = pp->exec_time_ns;
+        proc.exit_time_ns = 0;
+        proc.ppid = ptgid;
+        __builtin_memcpy(proc.exe, pp->exe, BG_EXE_LEN);
+        bpf_map_update_elem(&procs, &tgid, &proc, BPF_ANY);
+    } else {
+        /* a child of a process older than the guard: user space falls back to /proc, and an
+         * entry an earlier holder of this process id left behind must not name it */
+        bpf_map_delete_elem(&procs, &tgid);
+    }
+    /* the process id may be a reused one: whatever was cached for it is stale */
+    bump_proc_gen(tgid);
     return 0;
 }
 

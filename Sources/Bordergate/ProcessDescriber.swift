@@ -11,6 +11,18 @@ final class ProcessDescriber: @unchecked Sendable {
     private let lock = NSLock()
     private var users: [UInt32: String] = [:]
     private var cgroupNames: [UInt64: String] = [:]
+    /// Descriptions taken from the kernel's process table, by who connected, with the generation
+    /// of the process id they were taken at (see ``KernelGuard/processGeneration(tgid:)``): the
+    /// connections of one process after the first cost no system call and build no strings.
+    private var described: [DescribedKey: (generation: UInt64, process: AuditEvent.Process)] = [:]
+    static let describedLimit = 4096
+
+    private struct DescribedKey: Hashable {
+        let tgid: UInt32
+        let uid: UInt32
+        let cgroupID: UInt64
+        let comm: String // per thread, and free to change without an exec
+    }
 
     init(kernel: KernelGuard, cgroups: CgroupV2) {
         self.kernel = kernel
@@ -19,7 +31,10 @@ final class ProcessDescriber: @unchecked Sendable {
 
     /// Remembers a cgroup's name so events need not look for it.
     func learn(cgroupID: UInt64, name: String) {
-        lock.withLock { cgroupNames[cgroupID] = name }
+        lock.withLock {
+            cgroupNames[cgroupID] = name
+            described.removeAll() // they may carry the name this replaces
+        }
     }
 
     func cgroupName(_ id: UInt64) -> String {
@@ -43,19 +58,42 @@ final class ProcessDescriber: @unchecked Sendable {
     }
 
     func describe(_ id: ConnectIdentity, ppid kernelPPID: UInt32 = 0, exe kernelExe: String = "") -> AuditEvent.Process {
+        // The generation is read before the table: an exec that lands in between makes the entry
+        // stale at once, never a stale entry current.
+        guard kernelPPID == 0, kernelExe.isEmpty, let generation = kernel.processGeneration(tgid: id.tgid) else {
+            return describeAfresh(id, ppid: kernelPPID, exe: kernelExe).process
+        }
+        let key = DescribedKey(tgid: id.tgid, uid: id.uid, cgroupID: id.cgroupID, comm: id.comm)
+        if let hit = lock.withLock({ described[key] }), hit.generation == generation { return hit.process }
+        let (process, fromTable) = describeAfresh(id, ppid: 0, exe: "")
+        // Only what the kernel's table said: /proc may change without an exec (a new parent).
+        if fromTable {
+            lock.withLock {
+                if described.count >= Self.describedLimit { described.removeAll(keepingCapacity: true) }
+                described[key] = (generation, process)
+            }
+        }
+        return process
+    }
+
+    /// Whether the description came wholly from the kernel's process table.
+    private func describeAfresh(_ id: ConnectIdentity, ppid kernelPPID: UInt32, exe kernelExe: String)
+        -> (process: AuditEvent.Process, fromTable: Bool) {
+        var fromTable = false
         var ppid = kernelPPID
         var exe = kernelExe
         if exe.isEmpty || ppid == 0, let rec = kernel.process(tgid: id.tgid) {
             if exe.isEmpty { exe = rec.exe }
             if ppid == 0 { ppid = rec.ppid }
+            fromTable = exe.hasPrefix("/") && ppid != 0
         }
         // /proc only when the kernel's table falls short (a process older than the guard, or an
         // exec by relative path): this runs for every proxied connection.
         if !exe.hasPrefix("/"), let live = Self.liveExe(pid: id.tgid) { exe = live }
         if ppid == 0, let p = Self.liveParent(pid: id.tgid) { ppid = p }
-        return AuditEvent.Process(
+        return (AuditEvent.Process(
             pid: Int(id.tgid), ppid: ppid == 0 ? nil : Int(ppid), uid: Int(id.uid), user: userName(id.uid),
-            comm: id.comm, exe: exe.isEmpty ? nil : exe, cgroup: cgroupName(id.cgroupID))
+            comm: id.comm, exe: exe.isEmpty ? nil : exe, cgroup: cgroupName(id.cgroupID)), fromTable)
     }
 
     static func liveExe(pid: UInt32) -> String? {

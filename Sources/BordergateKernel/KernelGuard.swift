@@ -1,4 +1,5 @@
 import CBordergateABI
+import CBordergateSys
 import CLibBPF
 import Foundation
 import Logging
@@ -45,6 +46,9 @@ public final class KernelGuard: @unchecked Sendable {
     let regions4: [BPFMap<bg_lpm4_key, UInt32>]
     let regions6: [BPFMap<bg_lpm6_key, UInt32>]
     let policyRows: BPFMap<UInt32, bg_policy_row>
+    /// `proc_gen`, mapped read-only (nil if the kernel would not map it: nothing is cached then).
+    private let processGenerations: UnsafeRawPointer?
+    private static let processGenerationsSize = Int(BG_PROC_GEN_BUCKETS) * 8
 
     /// Loads the embedded object. In pinned mode, existing pins are reused and upgraded in place.
     /// `locate` finds a cgroup's directory by id (nil when it is gone); a restart needs it to tell
@@ -107,6 +111,8 @@ public final class KernelGuard: @unchecked Sendable {
         regions4 = [BPFMap(fd: mapFD("regions4_a"), name: "regions4_a"), BPFMap(fd: mapFD("regions4_b"), name: "regions4_b")]
         regions6 = [BPFMap(fd: mapFD("regions6_a"), name: "regions6_a"), BPFMap(fd: mapFD("regions6_b"), name: "regions6_b")]
         policyRows = BPFMap(fd: mapFD("policy_rows"), name: "policy_rows")
+        let mapped = mmap(nil, Self.processGenerationsSize, PROT_READ, MAP_SHARED, mapFD("proc_gen"), 0)
+        processGenerations = mapped == MAP_FAILED ? nil : UnsafeRawPointer(mapped)
 
         do {
             try attachTracepoints()
@@ -119,7 +125,11 @@ public final class KernelGuard: @unchecked Sendable {
         }
     }
 
-    deinit { close() }
+    deinit {
+        close()
+        // only here: a relay thread may still ask for a generation until the proxy has stopped
+        if let p = processGenerations { munmap(UnsafeMutableRawPointer(mutating: p), Self.processGenerationsSize) }
+    }
 
     /// Releases this process's handles. Pinned links and maps stay in the kernel; in ephemeral
     /// mode this detaches everything.
@@ -406,6 +416,16 @@ public final class KernelGuard: @unchecked Sendable {
     /// died). Call it only while no proxy is accepting.
     public func takeUnclaimedOriginals() -> [KernelConnectEvent] {
         originals.keys().compactMap { originals.take($0) }.map { KernelConnectEvent(unclaimed: $0) }
+    }
+
+    /// A number that changes whenever process `tgid` may have become another program (an exec, or
+    /// a new process that got its id): what was learnt of it at one generation still holds while
+    /// the generation is the same. Nil when it cannot be known; then nothing should be cached.
+    /// Costs no system call.
+    public func processGeneration(tgid: UInt32) -> UInt64? {
+        guard let base = processGenerations else { return nil }
+        let slot = base.advanced(by: Int(tgid & (UInt32(BG_PROC_GEN_BUCKETS) - 1)) * 8).assumingMemoryBound(to: UInt64.self)
+        return bg_load_acquire_u64(slot)
     }
 
     public func process(tgid: UInt32) -> ProcessRecord? {

@@ -16,6 +16,8 @@
 #define BG_COMM_LEN 16
 #define BG_EXE_LEN 256
 #define BG_MAX_CGROUP_DEPTH 32
+/* Buckets of `proc_gen` (a power of two): process ids share a bucket modulo this. */
+#define BG_PROC_GEN_BUCKETS 4096
 
 /* Residency: the region tables are compiled into LPM tries whose values are region classes; each
  * compiled policy is a row of verdicts per class. Class 0 means "no table knows this address". */

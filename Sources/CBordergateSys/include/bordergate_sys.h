@@ -30,6 +30,9 @@ static inline struct epoll_event bg_epoll_event(uint32_t events, uint64_t data)
 static inline uint32_t bg_epoll_events_at(const struct epoll_event *list, int i) { return list[i].events; }
 static inline uint64_t bg_epoll_data_at(const struct epoll_event *list, int i) { return list[i].data.u64; }
 
+/// Reads a u64 that a BPF program updates atomically, through a shared mapping of its map.
+static inline uint64_t bg_load_acquire_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+
 /// Starts `path` with `argv` and `envp` as a child that is a member of the cgroup open at
 /// `cgroup_fd` from its first instruction (clone3 with CLONE_INTO_CGROUP), so nothing it runs can
 /// escape the guard. Returns the child's pid, or -1 with errno set; if the child could not exec,
