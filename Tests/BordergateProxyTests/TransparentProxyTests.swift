@@ -157,9 +157,17 @@ final class InboundRecorder: ChannelInboundHandler, @unchecked Sendable {
     let logger = Logger(label: "test")
 
     func startUpstream() async throws -> Channel {
+        try await startServer { CountUntilEOF() }
+    }
+
+    /// A server on loopback: each connection gets a handler from `handler` (none when nil).
+    func startServer(halfClosure: Bool = true,
+                     _ handler: (@Sendable () -> any ChannelHandler)? = nil) async throws -> Channel {
         try await ServerBootstrap(group: group)
-            .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(CountUntilEOF()) } }
+            .childChannelOption(.allowRemoteHalfClosure, value: halfClosure)
+            .childChannelInitializer { ch in
+                ch.eventLoop.makeCompletedFuture { if let handler { try ch.pipeline.syncOperations.addHandler(handler()) } }
+            }
             .bind(host: "127.0.0.1", port: 0).get()
     }
 
@@ -203,10 +211,7 @@ final class InboundRecorder: ChannelInboundHandler, @unchecked Sendable {
         // The tool half-closes, the server answers 32 MiB and closes at once, the tool reads slowly:
         // the last bytes must not be dropped when the proxy passes the server's EOF on.
         let size = 32 << 20 // more than the socket buffers hold: the proxy must queue the rest
-        let upstream = try await ServerBootstrap(group: group)
-            .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .childChannelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(AnswerAfterEOF(size: size)) } }
-            .bind(host: "127.0.0.1", port: 0).get()
+        let upstream = try await startServer { AnswerAfterEOF(size: size) }
         let sink = EventRecorder()
         let proxy = try await startProxy(target: upstream.localAddress, sink: sink,
                                          decide: inspected ? refusing("blocked.example") : nil)
@@ -338,9 +343,7 @@ final class InboundRecorder: ChannelInboundHandler, @unchecked Sendable {
 
     @Test func aResetByTheServerReachesTheToolAsAReset() async throws {
         // the server takes the request, then aborts (RST) instead of answering
-        let server = try await ServerBootstrap(group: group)
-            .childChannelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(AbortOnRead()) } }
-            .bind(host: "127.0.0.1", port: 0).get()
+        let server = try await startServer(halfClosure: false) { AbortOnRead() }
         let sink = EventRecorder()
         let proxy = try await startProxy(target: server.localAddress, sink: sink)
         let err = try await onThread {
@@ -361,9 +364,7 @@ final class InboundRecorder: ChannelInboundHandler, @unchecked Sendable {
         // A read stops at TCP's urgent mark with the rest queued behind it, and the rest raises no
         // edge of its own: a relay that took the short read for "empty" would leave it unread
         // (FTP's ABOR is sent this way). The urgent byte itself is not relayed (no SO_OOBINLINE).
-        let echo = try await ServerBootstrap(group: group)
-            .childChannelInitializer { ch in ch.eventLoop.makeCompletedFuture { try ch.pipeline.syncOperations.addHandler(Echo()) } }
-            .bind(host: "127.0.0.1", port: 0).get()
+        let echo = try await startServer(halfClosure: false) { Echo() }
         let sink = EventRecorder()
         let proxy = try await startProxy(target: echo.localAddress, sink: sink)
         let answers = try await onThread { () -> [String] in
@@ -400,9 +401,7 @@ final class InboundRecorder: ChannelInboundHandler, @unchecked Sendable {
     @Test func aToolsResetAfterItsEOFReachesTheServer() async throws {
         // The server keeps its side open after the tool's EOF; the tool then dies (RST). Its input
         // has ended, so only the reported error says so: the relay must not wait for the server.
-        let server = try await ServerBootstrap(group: group)
-            .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .bind(host: "127.0.0.1", port: 0).get()
+        let server = try await startServer()
         let sink = EventRecorder()
         let proxy = try await startProxy(target: server.localAddress, sink: sink)
         try await onThread {
