@@ -218,7 +218,9 @@ static __always_inline void emit(struct bg_orig *o, __u32 protocol, __u32 table_
     e->flags = o->flags;
     e->table_slot = table_slot;
     struct bg_proc *p = bpf_map_lookup_elem(&procs, &o->id.tgid);
-    if (p) {
+    /* at sock_release the process may have exec'd since it connected: then the entry names
+     * another program, and the event names none */
+    if (p && p->since_ns <= o->id.time_ns) {
         e->ppid = p->ppid;
         __builtin_memcpy(e->exe, p->exe, BG_EXE_LEN);
     } else {
@@ -594,7 +596,7 @@ int BPF_PROG(bg_exec, struct task_struct *p, int old_pid, struct linux_binprm *b
 {
     __u32 tgid = p->tgid;
     struct bg_proc proc = {};
-    proc.exec_time_ns = bpf_ktime_get_ns();
+    proc.since_ns = bpf_ktime_get_ns();
     proc.ppid = p->real_parent->tgid;
     bpf_probe_read_kernel_str(proc.exe, sizeof(proc.exe), bprm->filename);
     bpf_map_update_elem(&procs, &tgid, &proc, BPF_ANY);
@@ -612,7 +614,7 @@ int BPF_PROG(bg_fork, struct task_struct *parent, struct task_struct *child)
     struct bg_proc *pp = bpf_map_lookup_elem(&procs, &ptgid);
     if (pp) {
         struct bg_proc proc = {};
-        proc.exec_time_ns = pp->exec_time_ns;
+        proc.since_ns = bpf_ktime_get_ns();
         proc.exit_time_ns = 0;
         proc.ppid = ptgid;
         __builtin_memcpy(proc.exe, pp->exe, BG_EXE_LEN);

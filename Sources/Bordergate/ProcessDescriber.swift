@@ -12,10 +12,17 @@ final class ProcessDescriber: @unchecked Sendable {
     private var users: [UInt32: String] = [:]
     private var cgroupNames: [UInt64: String] = [:]
     /// Descriptions taken from the kernel's process table, by who connected, with the generation
-    /// of the process id they were taken at (see ``KernelGuard/processGeneration(tgid:)``): the
-    /// connections of one process after the first cost no system call and build no strings.
-    private var described: [DescribedKey: (generation: UInt64, process: AuditEvent.Process)] = [:]
+    /// of the process id they were taken at (see ``KernelGuard/processGeneration(tgid:)``) and the
+    /// time since which the table's record names the process: the connections of one process
+    /// after the first cost no system call and build no strings.
+    private var described: [DescribedKey: Described] = [:]
     static let describedLimit = 4096
+
+    private struct Described {
+        let generation: UInt64
+        let since: UInt64
+        let process: AuditEvent.Process
+    }
 
     private struct DescribedKey: Hashable {
         let tgid: UInt32
@@ -57,6 +64,12 @@ final class ProcessDescriber: @unchecked Sendable {
         return s
     }
 
+    /// `kernelPPID` and `kernelExe` are what the kernel copied into an event at connect, if it did.
+    ///
+    /// The process is described as it was when it connected: a process that exec'd another program
+    /// since (or a process id taken over since) is not named by what the table says now. It gets
+    /// no executable and no parent, so rules on the executable cannot decide its connection (the
+    /// proxy refuses it) rather than deciding by a program that did not make it.
     func describe(_ id: ConnectIdentity, ppid kernelPPID: UInt32 = 0, exe kernelExe: String = "") -> AuditEvent.Process {
         // The generation is read before the table: an exec that lands in between makes the entry
         // stale at once, never a stale entry current.
@@ -64,36 +77,44 @@ final class ProcessDescriber: @unchecked Sendable {
             return describeAfresh(id, ppid: kernelPPID, exe: kernelExe).process
         }
         let key = DescribedKey(tgid: id.tgid, uid: id.uid, cgroupID: id.cgroupID, comm: id.comm)
-        if let hit = lock.withLock({ described[key] }), hit.generation == generation { return hit.process }
-        let (process, fromTable) = describeAfresh(id, ppid: 0, exe: "")
+        if let hit = lock.withLock({ described[key] }), hit.generation == generation {
+            return hit.since <= id.monotonicNanos ? hit.process : process(id, ppid: 0, exe: "")
+        }
+        let (fresh, since) = describeAfresh(id, ppid: 0, exe: "")
         // Only what the kernel's table said: /proc may change without an exec (a new parent).
-        if fromTable {
+        if let since {
             lock.withLock {
                 if described.count >= Self.describedLimit { described.removeAll(keepingCapacity: true) }
-                described[key] = (generation, process)
+                described[key] = Described(generation: generation, since: since, process: fresh)
             }
         }
-        return process
+        return fresh
     }
 
-    /// Whether the description came wholly from the kernel's process table.
+    /// `since` is set when the description came wholly from the kernel's process table: when its
+    /// record began to name the process (and the description is of whoever holds the id from then).
     private func describeAfresh(_ id: ConnectIdentity, ppid kernelPPID: UInt32, exe kernelExe: String)
-        -> (process: AuditEvent.Process, fromTable: Bool) {
-        var fromTable = false
+        -> (process: AuditEvent.Process, since: UInt64?) {
+        var since: UInt64?
         var ppid = kernelPPID
         var exe = kernelExe
         if exe.isEmpty || ppid == 0, let rec = kernel.process(tgid: id.tgid) {
+            // a record begun after the connect (and /proc) name a later program: no fallback
+            guard rec.names(connectAt: id.monotonicNanos) else { return (process(id, ppid: ppid, exe: exe), nil) }
             if exe.isEmpty { exe = rec.exe }
             if ppid == 0 { ppid = rec.ppid }
-            fromTable = exe.hasPrefix("/") && ppid != 0
+            if exe.hasPrefix("/") && ppid != 0 { since = rec.since }
         }
         // /proc only when the kernel's table falls short (a process older than the guard, or an
         // exec by relative path): this runs for every proxied connection.
         if !exe.hasPrefix("/"), let live = Self.liveExe(pid: id.tgid) { exe = live }
         if ppid == 0, let p = Self.liveParent(pid: id.tgid) { ppid = p }
-        return (AuditEvent.Process(
-            pid: Int(id.tgid), ppid: ppid == 0 ? nil : Int(ppid), uid: Int(id.uid), user: userName(id.uid),
-            comm: id.comm, exe: exe.isEmpty ? nil : exe, cgroup: cgroupName(id.cgroupID)), fromTable)
+        return (process(id, ppid: ppid, exe: exe), since)
+    }
+
+    private func process(_ id: ConnectIdentity, ppid: UInt32, exe: String) -> AuditEvent.Process {
+        AuditEvent.Process(pid: Int(id.tgid), ppid: ppid == 0 ? nil : Int(ppid), uid: Int(id.uid), user: userName(id.uid),
+                           comm: id.comm, exe: exe.isEmpty ? nil : exe, cgroup: cgroupName(id.cgroupID))
     }
 
     static func liveExe(pid: UInt32) -> String? {

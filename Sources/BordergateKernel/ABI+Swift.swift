@@ -249,10 +249,17 @@ public struct ProcessRecord: Sendable, Equatable {
     public var ppid: UInt32
     public var exe: String
     public var exited: Bool
+    /// CLOCK_MONOTONIC nanoseconds since which the record names this process id (its exec, or
+    /// the fork that made it): a connect made earlier was made by another program.
+    public var since: UInt64
 
     init(_ p: bg_proc) {
         ppid = p.ppid
         exe = cString(p.exe)
         exited = p.exit_time_ns != 0
+        since = p.since_ns
     }
+
+    /// Whether the record names whoever made a connect at `monotonicNanos`.
+    public func names(connectAt monotonicNanos: UInt64) -> Bool { since <= monotonicNanos }
 }

@@ -165,7 +165,10 @@ struct bg_tuple_key {
 
 /* Value of `procs`, keyed by tgid (__u32); filled by the exec/fork/exit tracepoints; LRU, so it never fills. */
 struct bg_proc {
-    __u64 exec_time_ns;
+    /* When this entry began to describe this process id (bpf_ktime_get_ns): the exec, or the fork
+     * that made the process. A connection made before it was made by an earlier program or an
+     * earlier holder of the id, which the entry does not name. */
+    __u64 since_ns;
     __u64 exit_time_ns; /* 0 while the process lives; kept after exit for events still in flight */
     __u32 ppid;
     __u32 _pad;
