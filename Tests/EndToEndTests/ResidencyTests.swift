@@ -353,10 +353,12 @@ extension EndToEnd {
             try? good.write(toFile: d.configPath, atomically: true, encoding: .utf8)
             d.cli("reload")
         }
+        // a rule appended to the last policy's list, on the line after the file's last
+        let line = good.split(separator: "\n", omittingEmptySubsequences: false).count + 1
         try (good + "\n      - countrie: FR\n").write(toFile: d.configPath, atomically: true, encoding: .utf8)
         let r = d.cli("reload")
         #expect(r.status == 1)
-        #expect(r.stderr.contains("\(d.configPath):18:9: unknown key 'countrie' in a rule"), "\(r.stderr)")
+        #expect(r.stderr.contains("\(d.configPath):\(line):9: unknown key 'countrie' in a rule"), "\(r.stderr)")
         #expect(r.stderr.split(separator: "\n").count == 1, "one line: \(r.stderr)")
         try withPolicy("res-reload", policy: "eu-only") { _, cg in
             #expect(Harness.sh(Harness.inCgroup(cg, "curl -sS --max-time 10 -o /dev/null http://\(Harness.usHost4)/")).status == 7)
