@@ -160,6 +160,18 @@ enum Harness {
         return sh(inCgroup(rel, "python3 \(path)"))
     }
 
+    /// Python under another name, `dir/python3`, in a directory of its own (made afresh, removed
+    /// afterwards, and where a test may put its scripts). The kernel names a process by the path it
+    /// was exec'd by, so to Bordergate and its policies this is another program.
+    static func withRenamedPython(in dir: String, _ body: (_ program: String) throws -> Void) throws {
+        try? FileManager.default.removeItem(atPath: dir)
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let program = dir + "/python3"
+        try FileManager.default.createSymbolicLink(atPath: program, withDestinationPath: "/usr/bin/python3")
+        try body(program)
+    }
+
     static func shellQuote(_ s: String) -> String {
         "'" + s.replacingOccurrences(of: "'", with: "'\\''") + "'"
     }

@@ -92,24 +92,22 @@ import Testing
         // Same process id, same comm, same cgroup and user: only the executable differs.
         try withGuardedCgroup("reexec") { d, cg in
             let dir = NSTemporaryDirectory() + "bge2e-reexec-\(getpid())"
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            defer { try? FileManager.default.removeItem(atPath: dir) }
-            let other = "\(dir)/python3"
-            try FileManager.default.createSymbolicLink(atPath: other, withDestinationPath: "/usr/bin/python3")
-            // an answer through the proxy: the connection was placed (and its process described)
-            // before the exec
-            let connect = "import socket; s=socket.create_connection(('\(Harness.host4)', 7)); s.sendall(b'x'); s.shutdown(socket.SHUT_WR); assert s.recv(64); s.close()"
-            let script = "\(dir)/reexec.py"
-            try "\(connect)\nimport os\nos.execv('\(other)', ['python3', '-c', \"\(connect)\"])\n"
-                .write(toFile: script, atomically: true, encoding: .utf8)
-            let r = Harness.sh(Harness.inCgroup(cg, "exec /usr/bin/python3 \(script)"))
-            #expect(r.status == 0, "\(r.stderr)")
-            let events = d.waitForEvents { $0.connects(comm: "python3").filter { $0.process?.cgroup == cg }.count >= 2 }
-            let connects = events.connects(comm: "python3").filter { $0.process?.cgroup == cg }
-            try #require(connects.count == 2, "\(connects.count) connects")
-            #expect(connects[0].process?.pid == connects[1].process?.pid)
-            #expect(connects[0].process?.exe == "/usr/bin/python3")
-            #expect(connects[1].process?.exe == other)
+            try Harness.withRenamedPython(in: dir) { other in
+                // an answer through the proxy: the connection was placed (and its process described)
+                // before the exec
+                let connect = "import socket; s=socket.create_connection(('\(Harness.host4)', 7)); s.sendall(b'x'); s.shutdown(socket.SHUT_WR); assert s.recv(64); s.close()"
+                let script = "\(dir)/reexec.py"
+                try "\(connect)\nimport os\nos.execv('\(other)', ['python3', '-c', \"\(connect)\"])\n"
+                    .write(toFile: script, atomically: true, encoding: .utf8)
+                let r = Harness.sh(Harness.inCgroup(cg, "exec /usr/bin/python3 \(script)"))
+                #expect(r.status == 0, "\(r.stderr)")
+                let events = d.waitForEvents { $0.connects(comm: "python3").filter { $0.process?.cgroup == cg }.count >= 2 }
+                let connects = events.connects(comm: "python3").filter { $0.process?.cgroup == cg }
+                try #require(connects.count == 2, "\(connects.count) connects")
+                #expect(connects[0].process?.pid == connects[1].process?.pid)
+                #expect(connects[0].process?.exe == "/usr/bin/python3")
+                #expect(connects[1].process?.exe == other)
+            }
         }
     }
 

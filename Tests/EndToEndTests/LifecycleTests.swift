@@ -112,32 +112,30 @@ extension EndToEnd {
         // The kernel reports a redirect that never reached the proxy when its socket goes, and the
         // socket may outlive the program that connected it (inherited across an exec).
         try withOwnDaemon("release-exec", port: 17_407) { d, cg in
-            let dir = "/tmp/bge2e-release-exec-\(getpid())"
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            defer { try? FileManager.default.removeItem(atPath: dir) }
-            let other = "\(dir)/python3"
-            try FileManager.default.createSymbolicLink(atPath: other, withDestinationPath: "/usr/bin/python3")
-            d.stop(signal: SIGKILL) // nothing listens: the connect is refused, the guard stays
-            let script = "\(dir)/connect.py"
-            try """
-                import os, socket
-                s = socket.socket()
-                try:
-                    s.connect(('\(Harness.host4)', 80))
-                except OSError as e:
-                    print(type(e).__name__, flush=True)
-                os.set_inheritable(s.fileno(), True)
-                os.execv('\(other)', ['python3', '-c', 'import os, sys; os.close(int(sys.argv[1]))', str(s.fileno())])
-                """.write(toFile: script, atomically: true, encoding: .utf8)
-            let r = Harness.sh(Harness.inCgroup(cg, "exec /usr/bin/python3 \(script)"))
-            #expect(r.status == 0 && r.stdout.contains("ConnectionRefusedError"), "\(r.stdout) \(r.stderr)")
-            try d.start() // reads what the kernel reported meanwhile
-            let events = d.waitForEvents(timeout: 15) { all in
-                all.contains { $0.process?.cgroup == cg && $0.error?.contains("never reached the proxy") == true }
+            let dir = "/tmp/bge2e-release-exec-program-\(getpid())" // not the daemon's state directory
+            try Harness.withRenamedPython(in: dir) { other in
+                d.stop(signal: SIGKILL) // nothing listens: the connect is refused, the guard stays
+                let script = "\(dir)/connect.py"
+                try """
+                    import os, socket
+                    s = socket.socket()
+                    try:
+                        s.connect(('\(Harness.host4)', 80))
+                    except OSError as e:
+                        print(type(e).__name__, flush=True)
+                    os.set_inheritable(s.fileno(), True)
+                    os.execv('\(other)', ['python3', '-c', 'import os, sys; os.close(int(sys.argv[1]))', str(s.fileno())])
+                    """.write(toFile: script, atomically: true, encoding: .utf8)
+                let r = Harness.sh(Harness.inCgroup(cg, "exec /usr/bin/python3 \(script)"))
+                #expect(r.status == 0 && r.stdout.contains("ConnectionRefusedError"), "\(r.stdout) \(r.stderr)")
+                try d.start() // reads what the kernel reported meanwhile
+                let events = d.waitForEvents(timeout: 15) { all in
+                    all.contains { $0.process?.cgroup == cg && $0.error?.contains("never reached the proxy") == true }
+                }
+                let e = try #require(events.first { $0.process?.cgroup == cg && $0.error?.contains("never reached the proxy") == true })
+                #expect(e.process?.comm == "python3")
+                #expect(e.process?.exe == nil, "named by the program exec'd after the connect: \(e.process?.exe ?? "")")
             }
-            let e = try #require(events.first { $0.process?.cgroup == cg && $0.error?.contains("never reached the proxy") == true })
-            #expect(e.process?.comm == "python3")
-            #expect(e.process?.exe == nil, "named by the program exec'd after the connect: \(e.process?.exe ?? "")")
         }
     }
 

@@ -246,50 +246,48 @@ extension EndToEnd {
         // must not decide the connection made before it ran.
         try withPolicy("res-exec-race", policy: "eu-for-one-program") { d, cg in
             let dir = (oneProgram as NSString).deletingLastPathComponent
-            try? FileManager.default.removeItem(atPath: dir)
-            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            defer { try? FileManager.default.removeItem(atPath: dir) }
-            try FileManager.default.createSymbolicLink(atPath: oneProgram, withDestinationPath: "/usr/bin/python3")
-            let talk = """
-                import socket, sys
-                def talk(s):
-                    s.settimeout(10) # a socket taken over after an exec is still non-blocking
-                    s.sendall(b"x"); s.shutdown(socket.SHUT_WR)
-                    try:
-                        print("answered" if s.recv(64) else "closed", flush=True)
-                    except ConnectionResetError:
-                        print("reset", flush=True)
-                """
-            // the allowed program itself gets through: the policy does let it out
-            let direct = "\(dir)/direct.py"
-            try (talk + "\ntalk(socket.create_connection(('\(Harness.host4)', 7), timeout=10))\n")
-                .write(toFile: direct, atomically: true, encoding: .utf8)
-            let allowed = Harness.sh(Harness.inCgroup(cg, "exec \(oneProgram) \(direct)"))
-            #expect(allowed.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "answered", "\(allowed.stdout) \(allowed.stderr)")
-            // /usr/bin/python3 connects while the daemon is stopped (the handshake completes into
-            // its backlog), then execs the allowed program, which wakes the daemon and uses the socket
-            let pid = try #require(d.pid)
-            let after = "\(dir)/after.py"
-            try (talk + "\nimport os, signal\nos.kill(\(pid), signal.SIGCONT)\ntalk(socket.socket(fileno=int(sys.argv[1])))\n")
-                .write(toFile: after, atomically: true, encoding: .utf8)
-            let before = "\(dir)/before.py"
-            try """
-                import os, socket
-                s = socket.create_connection(('\(Harness.host4)', 7), timeout=10)
-                os.set_inheritable(s.fileno(), True)
-                os.execv('\(oneProgram)', ['python3', '\(after)', str(s.fileno())])
-                """.write(toFile: before, atomically: true, encoding: .utf8)
-            kill(pid, SIGSTOP)
-            defer { kill(pid, SIGCONT) }
-            let r = Harness.sh(Harness.inCgroup(cg, "exec /usr/bin/python3 \(before)"))
-            #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "reset", "\(r.stdout) \(r.stderr)")
-            let events = d.waitForEvents { all in all.connects(comm: "python3").contains { $0.process?.cgroup == cg && $0.verdict == "deny" } }
-            let mine = events.connects(comm: "python3").filter { $0.process?.cgroup == cg }
-            #expect(mine.contains { $0.verdict == "redirect" && $0.process?.exe == oneProgram })
-            let deny = try #require(mine.first { $0.verdict == "deny" })
-            #expect(deny.process?.exe == nil, "named by a program that did not connect: \(deny.process?.exe ?? "")")
-            #expect(deny.reason?.contains("the process is unknown") == true, "\(deny.reason ?? "")")
-            #expect(!mine.contains { $0.verdict == "redirect" && $0.process?.exe == nil }, "nothing unnamed got through")
+            try Harness.withRenamedPython(in: dir) { _ in
+                let talk = """
+                    import socket, sys
+                    def talk(s):
+                        s.settimeout(10) # a socket taken over after an exec is still non-blocking
+                        s.sendall(b"x"); s.shutdown(socket.SHUT_WR)
+                        try:
+                            print("answered" if s.recv(64) else "closed", flush=True)
+                        except ConnectionResetError:
+                            print("reset", flush=True)
+                    """
+                // the allowed program itself gets through: the policy does let it out
+                let direct = "\(dir)/direct.py"
+                try (talk + "\ntalk(socket.create_connection(('\(Harness.host4)', 7), timeout=10))\n")
+                    .write(toFile: direct, atomically: true, encoding: .utf8)
+                let allowed = Harness.sh(Harness.inCgroup(cg, "exec \(oneProgram) \(direct)"))
+                #expect(allowed.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "answered", "\(allowed.stdout) \(allowed.stderr)")
+                // /usr/bin/python3 connects while the daemon is stopped (the handshake completes into
+                // its backlog), then execs the allowed program, which wakes the daemon and uses the socket
+                let pid = try #require(d.pid)
+                let after = "\(dir)/after.py"
+                try (talk + "\nimport os, signal\nos.kill(\(pid), signal.SIGCONT)\ntalk(socket.socket(fileno=int(sys.argv[1])))\n")
+                    .write(toFile: after, atomically: true, encoding: .utf8)
+                let before = "\(dir)/before.py"
+                try """
+                    import os, socket
+                    s = socket.create_connection(('\(Harness.host4)', 7), timeout=10)
+                    os.set_inheritable(s.fileno(), True)
+                    os.execv('\(oneProgram)', ['python3', '\(after)', str(s.fileno())])
+                    """.write(toFile: before, atomically: true, encoding: .utf8)
+                kill(pid, SIGSTOP)
+                defer { kill(pid, SIGCONT) }
+                let r = Harness.sh(Harness.inCgroup(cg, "exec /usr/bin/python3 \(before)"))
+                #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "reset", "\(r.stdout) \(r.stderr)")
+                let events = d.waitForEvents { all in all.connects(comm: "python3").contains { $0.process?.cgroup == cg && $0.verdict == "deny" } }
+                let mine = events.connects(comm: "python3").filter { $0.process?.cgroup == cg }
+                #expect(mine.contains { $0.verdict == "redirect" && $0.process?.exe == oneProgram })
+                let deny = try #require(mine.first { $0.verdict == "deny" })
+                #expect(deny.process?.exe == nil, "named by a program that did not connect: \(deny.process?.exe ?? "")")
+                #expect(deny.reason?.contains("the process is unknown") == true, "\(deny.reason ?? "")")
+                #expect(!mine.contains { $0.verdict == "redirect" && $0.process?.exe == nil }, "nothing unnamed got through")
+            }
         }
     }
 
