@@ -208,6 +208,8 @@ public final class Interceptor: @unchecked Sendable {
 
     private func handleKernelEvent(_ e: KernelConnectEvent) {
         switch e.verdict {
+        case .redirect where e.superseded:
+            hub.publish(auditEvent(for: e, verdict: "deny", reason: Self.supersededReason))
         case .redirect:
             // The kernel reports a redirect only when its socket goes without having reached the
             // proxy; the proxy reports every one it accepts.
@@ -222,7 +224,13 @@ public final class Interceptor: @unchecked Sendable {
                                error: "the connection never reached the proxy (no daemon was listening, the tool gave up first, or the daemon stopped before accepting it)"))
     }
 
-    private func auditEvent(for e: KernelConnectEvent, verdict: String, error: String? = nil) -> AuditEvent {
+    /// The two halves of a client port that came round before the proxy accepted the connection
+    /// that held it (BG_ORIG_CONTESTED in bordergate_abi.h).
+    static let supersededReason = "a later connection from the same client address and port reached the proxy before it accepted this one, and it cannot tell the two apart: refused (fail closed; the proxy is falling behind)"
+    static let contestedReason = "an earlier connection from the same client address and port was still waiting for the proxy, and it cannot tell the two apart: refused (fail closed; the proxy is falling behind)"
+
+    private func auditEvent(for e: KernelConnectEvent, verdict: String, reason override: String? = nil,
+                            error: String? = nil) -> AuditEvent {
         let udp = e.ipProtocol == 17
         let ip = e.destination.description
         let x = residency.explainKernelVerdict(ip: ip, port: Int(e.port), slot: e.policySlot, udp: udp, verdict: verdict)
@@ -238,6 +246,7 @@ public final class Interceptor: @unchecked Sendable {
         default:
             break
         }
+        if let override { reason = override }
         return AuditEvent(
             time: wallClock(monotonicNanos: e.identity.monotonicNanos), type: .connect, verdict: verdict,
             reason: reason, process: describer.describe(e.identity, ppid: e.ppid, exe: e.exe),
@@ -269,7 +278,9 @@ struct KernelResolver: ConnectionResolver {
             destination: upfront.destination, policy: upfront.policy, reason: upfront.reason,
             connectedAt: wallClock(monotonicNanos: orig.identity.monotonicNanos))
         conn.rule = upfront.rule
-        if needsVerdict {
+        if orig.contested {
+            conn.refusal = Interceptor.contestedReason
+        } else if needsVerdict {
             conn.decide = { [residency] host in
                 residency.proxyVerdict(ip: ip, port: dstPort, slot: slot, host: host, process: facts)
             }

@@ -183,6 +183,9 @@ public struct OriginalConnection: Sendable, Equatable {
     public var verdict: KernelVerdict
     /// The compiled policy the kernel used; the proxy finishes the decision with it.
     public var policySlot: UInt32
+    /// The client's address and port came round while an earlier connection from them waited
+    /// unaccepted: the proxy cannot tell which accepted connection this record belongs to.
+    public var contested: Bool
 
     init(_ o: bg_orig) {
         identity = ConnectIdentity(o.id)
@@ -191,6 +194,7 @@ public struct OriginalConnection: Sendable, Equatable {
         family = o.dst.family
         verdict = KernelVerdict(raw: o.verdict)
         policySlot = o.policy_slot
+        contested = o.flags & UInt32(BG_ORIG_CONTESTED) != 0
     }
 }
 
@@ -211,6 +215,9 @@ public struct KernelConnectEvent: Sendable, Equatable {
     public var policySlot: UInt32
     /// The enforce-mode verdict was deny; the policy audits, so it passed.
     public var audited: Bool
+    /// A redirect that reached the proxy's listener, whose client address and port came round
+    /// before the proxy accepted it (see `OriginalConnection.contested`).
+    public var superseded: Bool = false
     public var reasonKind: KernelReason { KernelReason(raw: reason) }
 
     /// A redirect the proxy never claimed, as the kernel's event for it would read (the process
@@ -241,6 +248,7 @@ public struct KernelConnectEvent: Sendable, Equatable {
         exe = cString(e.exe)
         policySlot = e.policy_slot
         audited = e.flags & BG_ROW_AUDIT != 0
+        superseded = e.verdict == UInt32(BG_VERDICT_REDIRECT.rawValue) && e.flags & UInt32(BG_ORIG_SUPERSEDED) != 0
     }
 }
 

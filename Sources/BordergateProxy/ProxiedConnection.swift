@@ -18,6 +18,9 @@ public struct ProxiedConnection: Sendable {
     /// nil: relay at once. Otherwise the verdict waits for the hostname: the proxy reads the
     /// tool's first bytes (TLS SNI, HTTP Host), within a cap and a time limit, and asks.
     public var decide: (@Sendable (_ host: HostObservation) -> ProxyVerdict)?
+    /// Set when the connection is refused before anything is read (the reason for the event):
+    /// the resolver found its record but cannot vouch that it is this connection's.
+    public var refusal: String?
 
     public init(connectionID: String, target: SocketAddress, process: AuditEvent.Process,
                 destination: AuditEvent.Destination, policy: String, reason: String, connectedAt: Date) {

@@ -114,6 +114,14 @@ public final class TransparentProxy: Sendable {
             RelayWorker.reset(fd)
             return
         }
+        if let refusal = conn.refusal {
+            counters.add(\.refused, 1)
+            var refused = conn
+            refused.reason = refusal
+            publishConnect(refused, verdict: "deny")
+            RelayWorker.reset(fd)
+            return
+        }
         if conn.decide == nil {
             publishConnect(conn, verdict: "redirect")
             worker.relay(client: fd, connection: conn)

@@ -236,6 +236,54 @@ import Testing
         }
     }
 
+    @Test func aClientPortThatComesRoundBeforeTheProxyAcceptedIsNotMistakenForTheEarlierConnection() throws {
+        // The proxy finds a connection's record by the client's address and port. A reset frees
+        // the port at once, so a proxy that falls behind can meet it again while the connection
+        // that held it still waits unaccepted: the earlier one must not be relayed as the later
+        // one (its bytes to the later one's destination), and neither may go unrecorded.
+        try withGuardedCgroup("port-reuse") { d, cg in
+            let pid = try #require(d.pid)
+            let script = """
+                import errno, os, signal, socket, struct
+                a = socket.socket()
+                a.connect(('\(Harness.host4)', 80))  # waits in the stopped proxy's backlog
+                port = a.getsockname()[1]
+                a.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')
+                a.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack('ii', 1, 0))
+                a.close()  # a reset: the port is free again, the connection still unaccepted
+                b = socket.socket()
+                b.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                b.bind(('0.0.0.0', port))
+                b.connect(('\(Harness.host4)', 7))
+                print('same port' if b.getsockname()[1] == port else 'another port', flush=True)
+                os.kill(\(pid), signal.SIGCONT)
+                b.settimeout(10)
+                try:
+                    b.sendall(b'x'); b.shutdown(socket.SHUT_WR)
+                    print('answered' if b.recv(64) else 'closed', flush=True)
+                except (ConnectionResetError, BrokenPipeError):
+                    print('reset', flush=True)
+                except OSError as e:
+                    if e.errno != errno.ENOTCONN: raise
+                    print('reset', flush=True)
+                """
+            kill(pid, SIGSTOP)
+            defer { kill(pid, SIGCONT) }
+            let r = try Harness.python(script, inCgroup: cg)
+            #expect(r.stdout.split(separator: "\n") == ["same port", "reset"], "\(r.stdout) \(r.stderr)")
+            let events = d.waitForEvents { all in all.connects().filter { $0.process?.cgroup == cg }.count >= 2 }
+            let mine = events.connects().filter { $0.process?.cgroup == cg }
+            let earlier = try #require(mine.first { $0.destination?.port == 80 }, "the earlier connection went unrecorded")
+            let later = try #require(mine.first { $0.destination?.port == 7 }, "the later connection went unrecorded")
+            #expect(earlier.verdict == "deny" && earlier.reason?.contains("a later connection from the same client address and port") == true,
+                    "\(earlier.verdict ?? "") \(earlier.reason ?? "")")
+            #expect(later.verdict == "deny" && later.reason?.contains("an earlier connection from the same client address and port") == true,
+                    "\(later.verdict ?? "") \(later.reason ?? "")")
+            #expect(!mine.contains { $0.verdict == "redirect" }, "relayed under a record that may not be its own")
+            #expect(mine.count == 2, "one event per connection: \(mine.map { "\($0.destination?.port ?? 0) \($0.verdict ?? "")" })")
+        }
+    }
+
     @Test func perSocketMapsAreCleanedUp() throws {
         try withGuardedCgroup("cleanup") { d, cg in
             let r = Harness.sh(Harness.inCgroup(cg, "for i in $(seq 20); do curl -sS -o /dev/null http://\(Harness.host4)/; done"))

@@ -103,6 +103,13 @@ struct bg_cgroup_policy {
  * first decides who reports: a release racing the handshake is reported once. */
 #define BG_ORIG_REACHED_PROXY (1u << 31)
 #define BG_ORIG_RELEASED (1u << 30)
+/* The proxy claims a connection by the client's address and port. When they come round again
+ * before it accepted the connection that held them (a proxy falling behind: a reset frees a port
+ * at once), it could not tell the two connections apart. The earlier record is then reported
+ * with SUPERSEDED (an event of its own) and the later one stored with CONTESTED: the proxy
+ * refuses whatever accepted connection claims it (fail closed). */
+#define BG_ORIG_CONTESTED (1u << 29)
+#define BG_ORIG_SUPERSEDED (1u << 28)
 
 /* Value of `policy_rows`, indexed by policy_slot * BG_MAX_CLASSES + region class. */
 struct bg_policy_row {
@@ -189,8 +196,8 @@ struct bg_connect_event {
     __u32 policy_slot;
     __u32 region_class; /* these three are for reading with bpftool: the host names the region, */
     __u32 rule;         /* rule and reason itself, from its own tables and the policy of the slot */
-    __u32 flags;        /* BG_ROW_* */
-    __u32 table_slot;   /* BG_TABLE_SLOT_UNKNOWN for a redirect reported at sock_release */
+    __u32 flags;        /* BG_ROW_*, and BG_ORIG_* for a redirect the kernel reports */
+    __u32 table_slot;   /* BG_TABLE_SLOT_UNKNOWN for a redirect the kernel reports */
     char exe[BG_EXE_LEN];
 };
 
