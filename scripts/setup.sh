@@ -16,18 +16,7 @@ die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
 
 
 
-packages=(libbpf-dev libelf-dev zlib1g-dev pkg-config bpftool iproute2 curl python3 python3-pip unzip util-linux procps)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-  command -v apt-get >/dev/null || die "missing ${missing[*]}; this script knows apt-get only: install them with your package manager"
-  say "installing ${missing[*]}"
-  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; }; then
-    die "could not install ${missing[*]} (no network to the package mirror?); install them and run again"
-  fi
-fi
+scripts/lib/packages.sh setup libbpf-dev libelf-dev zlib1g-dev pkg-config bpftool iproute2 curl python3 python3-pip unzip util-linux procps
 
 # The kernel side: say what is missing rather than fail later with an errno.
 [ -e /sys/kernel/btf/vmlinux ] || die "this kernel has no BTF (/sys/kernel/btf/vmlinux); Bordergate needs CONFIG_DEBUG_INFO_BTF=y (Linux 5.8+)"
