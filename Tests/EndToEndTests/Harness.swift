@@ -160,6 +160,24 @@ enum Harness {
         return sh(inCgroup(rel, "python3 \(path)"))
     }
 
+    /// Python that defines `talk(s)`: sends a byte and its EOF on a connected socket and prints
+    /// what came back: `answered`, `closed` or `reset`. A refusal can land before the send, between
+    /// it and the shutdown (which then finds the socket no longer connected), or before the read.
+    static let pythonTalk = """
+        import errno, socket
+        def talk(s):
+            s.settimeout(10) # a socket taken over after an exec is still non-blocking
+            try:
+                s.sendall(b"x"); s.shutdown(socket.SHUT_WR)
+                print("answered" if s.recv(64) else "closed", flush=True)
+            except (ConnectionResetError, BrokenPipeError):
+                print("reset", flush=True)
+            except OSError as e:
+                if e.errno != errno.ENOTCONN: raise
+                print("reset", flush=True)
+
+        """
+
     /// Python under another name, `dir/python3`, in a directory of its own (made afresh, removed
     /// afterwards, and where a test may put its scripts). The kernel names a process by the path it
     /// was exec'd by, so to Bordergate and its policies this is another program.

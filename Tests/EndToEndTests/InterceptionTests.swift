@@ -243,8 +243,8 @@ import Testing
         // one (its bytes to the later one's destination), and neither may go unrecorded.
         try withGuardedCgroup("port-reuse") { d, cg in
             let pid = try #require(d.pid)
-            let script = """
-                import errno, os, signal, socket, struct
+            let script = Harness.pythonTalk + """
+                import os, signal, struct
                 a = socket.socket()
                 a.connect(('\(Harness.host4)', 80))  # waits in the stopped proxy's backlog
                 port = a.getsockname()[1]
@@ -257,15 +257,7 @@ import Testing
                 b.connect(('\(Harness.host4)', 7))
                 print('same port' if b.getsockname()[1] == port else 'another port', flush=True)
                 os.kill(\(pid), signal.SIGCONT)
-                b.settimeout(10)
-                try:
-                    b.sendall(b'x'); b.shutdown(socket.SHUT_WR)
-                    print('answered' if b.recv(64) else 'closed', flush=True)
-                except (ConnectionResetError, BrokenPipeError):
-                    print('reset', flush=True)
-                except OSError as e:
-                    if e.errno != errno.ENOTCONN: raise
-                    print('reset', flush=True)
+                talk(b)
                 """
             kill(pid, SIGSTOP)
             defer { kill(pid, SIGCONT) }

@@ -247,21 +247,7 @@ extension EndToEnd {
         try withPolicy("res-exec-race", policy: "eu-for-one-program") { d, cg in
             let dir = (oneProgram as NSString).deletingLastPathComponent
             try Harness.withRenamedPython(in: dir) { _ in
-                let talk = """
-                    import errno, socket, sys
-                    def talk(s):
-                        s.settimeout(10) # a socket taken over after an exec is still non-blocking
-                        # the refusal can land before the send, between it and the shutdown (which
-                        # then finds the socket no longer connected), or before the read
-                        try:
-                            s.sendall(b"x"); s.shutdown(socket.SHUT_WR)
-                            print("answered" if s.recv(64) else "closed", flush=True)
-                        except (ConnectionResetError, BrokenPipeError):
-                            print("reset", flush=True)
-                        except OSError as e:
-                            if e.errno != errno.ENOTCONN: raise
-                            print("reset", flush=True)
-                    """
+                let talk = Harness.pythonTalk + "import sys\n"
                 // the allowed program itself gets through: the policy does let it out
                 let direct = "\(dir)/direct.py"
                 try (talk + "\ntalk(socket.create_connection(('\(Harness.host4)', 7), timeout=10))\n")
