@@ -48,3 +48,20 @@ extension EndToEnd {
         #expect(left.isEmpty, "\(left)")
     }
 }
+
+extension EndToEnd {
+    /// Bad arguments: one line that says what is wrong, before anything is set up, and nothing
+    /// left behind.
+    @Test func benchRefusesBadArgumentsInOneLine() throws {
+        for (args, says) in [("--only connect,nonsense", "--only nonsense: no such workload"),
+                             ("--binary /nonexistent/bordergate", "--binary /nonexistent/bordergate: not an executable file")] {
+            let r = Harness.sh("\(Harness.packageRoot)/scripts/bench --quick \(args)")
+            #expect(r.status == 1, "\(args): \(r.stdout) \(r.stderr)")
+            let lines = r.stderr.split(separator: "\n")
+            #expect(lines.count == 1 && lines.first?.hasPrefix("bench: \(says)") == true, "\(args): \(r.stderr)")
+            #expect(r.stdout.isEmpty, "\(args): \(r.stdout)")
+        }
+        let left = (try? FileManager.default.contentsOfDirectory(atPath: "/tmp"))?.filter { $0.hasPrefix("bgbench-") } ?? []
+        #expect(left.isEmpty, "\(left)")
+    }
+}
