@@ -31,6 +31,12 @@ up)
   need python3 python3
   [ "$(id -u)" = 0 ] || { echo "testnet: must run as root (creates network namespaces)" >&2; exit 1; }
   "$0" down "$name" >/dev/null 2>&1 || true
+  # another test network on the same addresses would take this one's traffic (the first route wins)
+  taken=$( { ip -o -4 addr show to "$p4.1/32"; ip -o -6 addr show to "${p6}:1/128"; } | awk '{print $2}' | head -n 1)
+  if [ -n "$taken" ]; then
+    echo "testnet: $p4.1 or ${p6}:1 is already on interface $taken (another test network is up): take it down (scripts/testnet.sh down NAME) or give this one other addresses (BG_NET_PREFIX4=203.0.113 BG_NET_PREFIX6=2001:db8:b:)" >&2
+    exit 1
+  fi
   ip netns add "$name"
   ip link add "$host_if" type veth peer name "$ns_if"
   ip link set "$ns_if" netns "$name"
