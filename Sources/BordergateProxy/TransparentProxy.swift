@@ -107,10 +107,11 @@ public final class TransparentProxy: Sendable {
     private func accepted(_ fd: Int32, peer: SocketAddress?, worker: RelayWorker) {
         counters.add(\.accepted, 1)
         guard let peer, let conn = resolver.resolve(client: peer) else {
-            // Not a redirected connection (someone dialled the proxy port directly, or its kernel
-            // entry was lost): refuse rather than guess where it meant to go.
+            // Not a redirected connection (someone dialled the proxy port directly), or its kernel
+            // record is gone (evicted, or claimed by an earlier connection from the same port, which
+            // reported both): refuse rather than guess where it meant to go.
             counters.add(\.unmapped, 1)
-            logger.notice("proxy: refused a connection from \(peer.map { "\($0.ipAddress ?? "?") port \($0.port ?? 0)" } ?? "?") that the guard did not redirect")
+            logger.notice("proxy: refused a connection from \(peer.map { "\($0.ipAddress ?? "?") port \($0.port ?? 0)" } ?? "?"): no kernel record for it (the guard did not redirect it, or an earlier connection from that port claimed the record; see its audit event)")
             RelayWorker.reset(fd)
             return
         }
