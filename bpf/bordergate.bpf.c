@@ -7,8 +7,8 @@
  *   connect4/6   identity + original destination -> the socket's sock_state; rewrite to the proxy
  *   sockops      on ACTIVE_ESTABLISHED: sock_state -> orig_by_tuple[client addr, port]; the
  *                state is marked as having reached the proxy, which reports it from then on
- *                (the daemon reports entries it never claimed when it starts and stops)
- *                (a record still unclaimed when its port comes round is reported and the new
+ *                (the daemon reports entries it never claimed when it starts and stops; a
+ *                record still unclaimed when its port comes round is reported, and the new
  *                one marked contested: the proxy refuses it, as it cannot tell the two apart)
  *   proxy        accepts, reads orig_by_tuple[peer] (and deletes it), dials the original
  *   getpeername  the tool still sees its original peer
@@ -539,18 +539,20 @@ int bg_sockops(struct bpf_sock_ops *skops)
         __builtin_memcpy(key.addr, ip6, 16);
     }
     key.port = (__u16)skops->local_port; /* host order in sockops */
-    /* the port came round before the proxy accepted the connection that held it (see
-     * BG_ORIG_CONTESTED); delete decides against a claim racing this */
-    struct bg_orig *prev = bpf_map_lookup_elem(&orig_by_tuple, &key);
-    if (prev) {
-        struct bg_orig earlier = *prev;
-        if (bpf_map_delete_elem(&orig_by_tuple, &key) == 0) {
-            earlier.flags |= BG_ORIG_SUPERSEDED;
-            emit(&earlier, IPPROTO_TCP, BG_TABLE_SLOT_UNKNOWN);
-            __sync_fetch_and_or(&o->flags, BG_ORIG_CONTESTED);
+    if (bpf_map_update_elem(&orig_by_tuple, &key, o, BPF_NOEXIST) != 0) {
+        /* the port came round before the proxy accepted the connection that held it (see
+         * BG_ORIG_CONTESTED); delete decides against a claim racing this */
+        struct bg_orig *prev = bpf_map_lookup_elem(&orig_by_tuple, &key);
+        if (prev) {
+            struct bg_orig earlier = *prev;
+            if (bpf_map_delete_elem(&orig_by_tuple, &key) == 0) {
+                earlier.flags |= BG_ORIG_SUPERSEDED;
+                emit(&earlier, IPPROTO_TCP, BG_TABLE_SLOT_UNKNOWN);
+                __sync_fetch_and_or(&o->flags, BG_ORIG_CONTESTED);
+            }
         }
+        bpf_map_update_elem(&orig_by_tuple, &key, o, BPF_ANY);
     }
-    bpf_map_update_elem(&orig_by_tuple, &key, o, BPF_ANY);
     count(BG_STAT_ESTABLISHED_MAPPED);
     return 1;
 }

@@ -7,8 +7,6 @@ cd "$(dirname "$0")/.."
 . scripts/lib/as-root.sh
 
 scripts/setup.sh
-# what the bench's smoke test (Tests/EndToEndTests/BenchTests.swift) measures against
-scripts/lib/packages.sh test haproxy wrk nginx-light iperf3 nftables gcc
 cleanup() {
   scripts/testnet.sh down bge2e >/dev/null 2>&1 || true
   # daemons, guards and cgroups a crashed test may have left

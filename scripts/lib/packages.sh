@@ -14,11 +14,11 @@ command -v apt-get >/dev/null || { echo "$who: missing ${missing[*]}; only apt-g
 echo "$who: installing ${missing[*]}"
 # invoke-rc.d asks policy-rc.d whether to start a service; 101 is "no"
 policy=/usr/sbin/policy-rc.d
-made_policy=0
 if [ ! -e "$policy" ]; then
-  printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy" && made_policy=1
+  printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy"
+  trap 'rm -f "$policy"' EXIT # also when interrupted
 fi
-ok=0
-{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; } && ok=1
-[ "$made_policy" = 1 ] && rm -f "$policy"
-[ "$ok" = 1 ] || { echo "$who: could not install ${missing[*]} (no network to the package mirror?); install them and run again" >&2; exit 1; }
+if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null; }; then
+  echo "$who: could not install ${missing[*]} (no network to the package mirror?); install them and run again" >&2
+  exit 1
+fi
