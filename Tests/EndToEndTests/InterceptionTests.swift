@@ -246,6 +246,9 @@ import Testing
             let script = Harness.pythonTalk + """
                 import os, signal, struct
                 a = socket.socket()
+                # A port connect() picks may also be held in TIME_WAIT towards another address,
+                # and that blocks b's bind below; bind(0) picks a port nothing else holds.
+                a.bind(('0.0.0.0', 0))
                 a.connect(('\(Harness.host4)', 80))  # waits in the stopped proxy's backlog
                 port = a.getsockname()[1]
                 a.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')
