@@ -136,9 +136,21 @@ final class ControlServer: @unchecked Sendable {
         // A reader that goes away while nothing matches would otherwise hold its subscription
         // until the next matching event.
         channel.closeFuture.whenComplete { _ in subscription?.cancel() }
-        // Without a subscription, history is all there is: let what is queued reach the log first
-        // (a millisecond or so).
-        if subscription == nil { interceptor.hub.flush() }
+        // Without a subscription, history is all there is: let the kernel's events from before the
+        // request be handled (two ring drains, ~20 ms) and what is queued reach the log first. Off
+        // the concurrency pool: the event pump that has to run meanwhile is on it.
+        if subscription == nil {
+            let interceptor = self.interceptor, logger = self.logger
+            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                DispatchQueue.global().async {
+                    if !interceptor.settleKernelEvents(timeout: 2) {
+                        logger.warning("events: kernel events from before the request were not all handled within 2 s; the history may lack the latest")
+                    }
+                    interceptor.hub.flush()
+                    done.resume()
+                }
+            }
+        }
         let end = subscription?.historyEnd ?? interceptor.hub.log.currentSize
         do {
             var reader = try AuditLog.Reader(path: interceptor.hub.log.path, upTo: end, filter: filter)

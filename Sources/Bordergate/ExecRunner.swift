@@ -117,12 +117,11 @@ public enum ExecRunner {
     }
 
     /// Reads the run's events back from the daemon, waiting briefly for close events to land.
+    /// The daemon answers with the kernel's verdicts up to the request (it waits for its ring
+    /// buffer to be drained), so only the proxy's events can still be on their way.
     static func collectFromDaemon(_ client: ControlClient, cgroup: String, since: Date) -> [AuditEvent] {
         let decoder = AuditEvent.makeDecoder()
         var events: [AuditEvent] = []
-        // Kernel verdicts reach the log after the ring buffer's next drain (every 10 ms) and the
-        // daemon's handling: give them a moment before taking the count as complete.
-        usleep(60_000)
         var previous = -1
         for _ in 0..<50 {
             events = []

@@ -26,6 +26,9 @@ public final class Interceptor: @unchecked Sendable {
     private let logger: Logger
     private var reader: KernelEventReader?
     private var pumpTask: Task<Void, Never>?
+    /// Kernel events handled (published to the hub), for ``settleKernelEvents(timeout:)``.
+    private let handled = NSCondition()
+    private var handledCount: UInt64 = 0
     private let stopping = NIOLockedValueBox(false)
 
     /// Reads the config and region tables, loads the kernel side and prepares (but does not start)
@@ -69,7 +72,10 @@ public final class Interceptor: @unchecked Sendable {
         let reader = try kernel.makeEventReader()
         self.reader = reader
         pumpTask = Task.detached { [self] in
-            for await event in reader.events { handleKernelEvent(event) }
+            for await event in reader.events {
+                handleKernelEvent(event)
+                countHandled()
+            }
         }
         // Ending grants may reload the kernel's tries (a second or so): on a thread of its own, so
         // it never holds up the tasks that read kernel events.
@@ -205,6 +211,29 @@ public final class Interceptor: @unchecked Sendable {
     }
 
     // MARK: Kernel events
+
+    /// Blocks until every kernel event submitted before the call has been published to the hub,
+    /// so a reader of the history right after (`events` without follow, `exec`'s summary) sees a
+    /// refusal that happened before it asked. False if that took longer than `timeout`.
+    /// It waits on the reader thread and the event pump: never call it from the concurrency pool.
+    public func settleKernelEvents(timeout: TimeInterval) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        guard let reader else { return true }
+        guard let target = reader.barrier(timeout: timeout) else { return false }
+        handled.lock()
+        defer { handled.unlock() }
+        while handledCount < target {
+            guard handled.wait(until: deadline) else { return false }
+        }
+        return true
+    }
+
+    private func countHandled() {
+        handled.lock()
+        handledCount &+= 1
+        handled.broadcast()
+        handled.unlock()
+    }
 
     private func handleKernelEvent(_ e: KernelConnectEvent) {
         switch e.verdict {

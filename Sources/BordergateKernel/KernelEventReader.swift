@@ -12,6 +12,8 @@ import Logging
 public final class KernelEventReader: @unchecked Sendable {
     private final class Sink {
         let continuation: AsyncStream<KernelConnectEvent>.Continuation
+        /// Events handed to the stream; only the reader thread touches it.
+        var enqueued: UInt64 = 0
         init(_ c: AsyncStream<KernelConnectEvent>.Continuation) { continuation = c }
     }
 
@@ -21,6 +23,11 @@ public final class KernelEventReader: @unchecked Sendable {
     private let stopFlag = ManagedAtomicFlag()
     private var thread: Thread?
     private let done = DispatchSemaphore(value: 0)
+    /// Completed drains and the events enqueued by the last one, for ``barrier(timeout:)``.
+    private let progress = NSCondition()
+    private var drains: UInt64 = 0
+    private var enqueuedAtLastDrain: UInt64 = 0
+    private var finished = false
 
     /// How long the reader sleeps between drains when no wakeup comes.
     public static let drainIntervalMillis: Int32 = 10
@@ -33,7 +40,7 @@ public final class KernelEventReader: @unchecked Sendable {
             guard let ctx, let data, size >= MemoryLayout<bg_connect_event>.size else { return 0 }
             let sink = Unmanaged<Sink>.fromOpaque(ctx).takeUnretainedValue()
             let raw = data.loadUnaligned(as: bg_connect_event.self)
-            sink.continuation.yield(KernelConnectEvent(raw))
+            if case .enqueued = sink.continuation.yield(KernelConnectEvent(raw)) { sink.enqueued &+= 1 }
             return 0
         }
         guard let ring = ring_buffer__new(mapFD, callback, sink.toOpaque(), nil) else {
@@ -54,9 +61,36 @@ public final class KernelEventReader: @unchecked Sendable {
         while !stopFlag.isSet {
             _ = ring_buffer__poll(ring, Self.drainIntervalMillis)
             _ = ring_buffer__consume(ring)
+            drained(finished: false)
         }
         _ = ring_buffer__consume(ring)
+        drained(finished: true)
         done.signal()
+    }
+
+    private func drained(finished last: Bool) {
+        let n = sink.takeUnretainedValue().enqueued
+        progress.lock()
+        drains &+= 1
+        enqueuedAtLastDrain = n
+        finished = finished || last
+        progress.broadcast()
+        progress.unlock()
+    }
+
+    /// Waits until every event the kernel submitted before the call is in the stream, and returns
+    /// how many events the stream has been given by then (nil if the reader stopped or the wait
+    /// ran out). A drain already under way may have looked at the ring before the call, so the
+    /// one after it is the first that certainly sees everything: about two drain intervals.
+    public func barrier(timeout: TimeInterval) -> UInt64? {
+        let deadline = Date().addingTimeInterval(timeout)
+        progress.lock()
+        defer { progress.unlock() }
+        let target = drains &+ 2
+        while drains < target && !finished {
+            guard progress.wait(until: deadline) else { return nil }
+        }
+        return drains >= target ? enqueuedAtLastDrain : nil
     }
 
     /// Stops the reader after one last drain, and finishes the stream.
