@@ -6,11 +6,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/as-root.sh
 
-scripts/setup.sh
+# One run at a time: two would share the test network, ports, pins and cgroups, and each one's
+# cleanup would take down the other's daemons.
+exec 9>/run/bordergate-test.lock
+flock -n 9 || { echo "test: another test run holds /run/bordergate-test.lock; waiting for it" >&2; flock 9; }
+
+scripts/setup.sh 9>&-
 cleanup() {
   scripts/testnet.sh down bge2e >/dev/null 2>&1 || true
   # daemons, guards and cgroups a crashed test may have left
-  for pidfile in /tmp/bge2e-*/daemon.pid; do [ -f "$pidfile" ] && kill -9 "$(cat "$pidfile")" 2>/dev/null; rm -rf "$(dirname "$pidfile")"; done
+  # (only if the pid is still a bordergate: a file left from an earlier boot may name anything)
+  for pidfile in /tmp/bge2e-*/daemon.pid; do
+    [ -f "$pidfile" ] || continue
+    pid=$(cat "$pidfile")
+    case $(readlink "/proc/$pid/exe" 2>/dev/null) in */bordergate) kill -9 "$pid" 2>/dev/null ;; esac
+    rm -rf "$(dirname "$pidfile")"
+  done
   for pin in /sys/fs/bpf/bge2e_*; do [ -e "$pin" ] && .build/debug/bordergate detach --all --pin-root "$pin" >/dev/null 2>&1; done
   cg=$(grep ' - cgroup2 ' /proc/self/mountinfo | head -n 1 | awk '{print $5}')
   [ -n "$cg" ] && find "$cg/bge2e" -mindepth 1 -depth -type d -exec rmdir {} + 2>/dev/null || true
@@ -19,4 +30,4 @@ cleanup() {
 }
 trap cleanup EXIT
 cleanup
-swift test "$@"
+swift test "$@" 9>&-  # the lock stays with this shell, not with what the tests leave running

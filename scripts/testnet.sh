@@ -28,6 +28,7 @@ need() { command -v "$1" >/dev/null || { echo "testnet: $1 is missing; run scrip
 case "$cmd" in
 up)
   need ip iproute2
+  need sysctl procps
   need python3 python3
   [ "$(id -u)" = 0 ] || { echo "testnet: must run as root (creates network namespaces)" >&2; exit 1; }
   "$0" down "$name" >/dev/null 2>&1 || true
@@ -37,9 +38,13 @@ up)
     echo "testnet: $p4.1 or ${p6}:1 is already on interface $taken (another test network is up): take it down (scripts/testnet.sh down NAME) or give this one other addresses (BG_NET_PREFIX4=203.0.113 BG_NET_PREFIX6=2001:db8:b:)" >&2
     exit 1
   fi
+  [ -d /proc/sys/net/ipv6 ] || { echo "testnet: this kernel runs without IPv6 (booted with ipv6.disable=1?); the test hosts need it: boot without that option" >&2; exit 1; }
   ip netns add "$name"
   ip link add "$host_if" type veth peer name "$ns_if"
+  # hosts that turn IPv6 off by default (net.ipv6.conf.default.disable_ipv6=1) would refuse the addresses
+  sysctl -qw "net.ipv6.conf.$host_if.disable_ipv6=0"
   ip link set "$ns_if" netns "$name"
+  ip netns exec "$name" sysctl -qw "net.ipv6.conf.$ns_if.disable_ipv6=0" "net.ipv6.conf.lo.disable_ipv6=0"
   ip addr add "$p4.1/24" dev "$host_if"
   ip -6 addr add "${p6}:1/64" dev "$host_if" nodad
   ip link set "$host_if" up
