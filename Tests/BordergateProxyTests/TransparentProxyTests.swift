@@ -263,7 +263,7 @@ final class InboundRecorder: ChannelInboundHandler, @unchecked Sendable {
             _ = "GET / HTTP/1.1\r\n".withCString { write(fd, $0, strlen($0)) } // half a head
             return fd
         }
-        for _ in 0..<50 where proxy.counters.values.active == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        for _ in 0..<500 where proxy.counters.values.active == 0 { try await Task.sleep(for: .milliseconds(10)) }
         #expect(proxy.counters.values.active == 1)
         close(fd)
         _ = await sink.waitFor(.close)
@@ -465,7 +465,7 @@ final class InboundRecorder: ChannelInboundHandler, @unchecked Sendable {
         let fd = try await onThread { try blockingConnect(port: proxy.port) }
         defer { close(fd) }
         _ = await sink.waitFor(.connect)
-        for _ in 0..<100 where proxy.counters.values.active == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        for _ in 0..<500 where proxy.counters.values.active == 0 { try await Task.sleep(for: .milliseconds(10)) }
         await proxy.stop()
         let closes = await sink.waitFor(.close)
         #expect(closes.first?.end == "proxy stopped")

@@ -11,7 +11,8 @@ extension EndToEnd {
         let json = NSTemporaryDirectory() + "bge2e-bench-\(getpid()).json"
         defer { try? FileManager.default.removeItem(atPath: json) }
         let r = Harness.sh("BG_NET_PREFIX4=203.0.113 BG_NET_PREFIX6=2001:db8:b: \(Harness.packageRoot)/scripts/bench "
-                           + "--quick --only connect,events --binary \(Harness.binary) --json \(json)")
+                           + "--quick --only connect,events --binary \(Harness.binary) --json \(json)",
+                           timeout: 900)  // on a new machine it first installs haproxy, wrk, nginx and iperf3
         #expect(r.status == 0, "scripts/bench failed: \(r.stderr.suffix(1500))")
 
         // the table: every path of the connection workload, and the event pipeline's four runs

@@ -84,7 +84,10 @@ enum Harness {
         posix_spawnattr_setsigdefault(&attr, &all)
         posix_spawnattr_setsigmask(&attr, &none)
         posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-        var env = ProcessInfo.processInfo.environment
+        // The caller's own Bordergate settings must not reach the tests' daemons and CLIs, and
+        // messages the tests match must not be translated.
+        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("BORDERGATE_") && !$0.key.hasPrefix("LC_") }
+        env["LC_ALL"] = "C.UTF-8"
         env.merge(environment) { $1 }
         let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         let envStrings: [String] = env.map { "\($0.key)=\($0.value)" }
@@ -95,15 +98,21 @@ enum Harness {
         return pid
     }
 
-    /// Waits for a child; kills it at the deadline. Returns (exit status or 128+signal, signal).
+    /// Waits for a child; at the deadline asks it to stop (SIGTERM, so a script can clean up what
+    /// it set up) and kills it 10 s later. Returns (exit status or 128+signal, signal).
     static func wait(_ pid: pid_t, timeout: TimeInterval) -> (Int32, Int32?) {
         var status: Int32 = 0
-        let deadline = Date().addingTimeInterval(timeout)
+        var deadline = Date().addingTimeInterval(timeout)
+        var asked = false
         while true {
             let r = waitpid(pid, &status, WNOHANG)
             if r == pid { break }
             if r < 0 && errno != EINTR { return (-1, nil) }
-            if Date() > deadline {
+            if Date() > deadline && !asked {
+                kill(pid, SIGTERM)
+                asked = true
+                deadline = Date().addingTimeInterval(10)
+            } else if Date() > deadline {
                 kill(pid, SIGKILL)
                 waitpid(pid, &status, 0)
                 break

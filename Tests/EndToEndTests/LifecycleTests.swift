@@ -3,11 +3,15 @@ import Foundation
 import Testing
 
 extension EndToEnd {
-    /// A fixture with no daemon, for `exec` standalone and the error paths.
+    /// A fixture with no daemon, for `exec` standalone and the error paths. It has a config of
+    /// its own, so a policy in the host's /etc/bordergate/config.yaml does not decide its tests.
     func standaloneEnvironment(_ name: String) -> [String: String] {
-        ["BORDERGATE_STATE_DIR": "/tmp/bge2e-\(name)-\(getpid())",
-         "BORDERGATE_CONTROL_SOCKET": "/tmp/bge2e-\(name)-\(getpid()).sock",
-         "BORDERGATE_PIN_ROOT": "/sys/fs/bpf/bge2e_\(name)_\(getpid())"]
+        let dir = "/tmp/bge2e-\(name)-\(getpid())"
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try? DaemonFixture.builtInConfig.write(toFile: dir + "/config.yaml", atomically: true, encoding: .utf8)
+        return ["BORDERGATE_STATE_DIR": dir, "BORDERGATE_CONFIG": dir + "/config.yaml",
+                "BORDERGATE_CONTROL_SOCKET": "/tmp/bge2e-\(name)-\(getpid()).sock",
+                "BORDERGATE_PIN_ROOT": "/sys/fs/bpf/bge2e_\(name)_\(getpid())"]
     }
 
     /// A daemon of its own (it will be stopped or killed) guarding a fresh cgroup; both are
@@ -205,13 +209,17 @@ extension EndToEnd {
     @Test func errorsAreOneLineWithWhatToDo() throws {
         try Harness.requireEnvironment()
         let env = standaloneEnvironment("errors")
+        defer { try? FileManager.default.removeItem(atPath: env["BORDERGATE_STATE_DIR"]!) }
         // no daemon
         let attach = Harness.sh("\(Harness.binary) attach /nowhere", environment: env)
         #expect(attach.status == 1)
         #expect(attach.stderr.contains("no Bordergate daemon is running") && attach.stderr.contains("bordergate daemon"), "\(attach.stderr)")
         #expect(attach.stderr.split(separator: "\n").count == 1)
-        // not root
-        let nobody = Harness.sh("setpriv --reuid=65534 --regid=65534 --clear-groups \(Harness.binary) exec -- true", environment: env)
+        // not root (from a copy of the binary: a checkout under /root or a 0750 home is out of nobody's reach)
+        let copy = "/tmp/bge2e-nobody-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: copy) }
+        #expect(Harness.sh("rm -rf \(copy) && mkdir -m 0755 \(copy) && install -m 0755 \(Harness.binary) \(copy)/bordergate").status == 0)
+        let nobody = Harness.sh("setpriv --reuid=65534 --regid=65534 --clear-groups \(copy)/bordergate exec -- true", environment: env)
         #expect(nobody.status == 1)
         #expect(nobody.stderr.contains("needs root"), "\(nobody.stderr)")
         #expect(nobody.stderr.split(separator: "\n").count == 1)

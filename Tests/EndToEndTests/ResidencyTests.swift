@@ -203,14 +203,14 @@ extension EndToEnd {
         try withPolicy("res-grant", policy: "eu-plain") { d, cg in
             let curl = Harness.inCgroup(cg, "curl -sS --max-time 10 -o /dev/null http://\(Harness.usHost4)/")
             #expect(Harness.sh(curl).status == 7, "refused before the grant")
-            let g = d.cli("grant --cgroup \(cg) --allow US --for 3s --reason 'vendor download, ticket 42'")
+            let g = d.cli("grant --cgroup \(cg) --allow US --for 8s --reason 'vendor download, ticket 42'")
             try #require(g.status == 0, "grant failed: \(g.stderr)")
             #expect(g.stdout.contains("may reach US until"))
             let during = Harness.sh(curl)
             #expect(during.status == 0, "the grant should open the US host: \(during.stderr)")
             let status = d.cli("status")
             #expect(status.stdout.contains("grant g"), "\(status.stdout)")
-            let events = d.waitForEvents(timeout: 10) { all in all.contains { $0.type == .policy && $0.verdict == "grant-expired" && $0.message?.contains(cg) == true } }
+            let events = d.waitForEvents(timeout: 20) { all in all.contains { $0.type == .policy && $0.verdict == "grant-expired" && $0.message?.contains(cg) == true } }
             let granted = try #require(events.first { $0.type == .policy && $0.verdict == "grant" && $0.message?.contains(cg) == true })
             #expect(granted.reason == "vendor download, ticket 42")
             #expect(events.contains { $0.type == .policy && $0.verdict == "grant-expired" && $0.message?.contains(cg) == true })
@@ -224,11 +224,11 @@ extension EndToEnd {
     @Test func aGrantEndsOnTimeEvenWithoutADaemonAndARestartKeepsThePolicy() throws {
         try withPolicy("res-grant-dead", policy: "eu-plain") { d, cg in
             let curl = Harness.inCgroup(cg, "curl -sS --max-time 10 -o /dev/null http://\(Harness.usHost4)/")
-            let g = d.cli("grant --cgroup \(cg) --allow US --for 4s --reason 'while the daemon is away'")
+            let g = d.cli("grant --cgroup \(cg) --allow US --for 8s --reason 'while the daemon is away'")
             try #require(g.status == 0, "grant failed: \(g.stderr)")
             d.stop(signal: SIGKILL)
             #expect(Harness.sh(curl).status == 0, "the grant holds while it lasts, daemon or not")
-            sleep(5)
+            sleep(9)
             let after = Harness.sh(curl)
             #expect(after.status == 7, "the kernel ended the grant on its own: \(after.stderr)")
             try d.start()
@@ -397,8 +397,8 @@ extension EndToEnd {
         try (table + "\n198.51.100.300/32,US\n").write(toFile: tables, atomically: true, encoding: .utf8)
         let t = d.cli("reload")
         #expect(t.status == 1 && t.stderr.contains("regions.csv:"), "\(t.stderr)")
-        let events = d.events().filter { $0.type == .policy && $0.verdict == "error" }
-        #expect(events.count >= 2)
+        let events = d.waitForEvents { $0.filter { $0.type == .policy && $0.verdict == "error" }.count >= 2 }
+        #expect(events.filter { $0.type == .policy && $0.verdict == "error" }.count >= 2)
         try table.write(toFile: tables, atomically: true, encoding: .utf8)
 
         // a good change through SIGHUP takes effect
