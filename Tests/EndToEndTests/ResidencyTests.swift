@@ -397,8 +397,8 @@ extension EndToEnd {
         try (table + "\n198.51.100.300/32,US\n").write(toFile: tables, atomically: true, encoding: .utf8)
         let t = d.cli("reload")
         #expect(t.status == 1 && t.stderr.contains("regions.csv:"), "\(t.stderr)")
-        let events = d.waitForEvents { $0.filter { $0.type == .policy && $0.verdict == "error" }.count >= 2 }
-        #expect(events.filter { $0.type == .policy && $0.verdict == "error" }.count >= 2)
+        let errors = { (all: [AuditEvent]) in all.filter { $0.type == .policy && $0.verdict == "error" } }
+        #expect(errors(d.waitForEvents { errors($0).count >= 2 }).count >= 2)
         try table.write(toFile: tables, atomically: true, encoding: .utf8)
 
         // a good change through SIGHUP takes effect
