@@ -5,7 +5,7 @@ let package = Package(
     name: "Bordergate",
     platforms: [.macOS(.v14)],
     products: [
-        .executable(name: "bordergate", targets: ["bordergate"]),
+        .executable(name: "bordergate", targets: ["BordergateCLI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -52,15 +52,15 @@ let package = Package(
                            .product(name: "Logging", package: "swift-log")]
         ),
         .target(
-            name: "Bordergate",
+            name: "BordergateService",
             dependencies: ["BordergateKernel", "BordergateAudit", "BordergateProxy", "BordergatePolicy", "BordergateRegions", "CBordergateSys",
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "Logging", package: "swift-log")]
         ),
         .executableTarget(
-            name: "bordergate",
-            dependencies: ["Bordergate", "BordergatePolicy", "BordergateRegions",
+            name: "BordergateCLI",
+            dependencies: ["BordergateService", "BordergatePolicy", "BordergateRegions",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "BordergateAuditTests", dependencies: ["BordergateAudit"]),
@@ -69,12 +69,12 @@ let package = Package(
         .testTarget(name: "BordergateKernelTests", dependencies: ["BordergateKernel"]),
         .testTarget(name: "BordergateProxyTests", dependencies: ["BordergateProxy",
                                                                 .product(name: "NIOEmbedded", package: "swift-nio")]),
-        .testTarget(name: "BordergateTests", dependencies: ["Bordergate", "BordergateKernel",
+        .testTarget(name: "BordergateServiceTests", dependencies: ["BordergateService", "BordergateKernel",
                                                           .product(name: "NIOCore", package: "swift-nio")]),
-        .testTarget(name: "BordergateCLITests", dependencies: ["bordergate"]),
+        .testTarget(name: "BordergateCLITests", dependencies: ["BordergateCLI"]),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["BordergateAudit", "bordergate"]
+            dependencies: ["BordergateAudit", "BordergateCLI"]
         ),
     ]
 )

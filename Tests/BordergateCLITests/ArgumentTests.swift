@@ -1,6 +1,6 @@
 import ArgumentParser
 import Testing
-@testable import bordergate
+@testable import BordergateCLI
 
 @Suite struct ArgumentTests {
     @Test func execTakesTheCommandAfterDoubleDash() throws {

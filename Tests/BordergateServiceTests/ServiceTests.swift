@@ -3,7 +3,7 @@ import BordergateKernel
 import NIOCore
 import Foundation
 import Testing
-@testable import Bordergate
+@testable import BordergateService
 
 @Suite struct SettingsTests {
     @Test func flagsWinOverEnvironmentOverDefaults() {

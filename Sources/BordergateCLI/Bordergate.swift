@@ -1,5 +1,5 @@
 import ArgumentParser
-import Bordergate
+import BordergateService
 import BordergateAudit
 import BordergateKernel
 import BordergatePolicy
