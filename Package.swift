@@ -51,9 +51,17 @@ let package = Package(
                            .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "Logging", package: "swift-log")]
         ),
+        // The protocol handlers the proxy runs on inspected connections (HTTP, TLS, PostgreSQL,
+        // recording); NIOHTTP1 and NIOSSL belong here, never in BordergateProxy.
+        .target(
+            name: "BordergateInspection",
+            dependencies: ["BordergateProxy",
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "Logging", package: "swift-log")]
+        ),
         .target(
             name: "BordergateService",
-            dependencies: ["BordergateKernel", "BordergateAudit", "BordergateProxy", "BordergatePolicy", "BordergateRegions", "CBordergateSys",
+            dependencies: ["BordergateKernel", "BordergateAudit", "BordergateProxy", "BordergateInspection", "BordergatePolicy", "BordergateRegions", "CBordergateSys",
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "Logging", package: "swift-log")]
@@ -67,7 +75,7 @@ let package = Package(
         .testTarget(name: "BordergateRegionsTests", dependencies: ["BordergateRegions"]),
         .testTarget(name: "BordergatePolicyTests", dependencies: ["BordergatePolicy", "BordergateRegions"]),
         .testTarget(name: "BordergateKernelTests", dependencies: ["BordergateKernel"]),
-        .testTarget(name: "BordergateProxyTests", dependencies: ["BordergateProxy",
+        .testTarget(name: "BordergateProxyTests", dependencies: ["BordergateProxy", "BordergateInspection",
                                                                 .product(name: "NIOEmbedded", package: "swift-nio")]),
         .testTarget(name: "BordergateServiceTests", dependencies: ["BordergateService", "BordergateKernel",
                                                           .product(name: "NIOCore", package: "swift-nio")]),

@@ -12,20 +12,20 @@ final class GlueHandler {
     private var context: ChannelHandlerContext?
     private var pendingRead = false
     private let session: RelaySession
-    /// "client" (the tool) or "server" (the original destination).
-    private let side: String
+    /// Which end this handler reads.
+    private let side: ConnectionSide
     private var closed = false
     private var partnerInactive = false
 
-    private init(session: RelaySession, side: String) {
+    private init(session: RelaySession, side: ConnectionSide) {
         self.session = session
         self.side = side
     }
 
     /// A connected pair: `.0` goes on the tool's channel, `.1` on the upstream channel.
     static func matchedPair(session: RelaySession) -> (GlueHandler, GlueHandler) {
-        let client = GlueHandler(session: session, side: "client")
-        let server = GlueHandler(session: session, side: "server")
+        let client = GlueHandler(session: session, side: .client)
+        let server = GlueHandler(session: session, side: .server)
         client.partner = server
         server.partner = client
         return (client, server)
@@ -92,7 +92,7 @@ extension GlueHandler: ChannelDuplexHandler {
             context.close(promise: nil)
             return
         }
-        if side == "client" { session.countSent(buffer.readableBytes) } else { session.countReceived(buffer.readableBytes) }
+        if side == .client { session.countSent(buffer.readableBytes) } else { session.countReceived(buffer.readableBytes) }
         partner?.partnerWrite(buffer)
     }
 
@@ -117,7 +117,7 @@ extension GlueHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        let end = side == "client" ? "reset by client" : "reset by server"
+        let end = ConnectionEnd.resetBy(side)
         session.fail(end: end, error: "\(side): \(error)")
         context.close(promise: nil)
         partner?.partnerCloseFull()

@@ -21,6 +21,9 @@ public struct ProxiedConnection: Sendable {
     /// Set when the connection is refused before anything is read (the reason for the event):
     /// the resolver found its record but cannot vouch that it is this connection's.
     public var refusal: String?
+    /// What the connection needs beyond its bytes relayed; anything but ``InspectionPlan/none``
+    /// takes it off the epoll relay and through a ``ProtocolHandler``.
+    public var inspection = InspectionPlan.none
 
     public init(connectionID: String, target: SocketAddress, process: AuditEvent.Process,
                 destination: AuditEvent.Destination, policy: String, reason: String, connectedAt: Date) {

@@ -12,8 +12,11 @@ import NIOPosix
 /// destination, and relays both ways. A connection it cannot place, or whose upstream dial fails, is
 /// reset, so the tool sees the failure at once, and the event says why.
 ///
-/// Accepting, and relaying what needs no inspection, happen on the ``RelayEngine``'s threads; a
-/// connection whose verdict waits for its first bytes (TLS SNI, HTTP Host) becomes a NIO channel.
+/// Accept → route → engine: accepting, and relaying what needs no inspection, happen on the
+/// ``RelayEngine``'s threads (the ``ConnectionRoute`` `splice`); a connection whose verdict waits
+/// for its first bytes (TLS SNI, HTTP Host), or whose ``InspectionPlan`` asks for more than its
+/// bytes relayed, becomes a NIO channel: a ``SniffingHandler`` reads the first bytes, the verdict
+/// is asked, and the ``ProtocolHandler`` registered for the protocol runs it.
 public final class TransparentProxy: Sendable {
     public struct Configuration: Sendable {
         public var port: Int
@@ -43,6 +46,7 @@ public final class TransparentProxy: Sendable {
     private let group: EventLoopGroup
     private let resolver: ConnectionResolver
     private let sink: ProxyEventSink
+    private let handlers: ProtocolHandlers
     private let logger: Logger
     private let engine = NIOLockedValueBox<RelayEngine?>(nil)
     private let bound = NIOLockedValueBox(0)
@@ -50,12 +54,14 @@ public final class TransparentProxy: Sendable {
     /// The port the proxy listens on: the configured one, or the one the kernel chose for port 0.
     public var port: Int { bound.withLockedValue { $0 } }
 
+    /// `handlers` run the connections that are inspected (see ``ProtocolHandler``).
     public init(configuration: Configuration, group: EventLoopGroup, resolver: ConnectionResolver,
-                sink: ProxyEventSink, logger: Logger) {
+                sink: ProxyEventSink, handlers: ProtocolHandlers, logger: Logger) {
         self.configuration = configuration
         self.group = group
         self.resolver = resolver
         self.sink = sink
+        self.handlers = handlers
         self.logger = logger
     }
 
@@ -115,101 +121,87 @@ public final class TransparentProxy: Sendable {
             RelayWorker.reset(fd)
             return
         }
-        if let refusal = conn.refusal {
+        switch ConnectionRoute(conn) {
+        case .refuse(let conn, let refusal):
             counters.add(\.refused, 1)
             var refused = conn
             refused.reason = refusal
             publishConnect(refused, verdict: "deny")
             RelayWorker.reset(fd)
-            return
-        }
-        if conn.decide == nil {
+        case .splice(let route):
             publishConnect(conn, verdict: "redirect")
-            worker.relay(client: fd, connection: conn)
-            return
+            worker.relay(client: fd, route: route)
+        case .inspect(let conn):
+            inspect(fd, conn)
         }
-        // The verdict needs the first bytes: from here on the connection is a NIO channel. It is
-        // active from now (`exec` waits for active connections to end before it stops the proxy),
-        // not only once relayed. Holds what the tool sends (and its EOF or close) while the verdict and the upstream dial
-        // are pending: NIO delivers an early EOF's bytes even with autoRead off, and nothing else
-        // would keep them.
-        let held = InboundHold()
+    }
+
+    /// The connection needs its first bytes (for the verdict, or for its protocol handler): from
+    /// here on it is a NIO channel. It is active from now (`exec` waits for active connections to
+    /// end before it stops the proxy), not only once relayed.
+    private func inspect(_ fd: Int32, _ conn: ProxiedConnection) {
         counters.add(\.active, 1)
         ClientBootstrap(group: group)
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelOption(.autoRead, value: false)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(held) }
+            .channelInitializer { [self] channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(SniffingHandler(timeout: configuration.sniffTimeout) { outcome, channel in
+                        self.decided(conn, outcome: outcome, channel: channel)
+                    })
+                }
             }
             .withConnectedSocket(fd)
-            .whenComplete { [self] result in
-                switch result {
-                case .success(let channel):
-                    inspect(conn, channel: channel, held: held)
-                case .failure(let error):
-                    logger.error("proxy: cannot take over a connection to inspect it: \(error)")
-                    counters.add(\.active, 0, subtracting: 1)
-                    sink.publish(RelaySession.closeEvent(connection: conn, sent: 0, received: 0, elapsed: .zero,
-                                                         end: "proxy-error", error: "cannot inspect: \(error)"))
-                }
+            .whenFailure { [self] error in
+                logger.error("proxy: cannot take over a connection to inspect it: \(error)")
+                counters.add(\.active, 0, subtracting: 1)
+                sink.publish(RelaySession.closeEvent(connection: conn, sent: 0, received: 0, elapsed: .zero,
+                                                     end: .proxyError, error: "cannot inspect: \(error)"))
             }
     }
 
-    /// Reads the tool's first bytes (at most a head's worth, for a bounded time), asks for the
-    /// verdict, and relays or refuses.
-    private func inspect(_ conn: ProxiedConnection, channel: Channel, held: InboundHold) {
-        guard let decide = conn.decide else { return }
-        // A server-speaks-first protocol sends nothing: it gets no hostname.
-        let once = NIOLockedValueBox(false)
-        let timer = NIOLockedValueBox<Scheduled<Void>?>(nil)
-        let finish: @Sendable (SniffedProtocol, Bool) -> Void = { [self] sniffed, sawBytes in
-            guard once.withLockedValue({ done in defer { done = true }; return !done }) else { return }
-            timer.withLockedValue { $0?.cancel() } // it holds the channel and the head until it fires
-            let host: HostObservation
-            switch sniffed {
-            case .tls(let name?), .http(let name?, _, _): host = .name(name)
-            case .tls(nil), .http(nil, _, _), .other: host = .none
-            case .needMoreBytes: host = sawBytes ? .unreadable : .none // cut off mid-head, or silent
-            case .malformed: host = .unreadable
-            }
-            let v = decide(host)
-            var decided = conn
+    /// What the first bytes said is in: asks for the verdict (when it waited for the hostname),
+    /// picks the protocol handler, and relays or refuses. The future says what becomes of the
+    /// bytes the sniffing handler holds.
+    private func decided(_ conn: ProxiedConnection, outcome: SniffOutcome, channel: Channel) -> EventLoopFuture<SniffDisposition> {
+        var decided = conn
+        var verdict = "redirect"
+        if let decide = conn.decide {
+            let v = decide(outcome.host)
             decided.destination = v.destination
             decided.reason = v.reason
             decided.policy = v.policy
             decided.rule = v.rule
-            if v.relay {
-                relay(decided, verdict: v.verdict, channel: channel, held: held)
-            } else {
-                refuse(decided, sniffed: sniffed, channel: channel)
+            guard v.relay else {
+                refuse(decided, sniffed: outcome.sniffed, channel: channel)
+                return channel.eventLoop.makeSucceededFuture(.discard)
             }
+            verdict = v.verdict
         }
-        // Scheduled before observing: what is already held may decide at once, and cancel it.
-        let scheduled = channel.eventLoop.scheduleTask(in: configuration.sniffTimeout) {
-            finish(held.seenSoFar.map { ProtocolSniffer.sniff($0.readableBytesView) } ?? .needMoreBytes,
-                   (held.seenSoFar?.readableBytes ?? 0) > 0)
+        let spoken = ProxyProtocol(outcome.sniffed)
+        guard let handler = handlers.handler(for: conn.inspection, speaking: spoken) else {
+            // Fail closed: relaying it uninspected would skip what its plan asks for.
+            logger.error("proxy: no protocol handler can carry out the inspection a \(spoken) connection needs (\(conn.inspection)); refused")
+            decided.reason = "no protocol handler for this connection's inspection"
+            refuse(decided, sniffed: outcome.sniffed, channel: channel)
+            return channel.eventLoop.makeSucceededFuture(.discard)
         }
-        timer.withLockedValue { $0 = scheduled }
-        held.observe { bytes, ended in
-            let sniffed = ProtocolSniffer.sniff(bytes.readableBytesView)
-            if case .needMoreBytes = sniffed, !ended, bytes.readableBytes < ProtocolSniffer.maximumHeadBytes {
-                channel.read()
-                return
-            }
-            finish(sniffed, bytes.readableBytes > 0)
-        }
-        channel.read()
+        let promise = channel.eventLoop.makePromise(of: SniffDisposition.self)
+        relay(decided, verdict: verdict, sniffed: outcome.sniffed, handler: handler, channel: channel, held: promise)
+        return promise.futureResult
     }
 
-    private func publishConnect(_ conn: ProxiedConnection, verdict: String, protocol proto: String = "tcp") {
+    private func publishConnect(_ conn: ProxiedConnection, verdict: String, protocol proto: ProxyProtocol = .tcp) {
         sink.publish(AuditEvent(
             time: conn.connectedAt, type: .connect, verdict: verdict, reason: conn.reason,
-            process: conn.process, destination: conn.destination, protocol: proto, policy: conn.policy,
+            process: conn.process, destination: conn.destination, protocol: proto.rawValue, policy: conn.policy,
             rule: conn.rule, connection: conn.connectionID))
     }
 
-    /// Dials the original destination and relays both ways, through NIO (after an inspection).
-    private func relay(_ conn: ProxiedConnection, verdict: String, channel: Channel, held: InboundHold) {
+    /// Dials the original destination and runs `handler` on both channels (after an inspection);
+    /// `held` is told when the sniffed bytes may be replayed through the handler's pipeline.
+    private func relay(_ conn: ProxiedConnection, verdict: String, sniffed: SniffedProtocol, handler: any ProtocolHandler,
+                       channel: Channel, held: EventLoopPromise<SniffDisposition>) {
         publishConnect(conn, verdict: verdict)
         let session = RelaySession(connection: conn, sink: sink, counters: counters)
 
@@ -226,31 +218,39 @@ public final class TransparentProxy: Sendable {
             .whenComplete { [self] result in
                 switch result {
                 case .success(let upstream):
-                    let (toolSide, upstreamSide) = GlueHandler.matchedPair(session: session)
+                    let inspected = InspectedConnection(client: channel, upstream: upstream, connection: conn,
+                                                        plan: conn.inspection, sniffed: sniffed, session: session)
                     do {
-                        try upstream.pipeline.syncOperations.addHandler(upstreamSide)
-                        try channel.pipeline.syncOperations.addHandler(toolSide)
+                        try run(handler, on: inspected)
                     } catch {
-                        session.fail(end: "proxy-error", error: "\(error)")
-                        session.sideClosed("client")
-                        session.sideClosed("server")
+                        held.succeed(.discard)
+                        session.fail(end: .proxyError, error: "\(error)")
+                        session.sideClosed(.client)
+                        session.sideClosed(.server)
                         channel.close(promise: nil)
                         upstream.close(promise: nil)
                         return
                     }
-                    held.release()
-                    // Reads were held off until both sides were glued; from here NIO reads
-                    // whenever the glue asks (it asks only while the partner is writable).
+                    held.succeed(.replay)
+                    // Reads were held off until both pipelines were built; from here NIO reads
+                    // whenever the handlers ask (the raw relay asks only while the partner is writable).
                     try? channel.syncOptions?.setOption(.autoRead, value: true)
                     try? upstream.syncOptions?.setOption(.autoRead, value: true)
                 case .failure(let error):
+                    held.succeed(.discard)
                     counters.add(\.upstreamFailures, 1)
-                    session.fail(end: "upstream-failed", error: conn.dialFailure(Self.describe(error)))
-                    session.sideClosed("server")
+                    session.fail(end: .upstreamFailed, error: conn.dialFailure(Self.describe(error)))
+                    session.sideClosed(.server)
                     reset(channel)
-                    channel.closeFuture.whenComplete { _ in session.sideClosed("client") }
+                    channel.closeFuture.whenComplete { _ in session.sideClosed(.client) }
                 }
             }
+    }
+
+    /// Builds the handler's pipelines now, on the connection's loop, and runs it in a task.
+    private func run<H: ProtocolHandler>(_ handler: H, on connection: InspectedConnection) throws {
+        let value = try handler.setup(connection: connection, logger: logger)
+        Task { [logger] in await handler.handle(value: value, logger: logger) }
     }
 
     /// Refuses in the protocol's own words: HTTP gets a 403 with the reason, TLS an alert, anything
@@ -258,7 +258,7 @@ public final class TransparentProxy: Sendable {
     private func refuse(_ conn: ProxiedConnection, sniffed: SniffedProtocol, channel: Channel) {
         counters.add(\.refused, 1)
         counters.add(\.active, 0, subtracting: 1) // its story ends with this event: no close follows
-        publishConnect(conn, verdict: "deny", protocol: Self.protocolName(sniffed))
+        publishConnect(conn, verdict: "deny", protocol: ProxyProtocol(sniffed))
         let words: [UInt8]
         switch sniffed {
         case .http: words = ProtocolRefusal.httpForbidden(reason: conn.reason)
@@ -272,14 +272,6 @@ public final class TransparentProxy: Sendable {
         channel.writeAndFlush(ByteBuffer(bytes: words)).whenComplete { _ in
             channel.close(mode: .output, promise: nil)
             channel.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
-        }
-    }
-
-    static func protocolName(_ s: SniffedProtocol) -> String {
-        switch s {
-        case .tls: "tls"
-        case .http: "http"
-        default: "tcp"
         }
     }
 
@@ -309,72 +301,4 @@ public final class TransparentProxy: Sendable {
 public struct ProxyError: Error, CustomStringConvertible, Sendable {
     public let description: String
     public init(_ description: String) { self.description = description }
-}
-
-/// Keeps inbound bytes, EOF and inactivity until ``release()``, then replays them in order to the
-/// handlers after it and steps aside.
-final class InboundHold: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable { // used on its channel's loop only
-    typealias InboundIn = ByteBuffer
-    private enum Held {
-        case read(NIOAny)
-        case readComplete
-        case event(Any)
-        case inactive
-    }
-
-    private var held: [Held] = []
-    private var context: ChannelHandlerContext?
-    private var observer: ((ByteBuffer, Bool) -> Void)?
-    private var seen = ByteBuffer()
-    private var ended = false
-
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-
-    /// Calls `body` with everything held so far, and whether the tool has stopped sending, after
-    /// each read and at EOF, until ``release()``.
-    func observe(_ body: @escaping (ByteBuffer, Bool) -> Void) { observer = body }
-
-    /// What the observer has seen so far (nil when not observing).
-    var seenSoFar: ByteBuffer? { observer == nil ? nil : seen }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        held.append(.read(data))
-        if let observer {
-            var b = unwrapInboundIn(data)
-            seen.writeBuffer(&b)
-            observer(seen, ended)
-        }
-    }
-    func channelReadComplete(context: ChannelHandlerContext) { held.append(.readComplete) }
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        held.append(.event(event))
-        if let e = event as? ChannelEvent, case .inputClosed = e { noteEnd() }
-    }
-    func channelInactive(context: ChannelHandlerContext) {
-        held.append(.inactive)
-        noteEnd()
-    }
-
-    private func noteEnd() {
-        guard !ended else { return }
-        ended = true
-        observer?(seen, true)
-    }
-
-    /// Replays what was held to the handlers added since, and removes itself.
-    func release() {
-        guard let context else { return }
-        for h in held {
-            switch h {
-            case .read(let data): context.fireChannelRead(data)
-            case .readComplete: context.fireChannelReadComplete()
-            case .event(let e): context.fireUserInboundEventTriggered(e)
-            case .inactive: context.fireChannelInactive()
-            }
-        }
-        held.removeAll()
-        observer = nil
-        seen = ByteBuffer()
-        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
-    }
 }

@@ -2,6 +2,7 @@ import BordergateAudit
 import CBordergateSys
 import BordergateKernel
 import BordergatePolicy
+import BordergateInspection
 import BordergateProxy
 import Foundation
 import Logging
@@ -48,7 +49,7 @@ public final class Interceptor: @unchecked Sendable {
         let resolver = KernelResolver(kernel: kernel, describer: describer, residency: residency)
         proxy = TransparentProxy(configuration: .init(port: settings.proxyPort, upstreamMark: KernelGuard.proxyMark),
                                  group: group, resolver: resolver,
-                                 sink: hub, logger: logger)
+                                 sink: hub, handlers: Inspection.handlers(), logger: logger)
     }
 
     /// A proxied connection holds two descriptors; the default soft limit (often 1024) would cap

@@ -19,38 +19,73 @@ enum HTTPRequestHeadSniffer {
 
     /// `bytes` starts with an upper-case letter and holds at most `ProtocolSniffer.maximumHeadBytes` bytes.
     static func sniff(_ bytes: [UInt8]) -> SniffedProtocol {
-        // The method decides HTTP or not from as few bytes as it can.
-        var method: [UInt8]?
-        var couldStillMatch = false
-        for candidate in methods {
-            let withSpace = candidate + [space]
-            if bytes.count >= withSpace.count {
-                if bytes.starts(with: withSpace) { method = candidate; break }
-            } else if withSpace.starts(with: bytes) {
-                couldStillMatch = true
-            }
-        }
-        guard let method else { return couldStillMatch ? .needMoreBytes : .other }
+        var progress = Progress()
+        return progress.advance(bytes)
+    }
 
-        var head = HeadState(method: method)
-        var lineStart = 0
-        while true {
-            guard let lineFeed = bytes[lineStart...].firstIndex(of: lf) else {
-                if lineStart == 0, !requestLineBytesPlausible(bytes[(method.count + 1)...]) { return .other }
-                if bytes.count >= ProtocolSniffer.maximumHeadBytes { return .malformed("request head over 16 KiB") }
-                return .needMoreBytes
+    /// How far the head has been read, so that bytes arriving later are looked at once: each
+    /// ``advance(_:)`` is given everything received so far (the earlier bytes unchanged) and
+    /// resumes at the line it stopped in. The answer is the one ``sniff(_:)`` would give.
+    struct Progress {
+        private var head: HeadState?
+        /// Where the line being read starts.
+        private var lineStart = 0
+        /// The search for the line's LF resumes here.
+        private var searchFrom = 0
+        /// The request line's bytes before this have been found plausible.
+        private var plausibleFrom = 0
+        /// Bytes looked at, over every call (for tests that bound the work).
+        private(set) var examined = 0
+
+        mutating func advance(_ bytes: [UInt8]) -> SniffedProtocol {
+            if head == nil {
+                // The method decides HTTP or not from as few bytes as it can.
+                var method: [UInt8]?
+                var couldStillMatch = false
+                for candidate in methods {
+                    let withSpace = candidate + [space]
+                    if bytes.count >= withSpace.count {
+                        if bytes.starts(with: withSpace) { method = candidate; break }
+                    } else if withSpace.starts(with: bytes) {
+                        couldStillMatch = true
+                    }
+                }
+                examined += min(bytes.count, 10)
+                guard let method else { return couldStillMatch ? .needMoreBytes : .other }
+                head = HeadState(method: method)
+                plausibleFrom = method.count + 1
             }
-            var lineEnd = lineFeed
-            if lineEnd > lineStart, bytes[lineEnd - 1] == cr { lineEnd -= 1 }
-            let line = bytes[lineStart..<lineEnd]
-            if lineStart == 0 {
-                if let answer = head.readRequestLine(line) { return answer }
-            } else if line.isEmpty {
-                return head.finish()
-            } else if let answer = head.readFieldLine(line) {
-                return answer
+            guard var head else { return .needMoreBytes }
+            defer { self.head = head }
+
+            while true {
+                guard let lineFeed = bytes[searchFrom...].firstIndex(of: lf) else {
+                    examined += bytes.count - searchFrom
+                    searchFrom = bytes.count
+                    if lineStart == 0 {
+                        guard requestLineBytesPlausible(bytes[plausibleFrom...]) else { return .other }
+                        examined += bytes.count - plausibleFrom
+                        // A CR is plausible only as the last byte: look at it again when more come.
+                        plausibleFrom = max(plausibleFrom, bytes.last == cr ? bytes.count - 1 : bytes.count)
+                    }
+                    if bytes.count >= ProtocolSniffer.maximumHeadBytes { return .malformed("request head over 16 KiB") }
+                    return .needMoreBytes
+                }
+                examined += lineFeed + 1 - searchFrom
+                var lineEnd = lineFeed
+                if lineEnd > lineStart, bytes[lineEnd - 1] == cr { lineEnd -= 1 }
+                let line = bytes[lineStart..<lineEnd]
+                examined += line.count
+                if lineStart == 0 {
+                    if let answer = head.readRequestLine(line) { return answer }
+                } else if line.isEmpty {
+                    return head.finish()
+                } else if let answer = head.readFieldLine(line) {
+                    return answer
+                }
+                lineStart = lineFeed + 1
+                searchFrom = lineStart
             }
-            lineStart = lineFeed + 1
         }
     }
 
@@ -83,7 +118,7 @@ enum HTTPRequestHeadSniffer {
             }
             let target = rest.dropLast(9)
             guard !target.isEmpty, !target.contains(space) else { return .malformed("bad request line") }
-            self.target = target
+            self.target = ArraySlice(Array(target)) // a copy: a slice would keep the growing input shared
             return nil
         }
 
@@ -103,7 +138,7 @@ enum HTTPRequestHeadSniffer {
                         return .malformed("two different Host headers")
                     }
                 }
-                hostField = value
+                hostField = ArraySlice(Array(value))
             }
             return nil
         }

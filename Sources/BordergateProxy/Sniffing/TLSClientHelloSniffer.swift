@@ -20,58 +20,92 @@ enum TLSClientHelloSniffer {
 
     /// `bytes` starts with 0x16 and holds at most `ProtocolSniffer.maximumHeadBytes` bytes.
     static func sniff(_ bytes: [UInt8]) -> SniffedProtocol {
-        let cap = ProtocolSniffer.maximumHeadBytes
-        /// Answers what to say when the input must reach `end` bytes but does not (yet).
-        func short(of end: Int) -> SniffedProtocol? {
-            if end > cap { return overCap }
-            if end > bytes.count { return .needMoreBytes }
-            return nil
-        }
+        var progress = Progress()
+        return progress.advance(bytes)
+    }
 
-        // The first record header decides TLS or not from as few bytes as it can.
-        if let answer = short(of: 2) { return answer }
-        guard bytes[1] == 3 else { return .other }
-        if let answer = short(of: 3) { return answer }
-        guard bytes[2] <= 4 else { return .other }
+    /// How far the reassembly has got, so that bytes arriving later are looked at once: each
+    /// ``advance(_:)`` is given everything received so far (the earlier bytes unchanged) and
+    /// resumes where the last one stopped. The answer is the one ``sniff(_:)`` would give.
+    struct Progress {
+        /// The handshake message reassembled so far.
+        private var message: [UInt8] = []
+        /// Header plus body length, once the handshake header is in.
+        private var messageEnd: Int?
+        /// Where the record being read starts.
+        private var offset = 0
+        /// The end of the record at `offset`, once its header has been read and checked.
+        private var recordEnd: Int?
+        /// Input up to here has been appended to `message`.
+        private var appended = 0
+        /// Bytes looked at, over every call (for tests that bound the work).
+        private(set) var examined = 0
 
-        // Reassemble the handshake message from consecutive handshake records.
-        var message: [UInt8] = []
-        var messageEnd: Int?  // header plus body length, once the handshake header is in
-        var offset = 0
-        while messageEnd.map({ message.count < $0 }) ?? true {
-            if let answer = short(of: offset + recordHeaderLength) { return answer }
-            if offset > 0 {
-                guard bytes[offset] == handshakeRecordType else {
-                    return .malformed("ClientHello interrupted by another record type")
+        mutating func advance(_ bytes: [UInt8]) -> SniffedProtocol {
+            let cap = ProtocolSniffer.maximumHeadBytes
+            /// Answers what to say when the input must reach `end` bytes but does not (yet).
+            func short(of end: Int) -> SniffedProtocol? {
+                if end > cap { return overCap }
+                if end > bytes.count { return .needMoreBytes }
+                return nil
+            }
+
+            // The first record header decides TLS or not from as few bytes as it can.
+            if let answer = short(of: 2) { return answer }
+            guard bytes[1] == 3 else { return .other }
+            if let answer = short(of: 3) { return answer }
+            guard bytes[2] <= 4 else { return .other }
+
+            // Reassemble the handshake message from consecutive handshake records.
+            while messageEnd.map({ message.count < $0 }) ?? true {
+                let end: Int
+                if let recordEnd {
+                    end = recordEnd
+                } else {
+                    if let answer = short(of: offset + recordHeaderLength) { return answer }
+                    examined += recordHeaderLength
+                    if offset > 0 {
+                        guard bytes[offset] == handshakeRecordType else {
+                            return .malformed("ClientHello interrupted by another record type")
+                        }
+                        guard bytes[offset + 1] == 3, bytes[offset + 2] <= 4 else {
+                            return .malformed("bad record version")
+                        }
+                    }
+                    let recordLength = Int(bytes[offset + 3]) << 8 | Int(bytes[offset + 4])
+                    guard recordLength > 0 else { return .malformed("empty handshake record") }
+                    guard recordLength <= maximumRecordLength else { return .malformed("record longer than 2^14+256") }
+                    end = offset + recordHeaderLength + recordLength
+                    recordEnd = end
+                    appended = offset + recordHeaderLength
                 }
-                guard bytes[offset + 1] == 3, bytes[offset + 2] <= 4 else {
-                    return .malformed("bad record version")
+
+                let available = min(end, bytes.count)
+                if available > appended {
+                    message.append(contentsOf: bytes[appended..<available])
+                    examined += available - appended
+                    appended = available
                 }
-            }
-            let recordLength = Int(bytes[offset + 3]) << 8 | Int(bytes[offset + 4])
-            guard recordLength > 0 else { return .malformed("empty handshake record") }
-            guard recordLength <= maximumRecordLength else { return .malformed("record longer than 2^14+256") }
 
-            let fragmentStart = offset + recordHeaderLength
-            let recordEnd = fragmentStart + recordLength
-            message.append(contentsOf: bytes[fragmentStart..<min(recordEnd, bytes.count)])
-
-            // Decide what can be decided before the whole message is in.
-            if let type = message.first, type != clientHelloType {
-                return .malformed("handshake is not a ClientHello")
+                // Decide what can be decided before the whole message is in.
+                if let type = message.first, type != clientHelloType {
+                    return .malformed("handshake is not a ClientHello")
+                }
+                if messageEnd == nil, message.count >= handshakeHeaderLength {
+                    let bodyLength = Int(message[1]) << 16 | Int(message[2]) << 8 | Int(message[3])
+                    messageEnd = handshakeHeaderLength + bodyLength
+                    if recordHeaderLength + handshakeHeaderLength + bodyLength > cap { return overCap }
+                }
+                if let answer = short(of: end) { return answer }
+                offset = end
+                recordEnd = nil
             }
-            if messageEnd == nil, message.count >= handshakeHeaderLength {
-                let bodyLength = Int(message[1]) << 16 | Int(message[2]) << 8 | Int(message[3])
-                messageEnd = handshakeHeaderLength + bodyLength
-                if recordHeaderLength + handshakeHeaderLength + bodyLength > cap { return overCap }
+            guard let end = messageEnd, message.count == end else {
+                return .malformed("data after ClientHello in its record")
             }
-            if let answer = short(of: recordEnd) { return answer }
-            offset = recordEnd
+            examined += message.count
+            return parseClientHello(SniffByteReader(message, from: handshakeHeaderLength, to: end))
         }
-        guard let end = messageEnd, message.count == end else {
-            return .malformed("data after ClientHello in its record")
-        }
-        return parseClientHello(SniffByteReader(message, from: handshakeHeaderLength, to: end))
     }
 
     /// Walks a complete ClientHello body, checking every length against its container.

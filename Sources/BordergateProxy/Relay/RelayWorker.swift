@@ -5,188 +5,6 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 
-/// What the relay threads need from the proxy.
-struct RelayContext: Sendable {
-    let sink: ProxyEventSink
-    let counters: ProxyCounters
-    let logger: Logger
-    let upstreamMark: UInt32?
-    let connectTimeoutNanos: UInt64
-}
-
-/// The proxy's accept loops and its relay for connections that need no inspection.
-///
-/// Each thread has an epoll set of its own and waits on every listener (EPOLLEXCLUSIVE: one thread
-/// wakes per connection). A connection stays on the thread that accepted it, so nothing is handed
-/// between threads and nothing is locked per read. Relaying a pair of sockets with plain
-/// recv/send costs a fraction of what a pair of NIO channels does (registration, interest changes,
-/// promises, pipeline teardown), which is what a new connection per request pays for. Connections
-/// whose verdict needs the tool's first bytes go to NIO instead (see ``TransparentProxy``).
-final class RelayEngine: Sendable {
-    private let workers: [RelayWorker]
-    private let listeners: [Int32]
-
-    /// `place` decides what becomes of each accepted socket, on the thread that accepted it.
-    init(listeners: [Int32], threads: Int, context: RelayContext,
-         place: @escaping @Sendable (Int32, SocketAddress?, RelayWorker) -> Void) throws {
-        self.listeners = listeners
-        var workers: [RelayWorker] = []
-        for i in 0..<max(1, threads) {
-            do {
-                workers.append(try RelayWorker(index: i, listeners: listeners, context: context, place: place))
-            } catch {
-                for w in workers { w.closeDescriptors() }
-                throw error
-            }
-        }
-        self.workers = workers
-    }
-
-    func start() {
-        for w in workers { w.start() }
-    }
-
-    /// Stops accepting, closes every relayed connection (each reports its `close` event), and
-    /// returns once every thread is gone.
-    func stop() async {
-        for w in workers { w.requestStop() }
-        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-            Thread.detachNewThread { [workers, listeners] in
-                for w in workers { w.waitUntilStopped() }
-                for fd in listeners { close(fd) }
-                done.resume()
-            }
-        }
-    }
-
-    /// Opens a listening socket (non-blocking; accepted sockets inherit TCP_NODELAY from it).
-    /// Returns it and the port it is bound to.
-    static func listen(host: String, port: Int, backlog: Int32) throws -> (Int32, Int) {
-        let address = try SocketAddress(ipAddress: host, port: port)
-        let fd = socket(address.protocol.rawValue, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw ProxyError(errnoText(errno)) }
-        func fail(_ what: String) -> ProxyError {
-            let e = ProxyError("\(what): \(errnoText(errno))")
-            close(fd)
-            return e
-        }
-        var one: Int32 = 1
-        guard setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, 4) == 0,
-              setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, 4) == 0 else { throw fail("setsockopt") }
-        if address.protocol.rawValue == AF_INET6, setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, 4) != 0 {
-            throw fail("setsockopt")
-        }
-        guard address.withSockAddr({ bind(fd, $0, socklen_t($1)) }) == 0 else { throw fail("bind") }
-        guard Glibc.listen(fd, backlog) == 0 else { throw fail("listen") }
-        var storage = sockaddr_storage()
-        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        guard withUnsafeMutablePointer(to: &storage, {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
-        }) == 0 else { throw fail("getsockname") }
-        return (fd, socketAddress(storage)?.port ?? port)
-    }
-}
-
-/// What an errno says, in the lower case the proxy's messages use ("connection refused").
-func errnoText(_ code: Int32) -> String {
-    String(cString: strerror(code)).lowercased()
-}
-
-/// Why a dial failed, in the words of a close event's `error` ("timed out" however it timed out).
-func dialErrorText(_ code: Int32) -> String {
-    code == ETIMEDOUT ? "timed out" : errnoText(code)
-}
-
-/// An accepted peer's address, from what accept() wrote (no detour through text).
-func socketAddress(_ storage: sockaddr_storage) -> SocketAddress? {
-    var storage = storage
-    switch Int32(storage.ss_family) {
-    case AF_INET:
-        return withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { SocketAddress($0.pointee, host: "") } }
-    case AF_INET6:
-        return withUnsafePointer(to: &storage) { $0.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { SocketAddress($0.pointee, host: "") } }
-    default:
-        return nil
-    }
-}
-
-/// One direction of a relayed connection.
-final class Flow {
-    /// Bytes read but not yet taken by the other socket (allocated only while it pushes back).
-    private var pending: UnsafeMutableRawPointer?
-    private var start = 0
-    private var end = 0
-    /// The sender said EOF.
-    var eof = false
-    /// The source socket was found empty (a small read, or EAGAIN) since its last readable edge:
-    /// reading it again would only say EAGAIN. Anything that arrives later raises a new edge.
-    var drained = false
-    /// An edge said the source's input ended or failed, or that urgent data came: a small read no
-    /// longer means empty (the EOF that follows raises no new edge; a read stops short at the
-    /// urgent mark with more queued behind it).
-    var hup = false
-    /// An edge said the sender's FIN had arrived (and no urgent data ever came): everything sent
-    /// before the FIN was queued by then, so a read that leaves bytes of its buffer unfilled has
-    /// taken the last of it, and the EOF needs no read of its own.
-    var finSeen = false
-    var urgentSeen = false
-    /// The EOF was passed on (the receiver's output is shut).
-    var shut = false
-    /// Delivered to the receiver (counted on send: bytes read but still held are not).
-    var bytes: UInt64 = 0
-    var unreported: UInt64 = 0
-
-    func delivered(_ n: Int) {
-        bytes += UInt64(n)
-        unreported += UInt64(n)
-    }
-
-    var pendingCount: Int { end - start }
-    var pendingBytes: UnsafeMutableRawPointer { pending! + start }
-
-    func hold(_ bytes: UnsafeRawPointer, _ count: Int) {
-        let p = UnsafeMutableRawPointer.allocate(byteCount: count, alignment: 1)
-        p.copyMemory(from: bytes, byteCount: count)
-        pending = p
-        start = 0
-        end = count
-    }
-
-    func consumed(_ n: Int) {
-        start += n
-        if start == end { release() }
-    }
-
-    func release() {
-        pending?.deallocate()
-        pending = nil
-        start = 0
-        end = 0
-    }
-}
-
-/// A relayed connection: the tool's socket and the one dialled to its original destination.
-final class RelayPair {
-    let id: UInt64
-    let client: Int32
-    var upstream: Int32 = -1
-    var connected = false
-    var done = false
-    var requeued = false
-    /// Which side said EOF first ("client" or "server"): names how the connection ended.
-    var firstEOF: String?
-    let toServer = Flow()
-    let toClient = Flow()
-    let connection: ProxiedConnection
-    let started = ContinuousClock.now
-
-    init(id: UInt64, client: Int32, connection: ProxiedConnection) {
-        self.id = id
-        self.client = client
-        self.connection = connection
-    }
-}
-
 /// One accept-and-relay thread. Everything but `requestStop` runs on its own thread.
 final class RelayWorker: @unchecked Sendable {
     private static let wakeTag: UInt64 = 0
@@ -300,7 +118,7 @@ final class RelayWorker: @unchecked Sendable {
             expireDials()
         }
         // a reset, not an EOF a tool could take for a complete transfer
-        for pair in Array(pairs.values) { finish(pair, end: "proxy stopped", error: nil, reset: true) }
+        for pair in Array(pairs.values) { finish(pair, end: .proxyStopped, error: nil, reset: true) }
         closeDescriptors()
         scratch.deallocate()
         stopped.signal()
@@ -370,9 +188,10 @@ final class RelayWorker: @unchecked Sendable {
 
     // MARK: Relaying
 
-    /// Dials the original destination and relays the accepted socket `client` to it.
-    func relay(client: Int32, connection: ProxiedConnection) {
-        let pair = RelayPair(id: nextID, client: client, connection: connection)
+    /// Dials the original destination and relays the accepted socket `client` to it. Only a
+    /// ``SpliceRoute`` gets here: a connection that needs inspection cannot.
+    func relay(client: Int32, route: SpliceRoute) {
+        let pair = RelayPair(id: nextID, client: client, connection: route.connection)
         nextID += 1
         context.counters.add(\.active, 1)
         // The first read, before dialling, is also the probe for a tool that gave up (reset) while
@@ -387,16 +206,16 @@ final class RelayWorker: @unchecked Sendable {
             pair.toServer.drained = first < Self.shortRead
         } else if first == 0 {
             pair.toServer.eof = true
-            pair.firstEOF = "client"
+            pair.firstEOF = .client
         } else if errno == EAGAIN || errno == EWOULDBLOCK {
             pair.toServer.drained = true
         } else if errno != EINTR {
-            return finish(pair, end: "reset by client", error: "client: \(errnoText(errno)) before the relay began",
+            return finish(pair, end: .resetBy(.client), error: "client: \(errnoText(errno)) before the relay began",
                           reset: true)
         }
         // Nothing can come from a server not yet dialled; its first bytes raise an edge.
         pair.toClient.drained = true
-        let up = socket(connection.target.protocol.rawValue,
+        let up = socket(route.connection.target.protocol.rawValue,
                         Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard up >= 0 else { return dialFailed(pair, errno) }
         pair.upstream = up
@@ -406,14 +225,14 @@ final class RelayWorker: @unchecked Sendable {
             return dialFailed(pair, errno)
         }
         _ = setsockopt(up, Int32(IPPROTO_TCP), TCP_NODELAY, &one, 4)
-        let rc = connection.target.withSockAddr { connect(up, $0, socklen_t($1)) }
+        let rc = route.connection.target.withSockAddr { connect(up, $0, socklen_t($1)) }
         if rc != 0, errno != EINPROGRESS { return dialFailed(pair, errno) }
         // EPOLLPRI: urgent data ends a read early with more behind it (see Flow.hup)
         let watch = UInt32(EPOLLIN.rawValue) | UInt32(EPOLLOUT.rawValue) | UInt32(EPOLLRDHUP.rawValue) | UInt32(EPOLLPRI.rawValue)
             | EPOLLET.rawValue
         pairs[pair.id] = pair
         guard add(client, events: watch, tag: pair.id << 1), add(up, events: watch, tag: pair.id << 1 | 1) else {
-            return finish(pair, end: "proxy-error", error: "cannot watch the sockets: \(errnoText(errno))", reset: true)
+            return finish(pair, end: .proxyError, error: "cannot watch the sockets: \(errnoText(errno))", reset: true)
         }
         if rc == 0 {
             pair.connected = true
@@ -447,7 +266,7 @@ final class RelayWorker: @unchecked Sendable {
             var len = socklen_t(4)
             if getsockopt(upstreamSide ? pair.upstream : pair.client, SOL_SOCKET, SO_ERROR, &err, &len) != 0 { err = errno }
             if upstreamSide, !pair.connected { return dialFailed(pair, err == 0 ? ECONNRESET : err) }
-            if err != 0 { return abort(pair, side: upstreamSide ? "server" : "client", err) }
+            if err != 0 { return abort(pair, side: upstreamSide ? .server : .client, err) }
         }
         if !pair.connected {
             // Only the dial's outcome matters until it is known; what the tool sends meanwhile
@@ -463,15 +282,15 @@ final class RelayWorker: @unchecked Sendable {
         let writable = events & UInt32(EPOLLOUT.rawValue) != 0
         let toServerReady = upstreamSide ? writable && pair.toServer.pendingCount > 0 : readable
         let toClientReady = upstreamSide ? readable : writable && pair.toClient.pendingCount > 0
-        if toServerReady, !move(pair, pair.toServer, from: pair.client, to: pair.upstream, reader: "client", writer: "server") { return }
-        if toClientReady, !move(pair, pair.toClient, from: pair.upstream, to: pair.client, reader: "server", writer: "client") { return }
+        if toServerReady, !move(pair, pair.toServer, from: pair.client, to: pair.upstream, reader: .client, writer: .server) { return }
+        if toClientReady, !move(pair, pair.toClient, from: pair.upstream, to: pair.client, reader: .server, writer: .client) { return }
         settle(pair)
     }
 
     private func pump(_ pair: RelayPair) {
         guard !pair.done, pair.connected else { return }
-        guard move(pair, pair.toServer, from: pair.client, to: pair.upstream, reader: "client", writer: "server"),
-              move(pair, pair.toClient, from: pair.upstream, to: pair.client, reader: "server", writer: "client")
+        guard move(pair, pair.toServer, from: pair.client, to: pair.upstream, reader: .client, writer: .server),
+              move(pair, pair.toClient, from: pair.upstream, to: pair.client, reader: .server, writer: .client)
         else { return }
         settle(pair)
     }
@@ -481,7 +300,7 @@ final class RelayWorker: @unchecked Sendable {
         if pair.toServer.unreported + pair.toClient.unreported > 1 << 20 { report(pair) }
         if pair.toServer.shut, pair.toClient.shut {
             // literals, not interpolation: a string built per connection is an allocation
-            finish(pair, end: pair.firstEOF == "server" ? "closed by server" : "closed by client", error: nil)
+            finish(pair, end: .closedBy(pair.firstEOF ?? .client), error: nil)
         }
     }
 
@@ -491,7 +310,7 @@ final class RelayWorker: @unchecked Sendable {
     /// A small read (without an EOF announced) empties `src`, and a read of a socket known empty
     /// is skipped: a request and its response are one read each, as with haproxy, not two.
     /// Bulk reads are not small and keep reading: that beats a trip through epoll_wait per chunk.
-    private func move(_ pair: RelayPair, _ flow: Flow, from src: Int32, to dst: Int32, reader: String, writer: String) -> Bool {
+    private func move(_ pair: RelayPair, _ flow: Flow, from src: Int32, to dst: Int32, reader: ConnectionSide, writer: ConnectionSide) -> Bool {
         var budget = Self.readBudget
         while true {
             if flow.pendingCount > 0 {
@@ -568,13 +387,13 @@ final class RelayWorker: @unchecked Sendable {
 
     /// One side failed (typically a reset): the other gets a reset too, as it would without a
     /// proxy in between.
-    private func abort(_ pair: RelayPair, side: String, _ err: Int32) {
-        finish(pair, end: "reset by \(side)", error: "\(side): \(errnoText(err))", reset: true)
+    private func abort(_ pair: RelayPair, side: ConnectionSide, _ err: Int32) {
+        finish(pair, end: .resetBy(side), error: "\(side): \(errnoText(err))", reset: true)
     }
 
     private func dialFailed(_ pair: RelayPair, _ err: Int32) {
         context.counters.add(\.upstreamFailures, 1)
-        finish(pair, end: "upstream-failed", error: pair.connection.dialFailure(dialErrorText(err)), reset: true)
+        finish(pair, end: .upstreamFailed, error: pair.connection.dialFailure(dialErrorText(err)), reset: true)
     }
 
     private func expireDials() {
@@ -605,7 +424,7 @@ final class RelayWorker: @unchecked Sendable {
     }
 
     /// Closes both sockets (closing takes them out of the epoll set) and reports the `close` event.
-    private func finish(_ pair: RelayPair, end: String, error: String?, reset: Bool = false) {
+    private func finish(_ pair: RelayPair, end: ConnectionEnd, error: String?, reset: Bool = false) {
         guard !pair.done else { return }
         pair.done = true
         pairs[pair.id] = nil

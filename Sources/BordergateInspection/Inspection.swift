@@ -1,0 +1,25 @@
+import BordergateProxy
+
+/// The protocol handlers the proxy runs on inspected connections, and their registration.
+///
+/// The proxy (`BordergateProxy`) accepts, sniffs, asks for the verdict and dials; it knows no
+/// protocol beyond recognising it. What is done with a connection's content lives here, one
+/// folder per protocol, each a ``ProtocolHandler`` registered in ``handlers()``:
+///
+/// - `Raw/`: the bytes relayed as they are (the only handler so far, for every protocol).
+/// - `HTTP/`: HTTP/1.x request and response heads and bodies (masking, per-request verdicts);
+///   NIOHTTP1 is imported here, never by the proxy.
+/// - `TLS/`: terminating the tool's TLS and originating TLS upstream (NIOSSL), then handing the
+///   plaintext to the handler of the protocol inside.
+/// - `PostgreSQL/`: the frontend/backend protocol after the startup message.
+/// - `Recording/`: evidence of a conversation, for plans that ask for it.
+///
+/// The composition root (`BordergateService`) passes ``handlers()`` to `TransparentProxy`.
+public enum Inspection {
+    /// Every handler, by the protocol it speaks. A new protocol is one `register` line here.
+    public static func handlers() -> ProtocolHandlers {
+        var handlers = ProtocolHandlers()
+        handlers.registerFallback(RawRelay())
+        return handlers
+    }
+}

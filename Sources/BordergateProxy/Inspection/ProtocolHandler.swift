@@ -1,0 +1,73 @@
+import BordergateAudit
+import Logging
+import NIOCore
+
+/// Runs an inspected connection once its verdict lets it through and its original destination is
+/// dialled. Modelled on Hummingbird's `ServerChildChannel`: ``setup(connection:logger:)`` builds
+/// both pipelines synchronously, ``handle(value:logger:)`` runs the connection to its end.
+///
+/// Implementations live in `BordergateInspection` (HTTP, TLS, PostgreSQL, recording), which the
+/// composition root registers in ``ProtocolHandlers``; the proxy itself knows no protocol beyond
+/// recognising it.
+public protocol ProtocolHandler: Sendable {
+    associatedtype Value: Sendable
+
+    /// Whether it carries out everything `plan` asks. The proxy refuses a connection for which no
+    /// registered handler does, rather than relay it half-inspected.
+    func supports(_ plan: InspectionPlan) -> Bool
+
+    /// Adds the handlers for both channels, on their event loop (the client and upstream channels
+    /// share it); both have autoRead off until this returns. What the client sent before (the
+    /// sniffed head, an EOF) is replayed through the client pipeline right after.
+    func setup(connection: InspectedConnection, logger: Logger) throws -> Value
+
+    /// Runs the connection until both sides are closed.
+    func handle(value: Value, logger: Logger) async
+}
+
+/// The handlers the proxy can run, by the protocol a connection speaks. A new protocol is one
+/// ``register(_:for:)``.
+public struct ProtocolHandlers: Sendable {
+    private var byProtocol: [ProxyProtocol: any ProtocolHandler] = [:]
+    private var fallback: (any ProtocolHandler)?
+
+    public init() {}
+
+    /// Runs `handler` for connections that speak `protocols`.
+    public mutating func register(_ handler: any ProtocolHandler, for protocols: [ProxyProtocol]) {
+        for p in protocols { byProtocol[p] = handler }
+    }
+
+    /// Runs `handler` for connections whose protocol has no handler of its own.
+    public mutating func registerFallback(_ handler: any ProtocolHandler) {
+        fallback = handler
+    }
+
+    /// The handler for a connection that speaks `spoken` with `plan`, if one can carry the plan out.
+    func handler(for plan: InspectionPlan, speaking spoken: ProxyProtocol) -> (any ProtocolHandler)? {
+        guard let handler = byProtocol[plan.protocol ?? spoken] ?? fallback, handler.supports(plan) else { return nil }
+        return handler
+    }
+}
+
+/// What a ``ProtocolHandler`` works with: both channels, what is known of the connection, and the
+/// accounting that produces its `close` event.
+public struct InspectedConnection: Sendable {
+    /// The tool's channel.
+    public let client: Channel
+    /// The channel to the original destination.
+    public let upstream: Channel
+    public let connection: ProxiedConnection
+    public let plan: InspectionPlan
+    /// What the sniffer found in the first bytes.
+    public let sniffed: SniffedProtocol
+    let session: RelaySession
+
+    /// Relays the bytes as they are between the two channels, with back-pressure and half-close,
+    /// counting them for the `close` event: adds a handler to each pipeline.
+    public func addRawRelay() throws {
+        let (clientSide, upstreamSide) = GlueHandler.matchedPair(session: session)
+        try upstream.pipeline.syncOperations.addHandler(upstreamSide)
+        try client.pipeline.syncOperations.addHandler(clientSide)
+    }
+}
