@@ -370,6 +370,40 @@ final class InboundRecorder: ChannelInboundHandler, @unchecked Sendable {
         try await upstream.close()
     }
 
+    /// A PostgreSQL client carries no hostname: a verdict that needs one refuses it with a reset
+    /// (its event names the protocol), and one that does not relays its startup message whole.
+    @Test(arguments: [false, true])
+    func aPostgreSQLClientIsRecognised(refused: Bool) async throws {
+        let upstream = try await startUpstream()
+        let sink = EventRecorder()
+        let proxy = try await startProxy(target: upstream.localAddress, sink: sink) { host in
+            ProxyVerdict(relay: !refused, verdict: refused ? "deny" : "redirect", reason: refused ? "no hostname" : "test",
+                         policy: "default", rule: nil, destination: .init(ip: "127.0.0.1", port: 0))
+        }
+        let startup = PostgreSQLSniffingTests.psqlStartup
+        let (reply, err) = try await onThread {
+            let fd = try blockingConnect(port: proxy.port)
+            defer { close(fd) }
+            _ = startup.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            shutdown(fd, Int32(SHUT_WR))
+            return readAll(fd)
+        }
+        let connects = await sink.waitFor(.connect)
+        #expect(connects.first?.verdict == (refused ? "deny" : "redirect"))
+        if refused {
+            #expect(err == ECONNRESET)
+            #expect(reply.isEmpty)
+            #expect(connects.first?.protocol == "postgresql")
+        } else {
+            #expect(err == 0)
+            #expect(String(decoding: reply, as: UTF8.self) == "got \(startup.count)\n")
+            let closes = await sink.waitFor(.close)
+            #expect(closes.first?.bytes?.sent == UInt64(startup.count))
+        }
+        await proxy.stop()
+        try await upstream.close()
+    }
+
     @Test func aConnectionStillBeingInspectedCountsAsActive() async throws {
         // `exec` waits for active connections to end before it stops the proxy: one whose head is
         // still arriving must count, or its events could be lost.
