@@ -2,13 +2,15 @@ import BordergateAudit
 import BordergateKernel
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import ServiceLifecycle
 import UnixSignals
 
 /// `bordergate daemon`: the long-running interceptor with pinned state and a control socket.
 ///
 /// Its parts run as services of one `ServiceGroup`: the kernel event pump, the proxy, grant
-/// expiry, the control server and SIGHUP's reload. SIGTERM, SIGINT and SIGQUIT stop it gracefully:
+/// expiry, the control server and SIGHUP's reload. SIGTERM, SIGINT and SIGQUIT (through the
+/// library's signal sequence) stop it gracefully:
 /// the group shuts the services down in reverse order, so the control socket goes first, the
 /// kernel is told no proxy listens (guards stay pinned: connects are refused, fail closed), the
 /// proxy stops, and the pump publishes what the kernel reported until then.
@@ -27,6 +29,10 @@ public enum Daemon {
         interceptor.applyConfiguredCgroups()
         // Trapped before any service runs, so a SIGHUP right after start is a reload, not a death.
         let hangups = await UnixSignalsSequence(trapping: .sighup)
+        // SIGTERM, SIGINT and SIGQUIT stop the group gracefully; trapped here rather than by the
+        // group so that the record says which one came.
+        let stops = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sigquit)
+        let stoppedBy = NIOLockedValueBox<String?>(nil)
         let control = ControlServer(path: settings.controlSocket, interceptor: interceptor, logger: logger)
         let announce: @Sendable () -> Void = {
             hub.publish(AuditEvent(type: .daemon, message: "daemon started (pid \(getpid()), version \(bordergateVersion)); proxy on \(interceptor.proxyAddresses.joined(separator: ", ")); resumed \(resumed) guarded cgroup(s)"))
@@ -49,12 +55,21 @@ public enum Daemon {
                 KernelEventPumpService(interceptor: interceptor),
                 ProxyService(interceptor: interceptor),
                 GrantExpiryService(interceptor: interceptor),
-                ControlService(control: control, hub: hub, logger: logger, onListening: announce),
+                ControlService(control: control, hub: hub, logger: logger, stoppedBy: stoppedBy, onListening: announce),
                 ReloadService(interceptor: interceptor, hangups: hangups),
             ],
-            gracefulShutdownSignals: [.sigterm, .sigint, .sigquit],
             logger: logger)
-        defer { hub.shutdown() }
+        let stopOnSignal = Task {
+            for await s in stops {
+                stoppedBy.withLockedValue { $0 = "\(s)" }
+                await group.triggerGracefulShutdown()
+                break
+            }
+        }
+        defer {
+            stopOnSignal.cancel()
+            hub.shutdown()
+        }
         do {
             try await group.run()
         } catch {
@@ -118,14 +133,16 @@ struct ControlService: Service {
     let control: ControlServer
     let hub: AuditHub
     let logger: Logger
+    let stoppedBy: NIOLockedValueBox<String?>
     let onListening: @Sendable () -> Void
 
     func run() async throws {
         try await control.start()
         onListening()
         try? await gracefulShutdown()
-        logger.info("stopping")
-        hub.publish(AuditEvent(type: .daemon, message: "daemon stopping; guards stay in place and refuse connections until a daemon returns"))
+        let on = stoppedBy.withLockedValue { $0 }.map { " on \($0)" } ?? ""
+        logger.info("stopping\(on)")
+        hub.publish(AuditEvent(type: .daemon, message: "daemon stopping\(on); guards stay in place and refuse connections until a daemon returns"))
         await control.stop()
     }
 }

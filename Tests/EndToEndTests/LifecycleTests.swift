@@ -203,6 +203,11 @@ extension EndToEnd {
             let script = "import socket,errno\ntry:\n  socket.create_connection(('\(Harness.host4)', 80), 5); print('connected')\nexcept OSError as e:\n  print(errno.errorcode.get(e.errno))"
             let r = Harness.sh(Harness.inCgroup(cg, "python3 -c \(Harness.shellQuote(script))"))
             #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "EPERM", "\(r.stdout) \(r.stderr)")
+            // the stop is on record, with what stopped it
+            var events: [AuditEvent] = []
+            _ = try AuditLog.read(path: d.auditLog) { e, _ in events.append(e) }
+            #expect(events.contains { $0.type == .daemon && $0.message?.hasPrefix("daemon stopping on SIGTERM; guards stay") == true },
+                    "\(events.filter { $0.type == .daemon }.map { $0.message ?? "" })")
         }
     }
 
