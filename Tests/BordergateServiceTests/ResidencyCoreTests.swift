@@ -243,4 +243,20 @@ struct ResidencyFixture {
         #expect(before.policies[Int(slot)]?.name == "eu", "an old snapshot never changes")
         #expect(after.assignments[7]?.grants.count == 1 && before.assignments[7]?.grants.isEmpty == true)
     }
+
+    @Test func attachmentsRoundTripWithoutGrantsAndAFailedSaveKeepsErrno() throws {
+        let dir = NSTemporaryDirectory() + "bg-attachments-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let store = AttachmentStore(path: dir + "/state/attachments.json")
+        let g = Grant(id: "g1", allow: "US", reason: "", expires: 0, grantedBy: nil, endsBootNanos: 1)
+        try store.save([7: Assignment(cgroup: "/ci", policy: "eu", grants: [g])])
+        #expect(store.read() == [7: Assignment(cgroup: "/ci", policy: "eu")], "grants are not kept")
+        #expect(AttachmentStore(path: dir + "/absent.json").read().isEmpty)
+        do {
+            try AttachmentStore(path: "/proc/self/no-such-dir/attachments.json").save([:])
+            Issue.record("/proc takes no files")
+        } catch {
+            #expect(error.errno != nil && error.path.hasPrefix("/proc/self/no-such-dir/"), "\(error)")
+        }
+    }
 }
