@@ -2,6 +2,31 @@ import CBordergateABI
 import CLibBPF
 import Foundation
 
+/// Where the residency core keeps compiled policies: slots of verdict rows, two pairs of region
+/// tries, and which slots and pair each guarded cgroup reads. The kernel guard is the real one;
+/// the protocol lets the core's slot allocation be tested in memory, without root.
+public protocol PolicySlotStore: AnyObject, Sendable {
+    /// How many policy slots there are, and how many region classes a slot holds.
+    var policySlotCount: Int { get }
+    var regionClassLimit: Int { get }
+    /// The fingerprint of what each trie pair holds (0: empty or unknown).
+    func tableFingerprints() -> [UInt64]
+    func loadRegions(slot: Int, fingerprint: UInt64,
+                     ipv4: [(address: UInt32, length: UInt8, regionClass: UInt32)],
+                     ipv6: [(address: [UInt8], length: UInt8, regionClass: UInt32)]) throws
+    func clearRegions(slot: Int)
+    func writePolicy(slot: Int, rows: [KernelGuard.PolicyRow], fallback: KernelGuard.PolicyRow) throws
+    func guardedSlots() -> [UInt64: (policySlot: Int, baseSlot: Int, tableSlot: Int)]
+    func setCgroupPolicy(cgroupID: UInt64, policySlot: UInt32, tableSlot: UInt32, baseSlot: UInt32?, grantEnds: UInt64?) throws
+    /// Bytes of memory the store uses, by part (for `status`).
+    func residencyMemory() -> [String: UInt64]
+}
+
+extension KernelGuard: PolicySlotStore {
+    public var policySlotCount: Int { Self.maxPolicySlots }
+    public var regionClassLimit: Int { Self.maxRegionClasses }
+}
+
 /// The residency half of the kernel contract: region tries (two pairs, so a reload fills the idle
 /// pair and then moves cgroups over) and compiled policy rows.
 extension KernelGuard {

@@ -2,10 +2,34 @@ import BordergateRegions
 import Foundation
 import Yams
 
-/// A problem in a config file: one line naming file:line:column, what is wrong and what is expected.
+/// A problem in a config file: the file, where in it, what is wrong and what is expected (one line,
+/// `file:line:column: problem`), and errno when the file could not be read.
 public struct ConfigError: Error, CustomStringConvertible, Sendable, Equatable {
-    public let description: String
-    public init(_ description: String) { self.description = description }
+    public enum Location: Sendable, Equatable {
+        case none
+        case position(line: Int, column: Int)
+        case byteOffset(Int)
+    }
+    public var path: String
+    public var location: Location
+    /// What is wrong and what was expected.
+    public var problem: String
+    public var errno: Int32?
+
+    public init(path: String, location: Location = .none, problem: String, errno: Int32? = nil) {
+        self.path = path
+        self.location = location
+        self.problem = problem
+        self.errno = errno
+    }
+
+    public var description: String {
+        switch location {
+        case .none: "\(path): \(problem)"
+        case .position(let line, let column): "\(path):\(line):\(column): \(problem)"
+        case .byteOffset(let n): "\(path): at byte \(n): \(problem)"
+        }
+    }
 }
 
 /// Reads `/etc/bordergate/config.yaml` (or `--config`): tables, regions, groups, policies, cgroups.
@@ -13,11 +37,13 @@ public enum ConfigParser {
     public static func load(path: String) throws -> BordergateConfig {
         guard let data = FileManager.default.contents(atPath: path) else {
             // FileManager does not say why; access(2) does.
-            let why = access(path, R_OK) == 0 ? "unreadable" : String(cString: strerror(errno)).lowercased()
-            throw ConfigError("\(path): cannot read the config file (\(why)); check the path, or run without --config for the built-in policy")
+            let code: Int32? = access(path, R_OK) == 0 ? nil : errno
+            let why = code.map { String(cString: strerror($0)).lowercased() } ?? "unreadable"
+            throw ConfigError(path: path, problem: "cannot read the config file (\(why)); check the path, or name no config file for the built-in policy",
+                              errno: code)
         }
         guard let text = String(data: data, encoding: .utf8) else {
-            throw ConfigError("\(path):1:1: the file is not UTF-8 text; expected a YAML config")
+            throw ConfigError(path: path, location: .position(line: 1, column: 1), problem: "the file is not UTF-8 text; expected a YAML config")
         }
         return try parse(text, path: path)
     }
@@ -27,28 +53,30 @@ public enum ConfigParser {
         do {
             node = try Yams.compose(yaml: text)
         } catch let e as YamlError {
-            throw ConfigError(describe(e, path: path))
+            throw describe(e, path: path)
         } catch {
-            throw ConfigError("\(path): \(error)")
+            throw ConfigError(path: path, problem: "\(error)")
         }
         guard let root = node else {
-            throw ConfigError("\(path):1:1: the file is empty; expected a mapping with 'policies:'")
+            throw ConfigError(path: path, location: .position(line: 1, column: 1), problem: "the file is empty; expected a mapping with 'policies:'")
         }
         return try Reader(path: path).config(root)
     }
 
-    static func describe(_ e: YamlError, path: String) -> String {
+    static func describe(_ e: YamlError, path: String) -> ConfigError {
         switch e {
         case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
              .composer(let context, let problem, let mark, _):
             let ctx = context.map { " (\($0.text))" } ?? ""
-            return "\(path):\(mark.line):\(mark.column): YAML syntax: \(problem)\(ctx); expected well-formed YAML"
+            return ConfigError(path: path, location: .position(line: mark.line, column: mark.column),
+                               problem: "YAML syntax: \(problem)\(ctx); expected well-formed YAML")
         case .reader(let problem, let offset, _, _):
-            return "\(path): YAML reader: \(problem) at byte \(offset ?? 0); expected UTF-8 text"
+            return ConfigError(path: path, problem: "YAML reader: \(problem) at byte \(offset ?? 0); expected UTF-8 text")
         case .duplicatedKeysInMapping(let duplicates, let context):
-            return "\(path):\(context.mark.line):\(context.mark.column): duplicate key \(duplicates.map { "'\($0)'" }.joined(separator: ", ")) in this mapping; expected each key once"
+            return ConfigError(path: path, location: .position(line: context.mark.line, column: context.mark.column),
+                               problem: "duplicate key \(duplicates.map { "'\($0)'" }.joined(separator: ", ")) in this mapping; expected each key once")
         default:
-            return "\(path): YAML: \(e)"
+            return ConfigError(path: path, problem: "YAML: \(e)")
         }
     }
 
@@ -60,7 +88,15 @@ public enum ConfigParser {
             return "\(path):\(m.line):\(m.column)"
         }
 
-        func fail(_ n: Node, _ what: String) -> ConfigError { ConfigError("\(at(n)): \(what)") }
+        func fail(_ n: Node, _ what: String) -> ConfigError {
+            ConfigError(path: path, location: n.mark.map { .position(line: $0.line, column: $0.column) } ?? .none, problem: what)
+        }
+
+        /// An error at a rule, whose origin ``at(_:)`` wrote as path:line:column.
+        func fail(rule r: Rule, _ what: String) -> ConfigError {
+            let parts = r.origin.split(separator: ":").suffix(2).compactMap { Int($0) }
+            return ConfigError(path: path, location: parts.count == 2 ? .position(line: parts[0], column: parts[1]) : .none, problem: what)
+        }
 
         func mapping(_ n: Node, _ what: String) throws -> [(String, Node, Node)] {
             guard let m = n.mapping else { throw fail(n, "\(what) must be a mapping (key: value)") }
@@ -274,11 +310,11 @@ public enum ConfigParser {
                 switch r.target {
                 case .countries(let cs):
                     for c in cs where !catalog.isKnownCountry(c) {
-                        throw ConfigError("\(r.origin): '\(c)' is not a country code; expected ISO 3166 alpha-2, such as DE or US")
+                        throw fail(rule: r, "'\(c)' is not a country code; expected ISO 3166 alpha-2, such as DE or US")
                     }
                 case .jurisdictions(let js):
                     for j in js where catalog.groups[j] == nil && !catalog.isKnownCountry(j) {
-                        throw ConfigError("\(r.origin): '\(j)' is not a known jurisdiction; expected one of \(catalog.groups.keys.sorted().joined(separator: ", ")), a country code, or a group defined under 'groups:'")
+                        throw fail(rule: r, "'\(j)' is not a known jurisdiction; expected one of \(catalog.groups.keys.sorted().joined(separator: ", ")), a country code, or a group defined under 'groups:'")
                     }
                 case .regions, .hosts:
                     break // regions come from tables, which may not be loaded yet

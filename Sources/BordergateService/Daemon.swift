@@ -2,87 +2,165 @@ import BordergateAudit
 import BordergateKernel
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
+import ServiceLifecycle
+import UnixSignals
 
 /// `bordergate daemon`: the long-running interceptor with pinned state and a control socket.
+///
+/// Its parts run as services of one `ServiceGroup`: the kernel event pump, the proxy, grant
+/// expiry, the control server and SIGHUP's reload. SIGTERM, SIGINT and SIGQUIT (through the
+/// library's signal sequence) stop it gracefully:
+/// the group shuts the services down in reverse order, so the control socket goes first, the
+/// kernel is told no proxy listens (guards stay pinned: connects are refused, fail closed), the
+/// proxy stops, and the pump publishes what the kernel reported until then.
 public enum Daemon {
     public static func run(settings: Settings, logger: Logger) async throws {
         let cgroups = try Preflight.check(for: "bordergate daemon")
         let client = ControlClient(path: settings.controlSocket)
         if client.isDaemonRunning {
-            throw ServiceError("a Bordergate daemon is already running on \(settings.controlSocket); stop it first, or give this one its own --control-socket and --pin-root")
+            throw DaemonError.alreadyRunning(controlSocket: settings.controlSocket)
         }
         let hub = AuditHub(log: try AuditLog(path: settings.auditLogPath))
         let interceptor = try Interceptor(settings: settings, mode: .pinned(root: settings.pinRoot),
                                           cgroups: cgroups, hub: hub, logger: logger)
         let resumed = interceptor.kernel.guardedCgroups().count
-        try await interceptor.start()
+        try await interceptor.prepare()
         interceptor.applyConfiguredCgroups()
-        let hup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
-        signal(SIGHUP, SIG_IGN)
-        hup.setEventHandler { _ = try? interceptor.reload(trigger: "SIGHUP") }
-        hup.resume()
-        defer { hup.cancel() }
+        // Trapped before any service runs, so a SIGHUP right after start is a reload, not a death.
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        // SIGTERM, SIGINT and SIGQUIT stop the group gracefully; trapped here rather than by the
+        // group so that the record says which one came.
+        let stops = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sigquit)
+        let stoppedBy = NIOLockedValueBox<String?>(nil)
         let control = ControlServer(path: settings.controlSocket, interceptor: interceptor, logger: logger)
+        let announce: @Sendable () -> Void = {
+            hub.publish(AuditEvent(type: .daemon, message: "daemon started (pid \(getpid()), version \(bordergateVersion)); proxy on \(interceptor.proxyAddresses.joined(separator: ", ")); resumed \(resumed) guarded cgroup(s)"))
+            let config = interceptor.residency.config
+            FileHandle.standardError.write(Data("""
+                bordergate: daemon running (pid \(getpid()))
+                  proxy           \(interceptor.proxyAddresses.joined(separator: ", "))
+                  control socket  \(settings.controlSocket)
+                  audit log       \(settings.auditLogPath)
+                  pins            \(settings.pinRoot)
+                  config          \(config.config.path) (default policy \(config.config.defaultPolicy))
+                  tables          \(config.tableNotes.joined(separator: "\n                              "))
+                  guarding        \(resumed) cgroup(s) resumed from pins
+                watch with: bordergate events -f\n
+                """.utf8))
+        }
+        // Shut down in reverse: reload, control, grants, proxy, pump.
+        let group = ServiceGroup(
+            services: [
+                KernelEventPumpService(interceptor: interceptor),
+                ProxyService(interceptor: interceptor),
+                GrantExpiryService(interceptor: interceptor),
+                ControlService(control: control, hub: hub, logger: logger, stoppedBy: stoppedBy, onListening: announce),
+                ReloadService(interceptor: interceptor, hangups: hangups),
+            ],
+            logger: logger)
+        let stopOnSignal = Task {
+            for await s in stops {
+                stoppedBy.withLockedValue { $0 = "\(s)" }
+                await group.triggerGracefulShutdown()
+                break
+            }
+        }
+        defer {
+            stopOnSignal.cancel()
+            hub.shutdown()
+        }
         do {
-            try await control.start()
+            try await group.run()
         } catch {
-            await interceptor.stop()
+            await interceptor.finish()
             throw error
         }
-        hub.publish(AuditEvent(type: .daemon, message: "daemon started (pid \(getpid()), version \(bordergateVersion)); proxy on \(interceptor.proxyAddresses.joined(separator: ", ")); resumed \(resumed) guarded cgroup(s)"))
-        FileHandle.standardError.write(Data("""
-            bordergate: daemon running (pid \(getpid()))
-              proxy           \(interceptor.proxyAddresses.joined(separator: ", "))
-              control socket  \(settings.controlSocket)
-              audit log       \(settings.auditLogPath)
-              pins            \(settings.pinRoot)
-              config          \(interceptor.residency.config.config.path) (default policy \(interceptor.residency.config.config.defaultPolicy))
-              tables          \(interceptor.residency.config.tableNotes.joined(separator: "\n                              "))
-              guarding        \(resumed) cgroup(s) resumed from pins
-            watch with: bordergate events -f\n
-            """.utf8))
-
-        let signal = await waitForTermination()
-        logger.info("stopping on \(signal)")
-        hub.publish(AuditEvent(type: .daemon, message: "daemon stopping on \(signal); guards stay in place and refuse connections until a daemon returns"))
-        await control.stop()
-        await interceptor.stop(failClosed: true)
-        hub.shutdown()
+        await interceptor.finish()
     }
+}
 
-    /// Waits for SIGTERM, SIGINT or SIGQUIT and returns its name.
-    static func waitForTermination() async -> String {
-        await withCheckedContinuation { (cont: CheckedContinuation<String, Never>) in
-            let once = OnceBox(cont)
-            var sources: [DispatchSourceSignal] = []
-            for (sig, name) in [(SIGTERM, "SIGTERM"), (SIGINT, "SIGINT"), (SIGQUIT, "SIGQUIT")] {
-                signal(sig, SIG_IGN)
-                let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-                src.setEventHandler { once.resume(name) }
-                src.resume()
-                sources.append(src)
-            }
-            once.keep(sources)
+/// Why the daemon did not start.
+public enum DaemonError: Error, Sendable, CustomStringConvertible {
+    case alreadyRunning(controlSocket: String)
+
+    public var description: String {
+        switch self {
+        case .alreadyRunning(let socket):
+            "a Bordergate daemon is already running on \(socket); stop it first, or give this one its own control socket and pin root"
         }
     }
 }
 
-/// Resumes a continuation once and keeps its signal sources alive until then.
-final class OnceBox: @unchecked Sendable {
-    private let lock = NSLock()
-    private var cont: CheckedContinuation<String, Never>?
-    private var sources: [DispatchSourceSignal] = []
+/// Publishes kernel events; on shutdown (after the proxy stopped) it drains the ring and ends.
+struct KernelEventPumpService: Service {
+    let interceptor: Interceptor
 
-    init(_ cont: CheckedContinuation<String, Never>) { self.cont = cont }
-
-    func keep(_ s: [DispatchSourceSignal]) { lock.withLock { sources = s } }
-
-    func resume(_ value: String) {
-        let c = lock.withLock { () -> CheckedContinuation<String, Never>? in
-            let c = cont
-            cont = nil
-            return c
+    func run() async {
+        await withTaskCancellationOrGracefulShutdownHandler {
+            await interceptor.runKernelEventPump()
+        } onCancelOrGracefulShutdown: {
+            interceptor.stopKernelEvents()
         }
-        c?.resume(returning: value)
+    }
+}
+
+/// The proxy, started by ``Interceptor/prepare()``; on shutdown the kernel is told no proxy
+/// listens (guarded connects are refused from then on) and the proxy stops.
+struct ProxyService: Service {
+    let interceptor: Interceptor
+
+    func run() async {
+        try? await gracefulShutdown() // or cancellation: stopping fails closed all the same
+        await interceptor.stopProxy(failClosed: true)
+    }
+}
+
+/// Ends grants on time, every second.
+struct GrantExpiryService: Service {
+    let interceptor: Interceptor
+
+    func run() async {
+        await cancelWhenGracefulShutdown {
+            await interceptor.runGrantExpiry()
+        }
+    }
+}
+
+/// The control socket. It says the daemon is up once it listens, and that it is stopping before
+/// it closes.
+struct ControlService: Service {
+    let control: ControlServer
+    let hub: AuditHub
+    let logger: Logger
+    let stoppedBy: NIOLockedValueBox<String?>
+    let onListening: @Sendable () -> Void
+
+    func run() async throws {
+        try await control.start()
+        onListening()
+        try? await gracefulShutdown()
+        let on = stoppedBy.withLockedValue { $0 }.map { " on \($0)" } ?? ""
+        logger.info("stopping\(on)")
+        hub.publish(AuditEvent(type: .daemon, message: "daemon stopping\(on); guards stay in place and refuse connections until a daemon returns"))
+        await control.stop()
+    }
+}
+
+/// SIGHUP: re-read config and tables (a failed reload keeps the configuration in force and is
+/// recorded by it). The reload runs off the concurrency pool: it may write the kernel for seconds.
+struct ReloadService: Service {
+    let interceptor: Interceptor
+    let hangups: UnixSignalsSequence
+
+    func run() async {
+        for await _ in hangups.cancelOnGracefulShutdown() {
+            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                DispatchQueue.global().async {
+                    _ = try? interceptor.reload(trigger: "SIGHUP")
+                    done.resume()
+                }
+            }
+        }
     }
 }

@@ -27,6 +27,7 @@ public final class Interceptor: @unchecked Sendable {
     private let logger: Logger
     private var reader: KernelEventReader?
     private var pumpTask: Task<Void, Never>?
+    private var grantTask: Task<Void, Never>?
     /// Kernel events handled (published to the hub), for ``settleKernelEvents(timeout:)``.
     private let handled = NSCondition()
     private var handledCount: UInt64 = 0
@@ -53,55 +54,101 @@ public final class Interceptor: @unchecked Sendable {
     }
 
     /// A proxied connection holds two descriptors; the default soft limit (often 1024) would cap
-    /// the proxy near 500 connections, so take everything the hard limit allows.
+    /// the proxy near 500 connections, so take everything the hard limit allows, and say so.
     static func raiseOpenFileLimit(logger: Logger) {
         var lim = rlimit()
-        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim) == 0, lim.rlim_cur < lim.rlim_max else { return }
-        lim.rlim_cur = lim.rlim_max
-        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim) == 0 {
-            logger.debug("open-file limit raised to \(lim.rlim_max): up to \(lim.rlim_max / 2) proxied connections")
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim) == 0 else {
+            logger.warning("cannot read the open-file limit: \(String(cString: strerror(errno)))")
+            return
         }
+        let before = lim.rlim_cur
+        if before < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max
+            guard setrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim) == 0 else {
+                logger.warning("cannot raise the open-file limit from \(before) to the hard limit \(lim.rlim_max): \(String(cString: strerror(errno))); up to \(before / 2) proxied connections")
+                return
+            }
+        }
+        logger.info("open-file limit \(lim.rlim_cur) (the hard limit; was \(before)): up to \(lim.rlim_cur / 2) proxied connections")
     }
 
-    /// Starts the proxy, points the kernel at it, and starts reading kernel events.
+    /// Starts everything and runs the kernel event pump and grant expiry in the background until
+    /// ``stop(failClosed:)`` (a standalone `exec`; the daemon runs them as services instead).
     public func start() async throws {
+        try await prepare()
+        pumpTask = Task.detached { [self] in await runKernelEventPump() }
+        grantTask = Task.detached { [self] in await runGrantExpiry() }
+    }
+
+    /// Starts the proxy, points the kernel at it, and opens the kernel's event ring; the pump and
+    /// grant expiry are not running yet.
+    public func prepare() async throws {
         try residency.start(pinned: kernel.guardedSlots(), name: { [describer] in describer.cgroupName($0) })
         // left by a daemon that died with connections in its backlog
         for e in kernel.takeUnclaimedOriginals() { reportUnreached(e) }
         proxyAddresses = try await proxy.start()
         try kernel.setProxy(tgid: getpid(), port: UInt16(proxy.port))
-        let reader = try kernel.makeEventReader()
-        self.reader = reader
-        pumpTask = Task.detached { [self] in
-            for await event in reader.events {
-                handleKernelEvent(event)
-                countHandled()
-            }
-        }
-        // Ending grants may reload the kernel's tries (a second or so): on a thread of its own, so
-        // it never holds up the tasks that read kernel events.
-        let grants = Thread { [weak self] in
-            bg_name_thread("bg-grants") // what top -H and perf show
-            while let self, !self.stopping.withLockedValue({ $0 }) {
-                sleep(1)
-                self.residency.expireGrants()
-            }
-        }
-        grants.start()
+        reader = try kernel.makeEventReader()
     }
 
-    /// Stops. With `failClosed`, the kernel is told no proxy is listening, so guarded connects are
-    /// refused with EPERM (and recorded) until a daemon comes back.
-    public func stop(failClosed: Bool = true) async {
+    /// Publishes kernel events until the reader stops (``stopKernelEvents()``), draining what it
+    /// read before.
+    func runKernelEventPump() async {
+        guard let reader else { return }
+        for await event in reader.events {
+            handleKernelEvent(event)
+            countHandled()
+        }
+    }
+
+    /// Ends the event pump once it has published what the ring held.
+    func stopKernelEvents() {
+        reader?.stop()
+    }
+
+    /// Ends grants on time, every second, until cancelled or stopped. Ending one may reload the
+    /// kernel's tries (a second or so): that runs on a thread of its own, so it never holds up
+    /// the tasks that read kernel events.
+    func runGrantExpiry() async {
+        while !stopping.withLockedValue({ $0 }) && !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(1))
+            guard !stopping.withLockedValue({ $0 }) && !Task.isCancelled else { break }
+            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                Self.grantQueue.async { [residency] in
+                    residency.expireGrants()
+                    done.resume()
+                }
+            }
+        }
+    }
+
+    static let grantQueue = DispatchQueue(label: "bg-grants")
+
+    /// Stops the proxy. With `failClosed`, the kernel is told no proxy is listening first, so
+    /// guarded connects are refused with EPERM (and recorded) until a daemon comes back.
+    func stopProxy(failClosed: Bool) async {
         if failClosed { try? kernel.setProxy(tgid: 0, port: 0) }
         await proxy.stop()
         // what waited in the listeners' backlog was reset unaccepted
         for e in kernel.takeUnclaimedOriginals() { reportUnreached(e) }
-        reader?.stop()
-        await pumpTask?.value
+    }
+
+    /// After the proxy and the pump stopped: the event loops and the kernel objects go.
+    func finish() async {
         stopping.withLockedValue { $0 = true }
         try? await group.shutdownGracefully()
         kernel.close()
+    }
+
+    /// Stops what ``start()`` started, in order: proxy, events, grants, the rest.
+    public func stop(failClosed: Bool = true) async {
+        await stopProxy(failClosed: failClosed)
+        stopKernelEvents()
+        await pumpTask?.value
+        stopping.withLockedValue { $0 = true }
+        grantTask?.cancel()
+        await grantTask?.value
+        await finish()
     }
 
     // MARK: Guards
@@ -172,9 +219,6 @@ public final class Interceptor: @unchecked Sendable {
 
     /// A just-in-time exception on a guarded cgroup.
     public func grant(cgroup name: String, allow: String, seconds: Double, reason: String, user: String?) throws -> Grant {
-        guard seconds > 0, seconds <= 7 * 86400 else {
-            throw ServiceError("--for must be between 1s and 7d")
-        }
         let dir = cgroups.directory(for: name)
         let id = try cgroups.id(ofDirectory: dir)
         return try residency.grant(cgroupID: id, allow: allow, duration: seconds, reason: reason, by: user)

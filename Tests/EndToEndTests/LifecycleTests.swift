@@ -203,6 +203,43 @@ extension EndToEnd {
             let script = "import socket,errno\ntry:\n  socket.create_connection(('\(Harness.host4)', 80), 5); print('connected')\nexcept OSError as e:\n  print(errno.errorcode.get(e.errno))"
             let r = Harness.sh(Harness.inCgroup(cg, "python3 -c \(Harness.shellQuote(script))"))
             #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "EPERM", "\(r.stdout) \(r.stderr)")
+            // the stop is on record, with what stopped it
+            var events: [AuditEvent] = []
+            _ = try AuditLog.read(path: d.auditLog) { e, _ in events.append(e) }
+            #expect(events.contains { $0.type == .daemon && $0.message?.hasPrefix("daemon stopping on SIGTERM; guards stay") == true },
+                    "\(events.filter { $0.type == .daemon }.map { $0.message ?? "" })")
+        }
+    }
+
+    @Test func verdictsMadeWhileNoDaemonRanAreNamedByTheRestartedOne() throws {
+        // The kernel refuses (EPERM) while the daemon is down and queues the event with the slot
+        // it judged by; the next daemon must know that slot's policy from the pins.
+        try withOwnDaemon("downtime", port: 17_408) { d, cg in
+            d.stop(signal: SIGTERM)
+            let script = "import socket\ntry:\n  socket.create_connection(('\(Harness.host4)', 80), 5); print('connected')\nexcept OSError as e:\n  print('refused')"
+            let r = Harness.sh(Harness.inCgroup(cg, "python3 -c \(Harness.shellQuote(script))"))
+            #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "refused", "\(r.stdout) \(r.stderr)")
+            try d.start()
+            let events = d.waitForEvents(timeout: 15) { all in
+                all.contains { $0.type == .connect && $0.process?.cgroup == cg && $0.process?.comm == "python3" }
+            }
+            let e = try #require(events.first { $0.type == .connect && $0.process?.cgroup == cg && $0.process?.comm == "python3" })
+            #expect(e.policy == "default", "the policy of the slot the kernel judged by: \(e.policy ?? "nil") (\(e.reason ?? ""))")
+            #expect(e.rule != "?", "\(e.rule ?? "nil")")
+            let unknown = events.filter { ($0.reason ?? "").contains("unknown to this daemon") }
+            #expect(unknown.isEmpty, "\(unknown.map { $0.reason ?? "" })")
+        }
+    }
+
+    @Test func theDaemonTakesTheHardOpenFileLimitAndSaysSo() throws {
+        try withOwnDaemon("nofile", port: 17_409) { d, _ in
+            let pid = try #require(d.pid)
+            let limits = try String(contentsOfFile: "/proc/\(pid)/limits", encoding: .utf8)
+            let line = try #require(limits.split(separator: "\n").first { $0.hasPrefix("Max open files") })
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true).dropFirst(3).prefix(2).map(String.init)
+            #expect(fields.count == 2 && fields[0] == fields[1], "soft limit = hard limit: \(line)")
+            let log = (try? String(contentsOfFile: d.logPath, encoding: .utf8)) ?? ""
+            #expect(log.contains("open-file limit \(fields.first ?? "?") (the hard limit"), "\(log.prefix(600))")
         }
     }
 
