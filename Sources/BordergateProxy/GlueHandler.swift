@@ -1,3 +1,4 @@
+import BordergateAudit
 import NIOCore
 
 /// Relays bytes between two channels, one handler on each, with back-pressure (a side reads only
@@ -117,8 +118,7 @@ extension GlueHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        let end = side == "client" ? "reset by client" : "reset by server"
-        session.fail(end: end, error: "\(side): \(error)")
+        session.fail(end: .resetBy(side == "client" ? .client : .server), error: "\(side): \(error)")
         context.close(promise: nil)
         partner?.partnerCloseFull()
     }

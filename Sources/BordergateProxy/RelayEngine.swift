@@ -300,7 +300,7 @@ final class RelayWorker: @unchecked Sendable {
             expireDials()
         }
         // a reset, not an EOF a tool could take for a complete transfer
-        for pair in Array(pairs.values) { finish(pair, end: "proxy stopped", error: nil, reset: true) }
+        for pair in Array(pairs.values) { finish(pair, end: .proxyStopped, error: nil, reset: true) }
         closeDescriptors()
         scratch.deallocate()
         stopped.signal()
@@ -391,7 +391,7 @@ final class RelayWorker: @unchecked Sendable {
         } else if errno == EAGAIN || errno == EWOULDBLOCK {
             pair.toServer.drained = true
         } else if errno != EINTR {
-            return finish(pair, end: "reset by client", error: "client: \(errnoText(errno)) before the relay began",
+            return finish(pair, end: .resetBy(.client), error: "client: \(errnoText(errno)) before the relay began",
                           reset: true)
         }
         // Nothing can come from a server not yet dialled; its first bytes raise an edge.
@@ -413,7 +413,7 @@ final class RelayWorker: @unchecked Sendable {
             | EPOLLET.rawValue
         pairs[pair.id] = pair
         guard add(client, events: watch, tag: pair.id << 1), add(up, events: watch, tag: pair.id << 1 | 1) else {
-            return finish(pair, end: "proxy-error", error: "cannot watch the sockets: \(errnoText(errno))", reset: true)
+            return finish(pair, end: .proxyError, error: "cannot watch the sockets: \(errnoText(errno))", reset: true)
         }
         if rc == 0 {
             pair.connected = true
@@ -481,7 +481,7 @@ final class RelayWorker: @unchecked Sendable {
         if pair.toServer.unreported + pair.toClient.unreported > 1 << 20 { report(pair) }
         if pair.toServer.shut, pair.toClient.shut {
             // literals, not interpolation: a string built per connection is an allocation
-            finish(pair, end: pair.firstEOF == "server" ? "closed by server" : "closed by client", error: nil)
+            finish(pair, end: .closedBy(pair.firstEOF == "server" ? .server : .client), error: nil)
         }
     }
 
@@ -569,12 +569,12 @@ final class RelayWorker: @unchecked Sendable {
     /// One side failed (typically a reset): the other gets a reset too, as it would without a
     /// proxy in between.
     private func abort(_ pair: RelayPair, side: String, _ err: Int32) {
-        finish(pair, end: "reset by \(side)", error: "\(side): \(errnoText(err))", reset: true)
+        finish(pair, end: .resetBy(side == "server" ? .server : .client), error: "\(side): \(errnoText(err))", reset: true)
     }
 
     private func dialFailed(_ pair: RelayPair, _ err: Int32) {
         context.counters.add(\.upstreamFailures, 1)
-        finish(pair, end: "upstream-failed", error: pair.connection.dialFailure(dialErrorText(err)), reset: true)
+        finish(pair, end: .upstreamFailed, error: pair.connection.dialFailure(dialErrorText(err)), reset: true)
     }
 
     private func expireDials() {
@@ -605,7 +605,7 @@ final class RelayWorker: @unchecked Sendable {
     }
 
     /// Closes both sockets (closing takes them out of the epoll set) and reports the `close` event.
-    private func finish(_ pair: RelayPair, end: String, error: String?, reset: Bool = false) {
+    private func finish(_ pair: RelayPair, end: ConnectionEnding, error: String?, reset: Bool = false) {
         guard !pair.done else { return }
         pair.done = true
         pairs[pair.id] = nil

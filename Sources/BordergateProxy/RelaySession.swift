@@ -16,7 +16,7 @@ final class RelaySession: @unchecked Sendable {
         var sent: UInt64 = 0
         var received: UInt64 = 0
         var openSides = 2
-        var end: String?
+        var end: ConnectionEnding?
         var error: String?
         var firstClose: String?
         var reported = false
@@ -39,7 +39,7 @@ final class RelaySession: @unchecked Sendable {
     }
 
     /// Records the first failure: it names how the connection ended.
-    func fail(end: String, error: String) {
+    func fail(end: ConnectionEnding, error: String) {
         state.withLockedValue {
             if $0.end == nil {
                 $0.end = end
@@ -60,16 +60,16 @@ final class RelaySession: @unchecked Sendable {
         guard let s = report else { return }
         counters.add(\.active, 0, subtracting: 1)
         sink.publish(Self.closeEvent(connection: connection, sent: s.sent, received: s.received, elapsed: ContinuousClock.now - started,
-                                     end: s.end ?? "closed by \(s.firstClose ?? "client")", error: s.error))
+                                     end: s.end ?? .closedBy(s.firstClose == "server" ? .server : .client), error: s.error))
     }
 
     /// The `close` event of a relayed connection.
     static func closeEvent(connection: ProxiedConnection, sent: UInt64, received: UInt64, elapsed: Duration,
-                           end: String, error: String?) -> AuditEvent {
+                           end: ConnectionEnding, error: String?) -> AuditEvent {
         let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
         return AuditEvent(
-            type: .close, verdict: "redirect", process: connection.process,
-            destination: connection.destination, protocol: "tcp", policy: connection.policy,
+            type: .close, verdict: .redirect, process: connection.process,
+            destination: connection.destination, protocol: .tcp, policy: connection.policy,
             rule: connection.rule, connection: connection.connectionID, bytes: .init(sent: sent, received: received),
             duration_ms: (ms * 1000).rounded() / 1000, end: end, error: error)
     }

@@ -119,12 +119,12 @@ public final class TransparentProxy: Sendable {
             counters.add(\.refused, 1)
             var refused = conn
             refused.reason = refusal
-            publishConnect(refused, verdict: "deny")
+            publishConnect(refused, verdict: .deny)
             RelayWorker.reset(fd)
             return
         }
         if conn.decide == nil {
-            publishConnect(conn, verdict: "redirect")
+            publishConnect(conn, verdict: .redirect)
             worker.relay(client: fd, connection: conn)
             return
         }
@@ -150,7 +150,7 @@ public final class TransparentProxy: Sendable {
                     logger.error("proxy: cannot take over a connection to inspect it: \(error)")
                     counters.add(\.active, 0, subtracting: 1)
                     sink.publish(RelaySession.closeEvent(connection: conn, sent: 0, received: 0, elapsed: .zero,
-                                                         end: "proxy-error", error: "cannot inspect: \(error)"))
+                                                         end: .proxyError, error: "cannot inspect: \(error)"))
                 }
             }
     }
@@ -201,7 +201,7 @@ public final class TransparentProxy: Sendable {
         channel.read()
     }
 
-    private func publishConnect(_ conn: ProxiedConnection, verdict: String, protocol proto: String = "tcp") {
+    private func publishConnect(_ conn: ProxiedConnection, verdict: Verdict, protocol proto: WireProtocol = .tcp) {
         sink.publish(AuditEvent(
             time: conn.connectedAt, type: .connect, verdict: verdict, reason: conn.reason,
             process: conn.process, destination: conn.destination, protocol: proto, policy: conn.policy,
@@ -209,7 +209,7 @@ public final class TransparentProxy: Sendable {
     }
 
     /// Dials the original destination and relays both ways, through NIO (after an inspection).
-    private func relay(_ conn: ProxiedConnection, verdict: String, channel: Channel, held: InboundHold) {
+    private func relay(_ conn: ProxiedConnection, verdict: Verdict, channel: Channel, held: InboundHold) {
         publishConnect(conn, verdict: verdict)
         let session = RelaySession(connection: conn, sink: sink, counters: counters)
 
@@ -231,7 +231,7 @@ public final class TransparentProxy: Sendable {
                         try upstream.pipeline.syncOperations.addHandler(upstreamSide)
                         try channel.pipeline.syncOperations.addHandler(toolSide)
                     } catch {
-                        session.fail(end: "proxy-error", error: "\(error)")
+                        session.fail(end: .proxyError, error: "\(error)")
                         session.sideClosed("client")
                         session.sideClosed("server")
                         channel.close(promise: nil)
@@ -245,7 +245,7 @@ public final class TransparentProxy: Sendable {
                     try? upstream.syncOptions?.setOption(.autoRead, value: true)
                 case .failure(let error):
                     counters.add(\.upstreamFailures, 1)
-                    session.fail(end: "upstream-failed", error: conn.dialFailure(Self.describe(error)))
+                    session.fail(end: .upstreamFailed, error: conn.dialFailure(Self.describe(error)))
                     session.sideClosed("server")
                     reset(channel)
                     channel.closeFuture.whenComplete { _ in session.sideClosed("client") }
@@ -258,7 +258,7 @@ public final class TransparentProxy: Sendable {
     private func refuse(_ conn: ProxiedConnection, sniffed: SniffedProtocol, channel: Channel) {
         counters.add(\.refused, 1)
         counters.add(\.active, 0, subtracting: 1) // its story ends with this event: no close follows
-        publishConnect(conn, verdict: "deny", protocol: Self.protocolName(sniffed))
+        publishConnect(conn, verdict: .deny, protocol: Self.protocolName(sniffed))
         let words: [UInt8]
         switch sniffed {
         case .http: words = ProtocolRefusal.httpForbidden(reason: conn.reason)
@@ -275,11 +275,11 @@ public final class TransparentProxy: Sendable {
         }
     }
 
-    static func protocolName(_ s: SniffedProtocol) -> String {
+    static func protocolName(_ s: SniffedProtocol) -> WireProtocol {
         switch s {
-        case .tls: "tls"
-        case .http: "http"
-        default: "tcp"
+        case .tls: .tls
+        case .http: .http
+        default: .tcp
         }
     }
 

@@ -163,7 +163,7 @@ public final class Residency: @unchecked Sendable {
             for p in parked {
                 let message = "guarded cgroup \(p) has no policy this daemon knows; refusing its connections (all but loopback) until 'bordergate attach CGROUP --policy NAME'"
                 logger.error("\(message)")
-                hub.publish(AuditEvent(type: .policy, verdict: "error", policy: Self.parkedName, message: message))
+                hub.publish(AuditEvent(type: .policy, verdict: .error, policy: Self.parkedName, message: message))
             }
         }
     }
@@ -192,7 +192,7 @@ public final class Residency: @unchecked Sendable {
             }
         } catch {
             let message = "reload (\(trigger)) failed; keeping the configuration in force: \(error)"
-            hub.publish(AuditEvent(type: .policy, verdict: "error", reason: message, message: message))
+            hub.publish(AuditEvent(type: .policy, verdict: .error, reason: message, message: message))
             logger.error("\(message)")
             throw ServiceError(message)
         }
@@ -456,7 +456,7 @@ public final class Residency: @unchecked Sendable {
             }
             return (g, a)
         }
-        hub.publish(AuditEvent(type: .policy, verdict: "grant", reason: reason, policy: a.policy,
+        hub.publish(AuditEvent(type: .policy, verdict: .grant, reason: reason, policy: a.policy,
                                message: "grant \(g.id) on \(a.cgroup): allow \(allow) until \(AuditTime.format(Date(timeIntervalSince1970: g.expires)))\(by.map { " (by \($0))" } ?? ""): \(reason)"))
         return g
     }
@@ -487,7 +487,7 @@ public final class Residency: @unchecked Sendable {
             }
         }
         for (a, g) in ended {
-            hub.publish(AuditEvent(type: .policy, verdict: "grant-expired", reason: g.reason, policy: a.policy,
+            hub.publish(AuditEvent(type: .policy, verdict: .grantExpired, reason: g.reason, policy: a.policy,
                                    message: "grant \(g.id) on \(a.cgroup) expired: allow \(g.allow) is no longer in force"))
         }
     }
@@ -617,13 +617,13 @@ public final class Residency: @unchecked Sendable {
         let x = explanation(of: j, udp: false, verdict: "redirect")
         let facts = j.facts
         guard let policy = j.policy, let outcome = j.outcome else {
-            return ProxyVerdict(relay: false, verdict: "deny", reason: x.reason + ": refused (fail closed)", policy: x.policy,
+            return ProxyVerdict(relay: false, verdict: .deny, reason: x.reason + ": refused (fail closed)", policy: x.policy,
                                 rule: x.rule, destination: x.destination)
         }
         let refusal: String
         switch outcome {
         case .decided(.allow, _):
-            return ProxyVerdict(relay: true, verdict: "redirect", reason: x.reason, policy: x.policy, rule: x.rule,
+            return ProxyVerdict(relay: true, verdict: .redirect, reason: x.reason, policy: x.policy, rule: x.rule,
                                 destination: x.destination)
         case .decided(.deny, let rule):
             refusal = policy.reason(.deny, rule: rule, dest: facts)
@@ -632,10 +632,10 @@ public final class Residency: @unchecked Sendable {
             refusal = "\(facts.description): \(policy.ruleLabel(rule)) of policy \(policy.name) cannot be decided (\(what)): refused (fail closed)"
         }
         if policy.mode == .audit {
-            return ProxyVerdict(relay: true, verdict: "audit", reason: "audit mode, would be refused: " + refusal,
+            return ProxyVerdict(relay: true, verdict: .audit, reason: "audit mode, would be refused: " + refusal,
                                 policy: x.policy, rule: x.rule, destination: x.destination)
         }
-        return ProxyVerdict(relay: false, verdict: "deny", reason: refusal, policy: x.policy, rule: x.rule,
+        return ProxyVerdict(relay: false, verdict: .deny, reason: refusal, policy: x.policy, rule: x.rule,
                             destination: x.destination)
     }
 
