@@ -1,4 +1,5 @@
 import BordergateAudit
+import BordergatePolicy
 import BordergateRegions
 import BordergateService
 import Foundation
@@ -84,5 +85,26 @@ enum Output {
                 print("\(address)  unknown: no loaded table has it")
             }
         }
+    }
+
+    /// `policy check`: the file is fine; what it defines, and words for what is legal but odd.
+    static func policyCheck(file: String, _ cfg: ResidencyConfig) {
+        let c = cfg.config
+        print("\(file): ok")
+        let known = Set(cfg.database.regionClasses)
+        for name in c.policyOrder {
+            let p = c.policies[name]!
+            print("  policy \(name)\(name == c.defaultPolicy ? " (default)" : ""): mode \(p.mode.rawValue), \(p.deny.count) deny and \(p.allow.count) allow rule(s), unknown regions \(p.unknown.rawValue), otherwise \(p.effectiveDefault.rawValue)")
+            // A region no table has is legal (tables change) but worth a word.
+            for r in p.allow + p.deny {
+                if case .regions(let rs) = r.target {
+                    for region in rs where !known.contains(region) {
+                        print("  warning: \(r.origin): region \(region) is in no loaded table; the rule matches nothing yet")
+                    }
+                }
+            }
+        }
+        for (cg, p) in c.cgroups { print("  cgroup \(cg) -> \(p)") }
+        for t in cfg.tableNotes { print("  table \(t)") }
     }
 }

@@ -1,6 +1,4 @@
 import ArgumentParser
-import BordergatePolicy
-import BordergateRegions
 import BordergateService
 
 struct PolicyCommand: AsyncParsableCommand {
@@ -23,23 +21,7 @@ struct PolicyCommand: AsyncParsableCommand {
                 var settings = common.settings
                 settings.configPath = file
                 let cfg = try ResidencyConfig.load(settings: settings)
-                let c = cfg.config
-                print("\(file): ok")
-                let known = Set(cfg.database.regionClasses)
-                for name in c.policyOrder {
-                    let p = c.policies[name]!
-                    print("  policy \(name)\(name == c.defaultPolicy ? " (default)" : ""): mode \(p.mode.rawValue), \(p.deny.count) deny and \(p.allow.count) allow rule(s), unknown regions \(p.unknown.rawValue), otherwise \(p.effectiveDefault.rawValue)")
-                    // A region no table has is legal (tables change) but worth a word.
-                    for r in p.allow + p.deny {
-                        if case .regions(let rs) = r.target {
-                            for region in rs where !known.contains(region) {
-                                print("  warning: \(r.origin): region \(region) is in no loaded table; the rule matches nothing yet")
-                            }
-                        }
-                    }
-                }
-                for (cg, p) in c.cgroups { print("  cgroup \(cg) -> \(p)") }
-                for t in cfg.tableNotes { print("  table \(t)") }
+                Output.policyCheck(file: file, cfg)
             }
         }
     }
