@@ -1,6 +1,10 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
+/// Every Swift target declares the modules it uses: without this, a member of a module imported by
+/// any other file of the target (or only transitively) resolves silently.
+let swiftSettings: [SwiftSetting] = [.enableUpcomingFeature("MemberImportVisibility")]
+
 let package = Package(
     name: "Bordergate",
     platforms: [.macOS(.v14)],
@@ -36,29 +40,33 @@ let package = Package(
         .plugin(name: "BPFObjectPlugin", capability: .buildTool(), path: "Plugins/BPFObjectPlugin"),
         // Data files (cloud regions, jurisdictions) embedded as Swift strings: no bundle to find at run time.
         .plugin(name: "EmbedDataPlugin", capability: .buildTool(), path: "Plugins/EmbedDataPlugin"),
-        .target(name: "BordergateRegions", exclude: ["Data"], plugins: ["EmbedDataPlugin"]),
+        .target(name: "BordergateRegions", exclude: ["Data"], swiftSettings: swiftSettings, plugins: ["EmbedDataPlugin"]),
         .target(
             name: "BordergateKernel",
             dependencies: ["CLibBPF", "CBordergateABI", "CBordergateSys",
                            .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings,
             plugins: ["BPFObjectPlugin"]
         ),
-        .target(name: "BordergateAudit", dependencies: ["CBordergateSys"]),
-        .target(name: "BordergatePolicy", dependencies: ["BordergateRegions", .product(name: "Yams", package: "Yams")]),
+        .target(name: "BordergateAudit", dependencies: ["CBordergateSys"], swiftSettings: swiftSettings),
+        .target(name: "BordergatePolicy", dependencies: ["BordergateRegions", .product(name: "Yams", package: "Yams")],
+                swiftSettings: swiftSettings),
         .target(
             name: "BordergateProxy",
             dependencies: ["BordergateAudit", "CBordergateSys",
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),
-                           .product(name: "Logging", package: "swift-log")]
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
         ),
         // The protocol handlers the proxy runs on inspected connections (HTTP, TLS, PostgreSQL,
         // recording); NIOHTTP1 and NIOSSL belong here, never in BordergateProxy.
         .target(
             name: "BordergateInspection",
-            dependencies: ["BordergateProxy",
+            dependencies: ["BordergateProxy", "BordergateAudit",
                            .product(name: "NIOCore", package: "swift-nio"),
-                           .product(name: "Logging", package: "swift-log")]
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
         ),
         .target(
             name: "BordergateService",
@@ -67,25 +75,37 @@ let package = Package(
                            .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "Logging", package: "swift-log"),
                            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                           .product(name: "UnixSignals", package: "swift-service-lifecycle")]
+                           .product(name: "UnixSignals", package: "swift-service-lifecycle")],
+            swiftSettings: swiftSettings
         ),
         .executableTarget(
             name: "BordergateCLI",
-            dependencies: ["BordergateService", "BordergatePolicy", "BordergateRegions",
-                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["BordergateService", "BordergateAudit", "BordergatePolicy", "BordergateRegions",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                           .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
         ),
-        .testTarget(name: "BordergateAuditTests", dependencies: ["BordergateAudit"]),
-        .testTarget(name: "BordergateRegionsTests", dependencies: ["BordergateRegions"]),
-        .testTarget(name: "BordergatePolicyTests", dependencies: ["BordergatePolicy", "BordergateRegions"]),
-        .testTarget(name: "BordergateKernelTests", dependencies: ["BordergateKernel"]),
-        .testTarget(name: "BordergateProxyTests", dependencies: ["BordergateProxy", "BordergateInspection",
-                                                                .product(name: "NIOEmbedded", package: "swift-nio")]),
+        .testTarget(name: "BordergateAuditTests", dependencies: ["BordergateAudit"], swiftSettings: swiftSettings),
+        .testTarget(name: "BordergateRegionsTests", dependencies: ["BordergateRegions"], swiftSettings: swiftSettings),
+        .testTarget(name: "BordergatePolicyTests", dependencies: ["BordergatePolicy", "BordergateRegions"], swiftSettings: swiftSettings),
+        .testTarget(name: "BordergateKernelTests", dependencies: ["BordergateKernel"], swiftSettings: swiftSettings),
+        // Without MemberImportVisibility: its sockaddr_in resolves to NIO's internal C module (which
+        // includes the glibc headers first), and no product of swift-nio lets a target import that.
+        .testTarget(name: "BordergateProxyTests", dependencies: ["BordergateProxy", "BordergateInspection", "BordergateAudit",
+                                                                .product(name: "NIOCore", package: "swift-nio"),
+                                                                .product(name: "NIOPosix", package: "swift-nio"),
+                                                                .product(name: "NIOEmbedded", package: "swift-nio"),
+                                                                .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "BordergateServiceTests", dependencies: ["BordergateService", "BordergateKernel",
-                                                          .product(name: "NIOCore", package: "swift-nio")]),
-        .testTarget(name: "BordergateCLITests", dependencies: ["BordergateCLI"]),
+                                                          .product(name: "NIOCore", package: "swift-nio")],
+                    swiftSettings: swiftSettings),
+        .testTarget(name: "BordergateCLITests", dependencies: ["BordergateCLI", "BordergateAudit", "BordergateService",
+                                                              .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                    swiftSettings: swiftSettings),
         .testTarget(
             name: "EndToEndTests",
-            dependencies: ["BordergateAudit", "BordergateCLI"]
+            dependencies: ["BordergateAudit", "BordergateCLI"],
+            swiftSettings: swiftSettings
         ),
     ]
 )

@@ -20,7 +20,7 @@ extension AuditEvent {
         w.time("time", time)
         w.field("id", id)
         w.field("type", type.rawValue)
-        w.field("verdict", verdict)
+        w.field("verdict", verdict?.rawValue)
         w.field("reason", reason)
         if let p = process {
             w.key("process")
@@ -48,7 +48,7 @@ extension AuditEvent {
             }
             w.close()
         }
-        w.field("protocol", self.protocol)
+        w.field("protocol", self.protocol?.rawValue)
         w.field("policy", policy)
         w.field("rule", rule)
         w.field("connection", connection)
@@ -60,7 +60,7 @@ extension AuditEvent {
             w.close()
         }
         if let ms = duration_ms { w.key("duration_ms"); w.number(ms) }
-        w.field("end", end)
+        w.field("end", end?.rawValue)
         w.field("error", error)
         w.field("message", message)
         w.close()

@@ -3,7 +3,7 @@ import Foundation
 /// One audit event: the same JSON object in the log file, on the control socket and in `-o json`
 /// (DESIGN.md, "The audit event"). Field names never change once released; fields may be added.
 public struct AuditEvent: Codable, Sendable, Equatable {
-    public enum Kind: String, Codable, Sendable {
+    public enum Kind: String, Codable, Sendable, CaseIterable {
         case connect, close, policy, session, mask, daemon
     }
 
@@ -63,11 +63,11 @@ public struct AuditEvent: Codable, Sendable, Equatable {
     public var type: Kind
     /// `redirect` (relayed through the proxy), `pass` (direct), `deny`, `audit` (would have been
     /// denied; the policy is in audit mode). Policy events: `grant`, `grant-expired`, `error`.
-    public var verdict: String?
+    public var verdict: Verdict?
     public var reason: String?
     public var process: Process?
     public var destination: Destination?
-    public var `protocol`: String?
+    public var `protocol`: WireProtocol?
     public var policy: String?
     /// Which rule of the policy decided ("deny[0]: country RU", "default", "grant g1-…").
     public var rule: String?
@@ -75,16 +75,16 @@ public struct AuditEvent: Codable, Sendable, Equatable {
     public var bytes: Bytes?
     public var duration_ms: Double?
     /// How a connection ended (close events): `closed`, `reset`, `upstream-refused`, ...
-    public var end: String?
+    public var end: ConnectionEnding?
     /// What went wrong, in words, when something did.
     public var error: String?
     /// Free-form detail for non-connection events (daemon start, attach, ...).
     public var message: String?
 
-    public init(time: Date = Date(), id: String = AuditEvent.newID(), type: Kind, verdict: String? = nil,
+    public init(time: Date = Date(), id: String = AuditEvent.newID(), type: Kind, verdict: Verdict? = nil,
                 reason: String? = nil, process: Process? = nil, destination: Destination? = nil,
-                protocol: String? = nil, policy: String? = nil, rule: String? = nil, connection: String? = nil, bytes: Bytes? = nil,
-                duration_ms: Double? = nil, end: String? = nil, error: String? = nil, message: String? = nil) {
+                protocol: WireProtocol? = nil, policy: String? = nil, rule: String? = nil, connection: String? = nil, bytes: Bytes? = nil,
+                duration_ms: Double? = nil, end: ConnectionEnding? = nil, error: String? = nil, message: String? = nil) {
         self.time = time
         self.id = id
         self.type = type

@@ -22,11 +22,11 @@ public final class AuditLog: @unchecked Sendable {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
                                                     attributes: [.posixPermissions: 0o750])
         } catch {
-            throw AuditError("cannot create the state directory \(dir): \(error.localizedDescription); set --state-dir or BORDERGATE_STATE_DIR to a writable directory")
+            throw AuditError(.createStateDirectory, path: dir, detail: error.localizedDescription)
         }
         let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
         guard fd >= 0 else {
-            throw AuditError("cannot open the audit log \(path): \(String(cString: strerror(errno))); set --state-dir or BORDERGATE_STATE_DIR to a writable directory")
+            throw AuditError(.open, path: path, errno: errno)
         }
         self.fd = fd
         var st = stat()
@@ -77,7 +77,7 @@ public final class AuditLog: @unchecked Sendable {
                 let n = write(fd, raw.baseAddress! + off, raw.count - off)
                 if n < 0 {
                     if errno == EINTR { continue }
-                    throw AuditError("writing the audit log \(path): \(String(cString: strerror(errno)))")
+                    throw AuditError(.write, path: path, errno: errno)
                 }
                 off += n
             }
@@ -128,7 +128,7 @@ public final class AuditLog: @unchecked Sendable {
         public init(path: String, upTo limit: UInt64? = nil, filter: EventFilter = EventFilter()) throws {
             handle = FileHandle(forReadingAtPath: path)
             if handle == nil, FileManager.default.fileExists(atPath: path) {
-                throw AuditError("cannot read the audit log \(path): permission denied; run as root or as a member of group bordergate")
+                throw AuditError(.read, path: path, errno: EACCES)
             }
             remaining = limit ?? UInt64.max
             self.filter = filter
@@ -170,8 +170,47 @@ public final class AuditLog: @unchecked Sendable {
     }
 }
 
-/// A failure of the audit side, phrased for an operator.
-public struct AuditError: Error, CustomStringConvertible, Sendable {
-    public let description: String
-    public init(_ description: String) { self.description = description }
+/// A failure of the audit log, with its cause as fields: what was being done, to which path, and
+/// the errno (or the underlying error's words when there is no errno). The description is one line
+/// for an operator; which setting to change is the caller's to say (a library knows no flags).
+public struct AuditError: Error, CustomStringConvertible, Sendable, Equatable {
+    public enum Operation: Sendable, Equatable {
+        case createStateDirectory
+        case open
+        case write
+        case read
+    }
+
+    public var operation: Operation
+    public var path: String
+    public var errno: Int32?
+    public var detail: String?
+
+    public init(_ operation: Operation, path: String, errno: Int32? = nil, detail: String? = nil) {
+        self.operation = operation
+        self.path = path
+        self.errno = errno
+        self.detail = detail
+    }
+
+    /// The cause in words: the underlying error's, else strerror.
+    private var cause: String {
+        if let detail { return detail }
+        if let errno { return String(cString: strerror(errno)) }
+        return "unknown error"
+    }
+
+    public var description: String {
+        switch operation {
+        case .createStateDirectory: "cannot create the state directory \(path): \(cause)"
+        case .open: "cannot open the audit log \(path): \(cause)"
+        case .write: "writing the audit log \(path): \(cause)"
+        case .read where errno == EACCES:
+            "cannot read the audit log \(path): permission denied; run as root or as a member of group bordergate"
+        case .read: "cannot read the audit log \(path): \(cause)"
+        }
+    }
+
+    /// The state directory cannot be used: another one (or its permissions) is the fix.
+    public var isStateDirectoryUnusable: Bool { operation == .createStateDirectory || operation == .open }
 }

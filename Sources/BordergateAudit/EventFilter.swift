@@ -6,14 +6,14 @@ public struct EventFilter: Codable, Sendable, Equatable {
     public var pid: Int?
     /// A cgroup and everything below it, hierarchy-relative (`/ci` matches `/ci/job-17`).
     public var cgroup: String?
-    public var verdict: String?
-    public var type: String?
+    public var verdict: Verdict?
+    public var type: AuditEvent.Kind?
     /// A region, country or jurisdiction of the destination (`aws:eu-west-1`, `DE`, `EU`).
     public var region: String?
     /// A hostname glob (`*.example.com`), matched against the destination's host.
     public var host: String?
 
-    public init(since: Date? = nil, pid: Int? = nil, cgroup: String? = nil, verdict: String? = nil, type: String? = nil,
+    public init(since: Date? = nil, pid: Int? = nil, cgroup: String? = nil, verdict: Verdict? = nil, type: AuditEvent.Kind? = nil,
                 region: String? = nil, host: String? = nil) {
         self.since = since
         self.pid = pid
@@ -30,7 +30,7 @@ public struct EventFilter: Codable, Sendable, Equatable {
         if let since, e.time < since { return false }
         if let pid, e.process?.pid != pid { return false }
         if let verdict, e.verdict != verdict { return false }
-        if let type, e.type.rawValue != type { return false }
+        if let type, e.type != type { return false }
         if let region {
             guard let d = e.destination else { return false }
             if d.region != region && d.country != region && !(d.jurisdictions ?? []).contains(region) { return false }

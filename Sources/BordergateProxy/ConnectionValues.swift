@@ -1,38 +1,10 @@
-/// The two ends of a proxied connection.
-public enum ConnectionSide: String, Sendable, CustomStringConvertible {
-    /// The tool whose connection was redirected.
-    case client
-    /// The original destination.
-    case server
+import BordergateAudit
 
-    public var description: String { rawValue }
-}
+// Sides and endings of a proxied connection are the audit vocabulary's own (`Side`,
+// `ConnectionEnding` in BordergateAudit): the proxy reports them as they are.
 
-/// How a proxied connection ended, as its `close` event says it (`end`).
-public enum ConnectionEnd: Sendable, Equatable, CustomStringConvertible {
-    /// That side sent EOF first; the other followed.
-    case closedBy(ConnectionSide)
-    /// That side failed (typically a reset); the other was reset too.
-    case resetBy(ConnectionSide)
-    /// The original destination could not be reached.
-    case upstreamFailed
-    /// The proxy could not go on (a socket it could not watch, a pipeline it could not build).
-    case proxyError
-    /// The proxy stopped while the connection was open.
-    case proxyStopped
-
-    public var description: String {
-        switch self {
-        case .closedBy(let side): "closed by \(side)"
-        case .resetBy(let side): "reset by \(side)"
-        case .upstreamFailed: "upstream-failed"
-        case .proxyError: "proxy-error"
-        case .proxyStopped: "proxy stopped"
-        }
-    }
-}
-
-/// The protocol a connection speaks, as far as the proxy knows it (an event's `protocol`).
+/// The protocols the proxy recognises from a connection's first bytes: the keys protocol handlers
+/// register under. An event names them as its `WireProtocol`.
 public enum ProxyProtocol: String, Sendable, Hashable, CaseIterable, CustomStringConvertible {
     /// Bytes the proxy does not read (or could not recognise).
     case tcp
@@ -49,6 +21,18 @@ public enum ProxyProtocol: String, Sendable, Hashable, CaseIterable, CustomStrin
         case .http: self = .http
         case .postgresql: self = .postgresql
         case .needMoreBytes, .other, .malformed: self = .tcp
+        }
+    }
+}
+
+extension WireProtocol {
+    /// The event's word for what the proxy recognised.
+    public init(_ spoken: ProxyProtocol) {
+        switch spoken {
+        case .tcp: self = .tcp
+        case .tls: self = .tls
+        case .http: self = .http
+        case .postgresql: self = .postgresql
         }
     }
 }

@@ -1,3 +1,4 @@
+import BordergateAudit
 import NIOCore
 
 /// Relays bytes between two channels, one handler on each, with back-pressure (a side reads only
@@ -13,11 +14,11 @@ final class GlueHandler {
     private var pendingRead = false
     private let session: RelaySession
     /// Which end this handler reads.
-    private let side: ConnectionSide
+    private let side: Side
     private var closed = false
     private var partnerInactive = false
 
-    private init(session: RelaySession, side: ConnectionSide) {
+    private init(session: RelaySession, side: Side) {
         self.session = session
         self.side = side
     }
@@ -117,7 +118,7 @@ extension GlueHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        let end = ConnectionEnd.resetBy(side)
+        let end = ConnectionEnding.resetBy(side)
         session.fail(end: end, error: "\(side): \(error)")
         context.close(promise: nil)
         partner?.partnerCloseFull()

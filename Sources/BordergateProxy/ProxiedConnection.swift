@@ -52,14 +52,14 @@ public enum HostObservation: Sendable, Equatable {
 public struct ProxyVerdict: Sendable {
     public var relay: Bool
     /// For the event: `redirect` (relayed), `deny` (refused here), `audit` (would be refused; relayed).
-    public var verdict: String
+    public var verdict: Verdict
     public var reason: String
     public var policy: String
     public var rule: String?
     /// The destination with host and region filled in.
     public var destination: AuditEvent.Destination
 
-    public init(relay: Bool, verdict: String, reason: String, policy: String, rule: String?, destination: AuditEvent.Destination) {
+    public init(relay: Bool, verdict: Verdict, reason: String, policy: String, rule: String?, destination: AuditEvent.Destination) {
         self.relay = relay
         self.verdict = verdict
         self.reason = reason

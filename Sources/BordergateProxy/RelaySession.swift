@@ -16,9 +16,9 @@ final class RelaySession: @unchecked Sendable {
         var sent: UInt64 = 0
         var received: UInt64 = 0
         var openSides = 2
-        var end: ConnectionEnd?
+        var end: ConnectionEnding?
         var error: String?
-        var firstClose: ConnectionSide?
+        var firstClose: Side?
         var reported = false
     }
 
@@ -39,7 +39,7 @@ final class RelaySession: @unchecked Sendable {
     }
 
     /// Records the first failure: it names how the connection ended.
-    func fail(end: ConnectionEnd, error: String) {
+    func fail(end: ConnectionEnding, error: String) {
         state.withLockedValue {
             if $0.end == nil {
                 $0.end = end
@@ -49,7 +49,7 @@ final class RelaySession: @unchecked Sendable {
     }
 
     /// A side is gone.
-    func sideClosed(_ side: ConnectionSide) {
+    func sideClosed(_ side: Side) {
         let report = state.withLockedValue { s -> State? in
             if s.firstClose == nil { s.firstClose = side }
             s.openSides -= 1
@@ -65,13 +65,13 @@ final class RelaySession: @unchecked Sendable {
 
     /// The `close` event of a relayed connection.
     static func closeEvent(connection: ProxiedConnection, sent: UInt64, received: UInt64, elapsed: Duration,
-                           end: ConnectionEnd, error: String?) -> AuditEvent {
+                           end: ConnectionEnding, error: String?) -> AuditEvent {
         let ms = Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15
         return AuditEvent(
-            type: .close, verdict: "redirect", process: connection.process,
-            destination: connection.destination, protocol: "tcp", policy: connection.policy,
+            type: .close, verdict: .redirect, process: connection.process,
+            destination: connection.destination, protocol: .tcp, policy: connection.policy,
             rule: connection.rule, connection: connection.connectionID, bytes: .init(sent: sent, received: received),
-            duration_ms: (ms * 1000).rounded() / 1000, end: end.description, error: error)
+            duration_ms: (ms * 1000).rounded() / 1000, end: end, error: error)
     }
 }
 

@@ -126,10 +126,10 @@ public final class TransparentProxy: Sendable {
             counters.add(\.refused, 1)
             var refused = conn
             refused.reason = refusal
-            publishConnect(refused, verdict: "deny")
+            publishConnect(refused, verdict: .deny)
             RelayWorker.reset(fd)
         case .splice(let route):
-            publishConnect(conn, verdict: "redirect")
+            publishConnect(conn, verdict: .redirect)
             worker.relay(client: fd, route: route)
         case .inspect(let conn):
             inspect(fd, conn)
@@ -165,7 +165,7 @@ public final class TransparentProxy: Sendable {
     /// bytes the sniffing handler holds.
     private func decided(_ conn: ProxiedConnection, outcome: SniffOutcome, channel: Channel) -> EventLoopFuture<SniffDisposition> {
         var decided = conn
-        var verdict = "redirect"
+        var verdict: Verdict = .redirect
         if let decide = conn.decide {
             let v = decide(outcome.host)
             decided.destination = v.destination
@@ -191,16 +191,16 @@ public final class TransparentProxy: Sendable {
         return promise.futureResult
     }
 
-    private func publishConnect(_ conn: ProxiedConnection, verdict: String, protocol proto: ProxyProtocol = .tcp) {
+    private func publishConnect(_ conn: ProxiedConnection, verdict: Verdict, protocol proto: ProxyProtocol = .tcp) {
         sink.publish(AuditEvent(
             time: conn.connectedAt, type: .connect, verdict: verdict, reason: conn.reason,
-            process: conn.process, destination: conn.destination, protocol: proto.rawValue, policy: conn.policy,
+            process: conn.process, destination: conn.destination, protocol: WireProtocol(proto), policy: conn.policy,
             rule: conn.rule, connection: conn.connectionID))
     }
 
     /// Dials the original destination and runs `handler` on both channels (after an inspection);
     /// `held` is told when the sniffed bytes may be replayed through the handler's pipeline.
-    private func relay(_ conn: ProxiedConnection, verdict: String, sniffed: SniffedProtocol, handler: any ProtocolHandler,
+    private func relay(_ conn: ProxiedConnection, verdict: Verdict, sniffed: SniffedProtocol, handler: any ProtocolHandler,
                        channel: Channel, held: EventLoopPromise<SniffDisposition>) {
         publishConnect(conn, verdict: verdict)
         let session = RelaySession(connection: conn, sink: sink, counters: counters)
@@ -258,7 +258,7 @@ public final class TransparentProxy: Sendable {
     private func refuse(_ conn: ProxiedConnection, sniffed: SniffedProtocol, channel: Channel) {
         counters.add(\.refused, 1)
         counters.add(\.active, 0, subtracting: 1) // its story ends with this event: no close follows
-        publishConnect(conn, verdict: "deny", protocol: ProxyProtocol(sniffed))
+        publishConnect(conn, verdict: .deny, protocol: ProxyProtocol(sniffed))
         let words: [UInt8]
         switch sniffed {
         case .http: words = ProtocolRefusal.httpForbidden(reason: conn.reason)

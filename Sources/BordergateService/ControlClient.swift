@@ -10,9 +10,15 @@ public struct ControlClient: Sendable {
         self.path = path
     }
 
-    public enum ConnectError: Error {
-        case noDaemon(String)
-        case denied(String)
+    /// Why the control socket could not be reached, with its cause as fields. The description says
+    /// what happened; which flag or setting to change is the CLI's to add.
+    public enum ConnectError: Error, Sendable, Equatable {
+        case cannotCreateSocket(errno: Int32)
+        case pathTooLong(path: String)
+        /// The socket exists but this user may not connect (EACCES, EPERM).
+        case denied(path: String, errno: Int32)
+        /// Nothing listens at `path` (ENOENT, ECONNREFUSED, ...).
+        case noDaemon(path: String, errno: Int32)
     }
 
     /// Connects, sends one request, and calls `onLine` for every line of the answer until the
@@ -62,13 +68,13 @@ public struct ControlClient: Sendable {
 
     private func connect() throws -> Int32 {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw ConnectError.noDaemon("cannot create a socket") }
+        guard fd >= 0 else { throw ConnectError.cannotCreateSocket(errno: errno) }
         var addr = sockaddr_un()
         addr.sun_family = sa_family_t(AF_UNIX)
         let bytes = Array(path.utf8)
         guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else {
             close(fd)
-            throw ConnectError.noDaemon("control socket path too long: \(path)")
+            throw ConnectError.pathTooLong(path: path)
         }
         withUnsafeMutableBytes(of: &addr.sun_path) { raw in
             raw.copyBytes(from: bytes)
@@ -83,9 +89,9 @@ public struct ControlClient: Sendable {
             let err = errno
             close(fd)
             if err == EACCES || err == EPERM {
-                throw ConnectError.denied("permission denied on the control socket \(path); run as root or as a member of group bordergate")
+                throw ConnectError.denied(path: path, errno: err)
             }
-            throw ConnectError.noDaemon("no Bordergate daemon is running (nothing answers on \(path)); start one with 'bordergate daemon', or set --control-socket / BORDERGATE_CONTROL_SOCKET")
+            throw ConnectError.noDaemon(path: path, errno: err)
         }
         return fd
     }
@@ -94,7 +100,10 @@ public struct ControlClient: Sendable {
 extension ControlClient.ConnectError: CustomStringConvertible {
     public var description: String {
         switch self {
-        case .noDaemon(let s), .denied(let s): return s
+        case .cannotCreateSocket(let err): "cannot create a socket: \(String(cString: strerror(err)))"
+        case .pathTooLong(let path): "control socket path too long: \(path)"
+        case .denied(let path, _): "permission denied on the control socket \(path); run as root or as a member of group bordergate"
+        case .noDaemon(let path, _): "no Bordergate daemon is running (nothing answers on \(path))"
         }
     }
 }

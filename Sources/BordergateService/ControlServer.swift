@@ -1,4 +1,5 @@
 import BordergateAudit
+import BordergateKernel
 import BordergatePolicy
 import Foundation
 import Logging

@@ -1,5 +1,6 @@
 import BordergateAudit
 import BordergateKernel
+import BordergatePolicy
 import Foundation
 import Logging
 import NIOConcurrencyHelpers

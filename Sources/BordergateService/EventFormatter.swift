@@ -6,7 +6,7 @@ public enum EventFormatter {
     public static func compact(_ e: AuditEvent) -> String {
         let time = AuditTime.format(e.time).dropLast(4) + "Z" // milliseconds are enough on screen
         var parts = [String(time), e.type.rawValue.padding(toLength: 7, withPad: " ", startingAt: 0)]
-        if let v = e.verdict { parts.append(v.padding(toLength: 8, withPad: " ", startingAt: 0)) }
+        if let v = e.verdict?.rawValue { parts.append(v.padding(toLength: 8, withPad: " ", startingAt: 0)) }
         if let p = e.process {
             var who = "\(p.comm)[\(p.pid)]"
             if let exe = p.exe, !exe.hasSuffix("/" + p.comm) { who += " \(exe)" }
@@ -18,15 +18,15 @@ public enum EventFormatter {
             var dest = "→ \(endpoint(d.ip, d.port))"
             if let h = d.host { dest += " (\(h))" }
             if let r = d.region { dest += " [\(r)]" }
-            if e.type == .connect, e.protocol == "udp" { dest += " udp" }
+            if e.type == .connect, e.protocol == .udp { dest += " udp" }
             parts.append(dest)
         }
         // Refusals say why; so do verdicts an auditor will want explained.
-        if e.type == .connect, let v = e.verdict, v == "deny" || v == "audit", let r = e.reason { parts.append("— \(r)") }
+        if e.type == .connect, e.verdict?.isRefusalOrAudit == true, let r = e.reason { parts.append("— \(r)") }
         if e.type == .close {
             if let b = e.bytes { parts.append("sent \(bytes(b.sent)) received \(bytes(b.received))") }
             if let ms = e.duration_ms { parts.append(duration(ms)) }
-            if let end = e.end { parts.append(end) }
+            if let end = e.end { parts.append(end.rawValue) }
         }
         if let err = e.error { parts.append("error: \(err)") }
         if let m = e.message { parts.append(m) }
@@ -62,12 +62,12 @@ public enum EventFormatter {
         var lines = ["bordergate: \(command) made \(order.count) connection\(order.count == 1 ? "" : "s")"]
         for id in order {
             guard let c = connects[id], let d = c.destination, let p = c.process else { continue }
-            var line = "  \(p.comm)[\(p.pid)] → \(endpoint(d.ip, d.port))\(d.host.map { " (\($0))" } ?? "")\(c.protocol == "udp" ? " udp" : "")  \(c.verdict ?? "")"
-            if c.verdict == "deny" || c.verdict == "audit", let r = c.reason { line += "  \(r)" }
+            var line = "  \(p.comm)[\(p.pid)] → \(endpoint(d.ip, d.port))\(d.host.map { " (\($0))" } ?? "")\(c.protocol == .udp ? " udp" : "")  \(c.verdict?.rawValue ?? "")"
+            if c.verdict?.isRefusalOrAudit == true, let r = c.reason { line += "  \(r)" }
             if let x = closes[id] {
                 if let b = x.bytes { line += "  sent \(bytes(b.sent)), received \(bytes(b.received))" }
                 if let ms = x.duration_ms { line += ", \(duration(ms))" }
-                if let end = x.end { line += ", \(end)" }
+                if let end = x.end { line += ", \(end.rawValue)" }
                 if let err = x.error { line += ": \(err)" }
             } else if let err = c.error {
                 line += "  \(err)"

@@ -1,5 +1,6 @@
 import BordergateAudit
 import BordergateKernel
+import BordergateProxy
 import Foundation
 import Logging
 
@@ -131,7 +132,7 @@ public enum ExecRunner {
                 return true
             }
             // only relayed connections get a close event; refused and direct ones never will
-            let connects = Set(events.filter { $0.type == .connect && $0.error == nil && $0.verdict == "redirect" }.compactMap(\.connection))
+            let connects = Set(events.filter { $0.type == .connect && $0.error == nil && $0.verdict == .redirect }.compactMap(\.connection))
             let closes = Set(events.filter { $0.type == .close }.compactMap(\.connection))
             if connects.isSubset(of: closes) && events.count == previous { break }
             previous = events.count

@@ -204,7 +204,7 @@ public final class Interceptor: @unchecked Sendable {
         for (cg, policy) in residency.config.config.cgroups {
             let dir = cgroups.directory(for: cg)
             guard FileManager.default.fileExists(atPath: dir) else {
-                hub.publish(AuditEvent(type: .policy, verdict: "error", policy: policy,
+                hub.publish(AuditEvent(type: .policy, verdict: .error, policy: policy,
                                        message: "the config lists cgroup \(cg), which does not exist (looked for \(dir)); not guarded"))
                 continue
             }
@@ -212,7 +212,7 @@ public final class Interceptor: @unchecked Sendable {
             do {
                 _ = try attach(cgroup: cg, policy: policy)
             } catch {
-                hub.publish(AuditEvent(type: .policy, verdict: "error", policy: policy, message: "cannot guard \(cg) as the config asks: \(error)"))
+                hub.publish(AuditEvent(type: .policy, verdict: .error, policy: policy, message: "cannot guard \(cg) as the config asks: \(error)"))
             }
         }
     }
@@ -283,18 +283,18 @@ public final class Interceptor: @unchecked Sendable {
     private func handleKernelEvent(_ e: KernelConnectEvent) {
         switch e.verdict {
         case .redirect where e.superseded:
-            hub.publish(auditEvent(for: e, verdict: "deny", reason: Self.supersededReason))
+            hub.publish(auditEvent(for: e, verdict: .deny, reason: Self.supersededReason))
         case .redirect:
             // The kernel reports a redirect only when its socket goes without having reached the
             // proxy; the proxy reports every one it accepts.
             reportUnreached(e)
         default:
-            hub.publish(auditEvent(for: e, verdict: e.audited ? "audit" : e.verdict.rawValue))
+            hub.publish(auditEvent(for: e, verdict: e.audited ? .audit : Verdict(rawValue: e.verdict.rawValue)))
         }
     }
 
     private func reportUnreached(_ e: KernelConnectEvent) {
-        hub.publish(auditEvent(for: e, verdict: "redirect",
+        hub.publish(auditEvent(for: e, verdict: .redirect,
                                error: "the connection never reached the proxy (no daemon was listening, the tool gave up first, or the daemon stopped before accepting it)"))
     }
 
@@ -303,11 +303,11 @@ public final class Interceptor: @unchecked Sendable {
     static let supersededReason = "a later connection from the same client address and port reached the proxy before it accepted this one, and it cannot tell the two apart: refused (fail closed; the proxy is falling behind)"
     static let contestedReason = "an earlier connection from the same client address and port was still waiting for the proxy, and it cannot tell the two apart: refused (fail closed; the proxy is falling behind)"
 
-    private func auditEvent(for e: KernelConnectEvent, verdict: String, reason override: String? = nil,
+    private func auditEvent(for e: KernelConnectEvent, verdict: Verdict, reason override: String? = nil,
                             error: String? = nil) -> AuditEvent {
         let udp = e.ipProtocol == 17
         let ip = e.destination.description
-        let x = residency.explainKernelVerdict(ip: ip, port: Int(e.port), slot: e.policySlot, udp: udp, verdict: verdict)
+        let x = residency.explainKernelVerdict(ip: ip, port: Int(e.port), slot: e.policySlot, udp: udp, verdict: verdict.rawValue)
         let destination = x.destination
         var reason = kernelReasonText(e.reason)
         var policy: String?
@@ -324,7 +324,7 @@ public final class Interceptor: @unchecked Sendable {
         return AuditEvent(
             time: wallClock(monotonicNanos: e.identity.monotonicNanos), type: .connect, verdict: verdict,
             reason: reason, process: describer.describe(e.identity, ppid: e.ppid, exe: e.exe),
-            destination: destination, protocol: udp ? "udp" : "tcp", policy: policy, rule: rule,
+            destination: destination, protocol: udp ? .udp : .tcp, policy: policy, rule: rule,
             connection: connectionID(cookie: e.identity.cookie), error: error)
     }
 }

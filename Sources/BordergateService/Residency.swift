@@ -104,7 +104,7 @@ public final class Residency: @unchecked Sendable {
             for p in parked {
                 let message = "guarded cgroup \(p) has no policy this daemon knows; refusing its connections (all but loopback) until it is attached again with a policy"
                 logger.error("\(message)")
-                hub.publish(AuditEvent(type: .policy, verdict: "error", policy: PolicyVariant.parkedName, message: message))
+                hub.publish(AuditEvent(type: .policy, verdict: .error, policy: PolicyVariant.parkedName, message: message))
             }
         }
     }
@@ -127,7 +127,7 @@ public final class Residency: @unchecked Sendable {
             }
         } catch {
             let message = "reload (\(trigger)) failed; keeping the configuration in force: \(error)"
-            hub.publish(AuditEvent(type: .policy, verdict: "error", reason: message, message: message))
+            hub.publish(AuditEvent(type: .policy, verdict: .error, reason: message, message: message))
             logger.error("\(message)")
             throw ReloadError(trigger: trigger, cause: error)
         }
@@ -359,7 +359,7 @@ public final class Residency: @unchecked Sendable {
             }
             return (g, a)
         }
-        hub.publish(AuditEvent(type: .policy, verdict: "grant", reason: reason, policy: a.policy,
+        hub.publish(AuditEvent(type: .policy, verdict: .grant, reason: reason, policy: a.policy,
                                message: "grant \(g.id) on \(a.cgroup): allow \(allow) until \(AuditTime.format(Date(timeIntervalSince1970: g.expires)))\(by.map { " (by \($0))" } ?? ""): \(reason)"))
         return g
     }
@@ -388,7 +388,7 @@ public final class Residency: @unchecked Sendable {
             }
         }
         for (a, g) in ended {
-            hub.publish(AuditEvent(type: .policy, verdict: "grant-expired", reason: g.reason, policy: a.policy,
+            hub.publish(AuditEvent(type: .policy, verdict: .grantExpired, reason: g.reason, policy: a.policy,
                                    message: "grant \(g.id) on \(a.cgroup) expired: allow \(g.allow) is no longer in force"))
         }
     }

@@ -155,7 +155,7 @@ public final class ResidencySnapshot: Sendable {
     public struct Decision: Sendable {
         public var relay: Bool
         /// For the event: `redirect` (relayed), `deny` (refused here), `audit` (would be refused; relayed).
-        public var verdict: String
+        public var verdict: Verdict
         public var reason: String
         public var policy: String
         public var rule: String?
@@ -169,13 +169,13 @@ public final class ResidencySnapshot: Sendable {
         let x = explanation(of: j, udp: false, verdict: "redirect")
         let facts = j.facts
         guard let policy = j.policy, let outcome = j.outcome else {
-            return Decision(relay: false, verdict: "deny", reason: x.reason + ": refused (fail closed)", policy: x.policy,
+            return Decision(relay: false, verdict: .deny, reason: x.reason + ": refused (fail closed)", policy: x.policy,
                             rule: x.rule, destination: x.destination)
         }
         let refusal: String
         switch outcome {
         case .decided(.allow, _):
-            return Decision(relay: true, verdict: "redirect", reason: x.reason, policy: x.policy, rule: x.rule,
+            return Decision(relay: true, verdict: .redirect, reason: x.reason, policy: x.policy, rule: x.rule,
                             destination: x.destination)
         case .decided(.deny, let rule):
             refusal = policy.reason(.deny, rule: rule, dest: facts)
@@ -184,10 +184,10 @@ public final class ResidencySnapshot: Sendable {
             refusal = "\(facts.description): \(policy.ruleLabel(rule)) of policy \(policy.name) cannot be decided (\(what)): refused (fail closed)"
         }
         if policy.mode == .audit {
-            return Decision(relay: true, verdict: "audit", reason: "audit mode, would be refused: " + refusal,
+            return Decision(relay: true, verdict: .audit, reason: "audit mode, would be refused: " + refusal,
                             policy: x.policy, rule: x.rule, destination: x.destination)
         }
-        return Decision(relay: false, verdict: "deny", reason: refusal, policy: x.policy, rule: x.rule,
+        return Decision(relay: false, verdict: .deny, reason: refusal, policy: x.policy, rule: x.rule,
                         destination: x.destination)
     }
 }

@@ -4,11 +4,11 @@ import Testing
 
 @Suite struct AuditEventTests {
     static let sample = AuditEvent(
-        time: Date(timeIntervalSince1970: 1_795_288_381.123456), id: "x-1", type: .connect, verdict: "redirect",
+        time: Date(timeIntervalSince1970: 1_795_288_381.123456), id: "x-1", type: .connect, verdict: .redirect,
         reason: "cgroup is guarded",
         process: .init(pid: 4242, ppid: 4200, uid: 1000, user: "ci", comm: "curl", exe: "/usr/bin/curl", cgroup: "/ci/job-17"),
         destination: .init(ip: "203.0.113.7", port: 443, host: "api.example.com"),
-        protocol: "tcp", policy: "default", connection: "abc-1")
+        protocol: .tcp, policy: "default", connection: "abc-1")
 
     @Test func jsonFollowsTheDesignOrderAndRoundTrips() throws {
         let line = String(decoding: Self.sample.jsonLine(), as: UTF8.self)
@@ -31,7 +31,7 @@ import Testing
     }
 
     @Test func closeEventCarriesBytesAndDuration() throws {
-        let e = AuditEvent(type: .close, connection: "c", bytes: .init(sent: 10, received: 52_428_800), duration_ms: 12.5, end: "closed by server")
+        let e = AuditEvent(type: .close, connection: "c", bytes: .init(sent: 10, received: 52_428_800), duration_ms: 12.5, end: .closedBy(.server))
         let line = String(decoding: e.jsonLine(), as: UTF8.self)
         #expect(line.contains(#""bytes":{"sent":10,"received":52428800}"#))
         #expect(line.contains(#""duration_ms":12.5"#))
@@ -78,9 +78,9 @@ import Testing
     @Test func pidVerdictTypeAndSince() {
         #expect(EventFilter(pid: 4242).matches(e))
         #expect(!EventFilter(pid: 1).matches(e))
-        #expect(EventFilter(verdict: "redirect").matches(e))
-        #expect(!EventFilter(verdict: "deny").matches(e))
-        #expect(!EventFilter(type: "close").matches(e))
+        #expect(EventFilter(verdict: .redirect).matches(e))
+        #expect(!EventFilter(verdict: .deny).matches(e))
+        #expect(!EventFilter(type: .close).matches(e))
         #expect(EventFilter(since: e.time.addingTimeInterval(-1)).matches(e))
         #expect(!EventFilter(since: e.time.addingTimeInterval(1)).matches(e))
     }

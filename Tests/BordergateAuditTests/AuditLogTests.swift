@@ -54,7 +54,11 @@ private func tempLogPath() -> String {
         #expect {
             _ = try AuditLog(path: "/proc/bordergate-cannot-be-here/audit/events.jsonl")
         } throws: { error in
-            "\(error)".contains("BORDERGATE_STATE_DIR")
+            // the cause as fields; which flag fixes it is the CLI's to say
+            guard let e = error as? AuditError else { return false }
+            return e.operation == .createStateDirectory && e.path == "/proc/bordergate-cannot-be-here/audit"
+                && e.isStateDirectoryUnusable && "\(e)".hasPrefix("cannot create the state directory /proc/bordergate-cannot-be-here/audit: ")
+                && !"\(e)".contains("--")
         }
     }
 }
@@ -62,7 +66,7 @@ private func tempLogPath() -> String {
 @Suite struct AuditHubTests {
     @Test func liveSubscribersGetMatchingEvents() async throws {
         let hub = AuditHub(log: try AuditLog(path: tempLogPath()))
-        let sub = hub.subscribe(filter: EventFilter(type: "connect"))
+        let sub = hub.subscribe(filter: EventFilter(type: .connect))
         hub.publish(AuditEvent(id: "skip", type: .daemon))
         hub.publish(AuditEvent(id: "keep", type: .connect))
         hub.shutdown()

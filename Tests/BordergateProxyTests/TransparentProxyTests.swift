@@ -47,7 +47,7 @@ struct FixedResolver: ConnectionResolver {
 @Sendable func refusing(_ blocked: String) -> @Sendable (HostObservation) -> ProxyVerdict {
     { host in
         let refused = host == .name(blocked)
-        return ProxyVerdict(relay: !refused, verdict: refused ? "deny" : "redirect",
+        return ProxyVerdict(relay: !refused, verdict: refused ? .deny : .redirect,
                             reason: refused ? "host \(blocked) is refused" : "test", policy: "default", rule: nil,
                             destination: .init(ip: "127.0.0.1", port: 0))
     }
@@ -362,8 +362,8 @@ final class InboundRecorder: ChannelInboundHandler, @unchecked Sendable {
         }
         #expect(String(decoding: reply, as: UTF8.self).hasPrefix("HTTP/1.1 403"))
         let connects = await sink.waitFor(.connect)
-        #expect(connects.first?.verdict == "deny")
-        #expect(connects.first?.protocol == "http")
+        #expect(connects.first?.verdict == .deny)
+        #expect(connects.first?.protocol == .http)
         #expect(connects.first?.reason == "host blocked.example is refused")
         #expect(proxy.counters.values.active == 0, "a refused connection is no longer active")
         await proxy.stop()
@@ -377,7 +377,7 @@ final class InboundRecorder: ChannelInboundHandler, @unchecked Sendable {
         let upstream = try await startUpstream()
         let sink = EventRecorder()
         let proxy = try await startProxy(target: upstream.localAddress, sink: sink) { host in
-            ProxyVerdict(relay: !refused, verdict: refused ? "deny" : "redirect", reason: refused ? "no hostname" : "test",
+            ProxyVerdict(relay: !refused, verdict: refused ? .deny : .redirect, reason: refused ? "no hostname" : "test",
                          policy: "default", rule: nil, destination: .init(ip: "127.0.0.1", port: 0))
         }
         let startup = PostgreSQLSniffingTests.psqlStartup
@@ -389,11 +389,11 @@ final class InboundRecorder: ChannelInboundHandler, @unchecked Sendable {
             return readAll(fd)
         }
         let connects = await sink.waitFor(.connect)
-        #expect(connects.first?.verdict == (refused ? "deny" : "redirect"))
+        #expect(connects.first?.verdict == (refused ? Verdict.deny : .redirect))
         if refused {
             #expect(err == ECONNRESET)
             #expect(reply.isEmpty)
-            #expect(connects.first?.protocol == "postgresql")
+            #expect(connects.first?.protocol == .postgresql)
         } else {
             #expect(err == 0)
             #expect(String(decoding: reply, as: UTF8.self) == "got \(startup.count)\n")
@@ -444,7 +444,7 @@ final class InboundRecorder: ChannelInboundHandler, @unchecked Sendable {
         #expect(writeErr == ECONNRESET || (writeErr == 0 && readErr == ECONNRESET),
                 "the tool sees a reset, not a clean EOF (write: \(writeErr), read: \(readErr))")
         let closes = await sink.waitFor(.close)
-        #expect(closes.first?.end == "upstream-failed")
+        #expect(closes.first?.end == .upstreamFailed)
         #expect(closes.first?.error?.contains("refused") == true)
         #expect(closes.first?.bytes?.sent == 0)
         #expect(proxy.counters.values.upstreamFailures == 1)
@@ -506,7 +506,7 @@ final class InboundRecorder: ChannelInboundHandler, @unchecked Sendable {
         }
         #expect(err == ECONNRESET, "the tool sees what it would have seen without the proxy")
         let closes = await sink.waitFor(.close)
-        #expect(closes.first?.end == "reset by server")
+        #expect(closes.first?.end == .resetBy(.server))
         #expect(closes.first?.bytes?.sent == 18)
         await proxy.stop()
         try await server.close()
@@ -566,7 +566,7 @@ final class InboundRecorder: ChannelInboundHandler, @unchecked Sendable {
             close(fd)
         }
         let closes = await sink.waitFor(.close)
-        #expect(closes.first?.end == "reset by client", "\(closes.map { $0.end ?? "nil" })")
+        #expect(closes.first?.end == .resetBy(.client), "\(closes.map { $0.end?.rawValue ?? "nil" })")
         await proxy.stop()
         try await server.close()
     }
@@ -605,7 +605,7 @@ final class InboundRecorder: ChannelInboundHandler, @unchecked Sendable {
         #expect(err == ECONNRESET)
         #expect(waited >= 0.4, "reset only when the deadline passed")
         let closes = await sink.waitFor(.close)
-        #expect(closes.first?.end == "upstream-failed")
+        #expect(closes.first?.end == .upstreamFailed)
         #expect(closes.first?.error?.hasSuffix("timed out") == true)
         await proxy.stop()
     }
@@ -620,7 +620,7 @@ final class InboundRecorder: ChannelInboundHandler, @unchecked Sendable {
         for _ in 0..<500 where proxy.counters.values.active == 0 { try await Task.sleep(for: .milliseconds(10)) }
         await proxy.stop()
         let closes = await sink.waitFor(.close)
-        #expect(closes.first?.end == "proxy stopped")
+        #expect(closes.first?.end == .proxyStopped)
         #expect(proxy.counters.values.active == 0)
         let err = try await onThread { readAll(fd).1 }
         #expect(err == ECONNRESET, "the tool learns its connection is gone")

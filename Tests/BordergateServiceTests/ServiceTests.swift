@@ -22,10 +22,10 @@ import Testing
 
     @Test func theSummaryPairsConnectsWithTheirCloses() {
         let events = [
-            AuditEvent(type: .connect, verdict: "redirect", process: process, destination: .init(ip: "2001:db8::10", port: 80), connection: "a"),
-            AuditEvent(type: .connect, verdict: "redirect", process: process, destination: .init(ip: "198.51.100.10", port: 81), connection: "b"),
-            AuditEvent(type: .close, verdict: "redirect", process: process, connection: "a", bytes: .init(sent: 77, received: 2048), duration_ms: 3.5, end: "closed by server"),
-            AuditEvent(type: .close, verdict: "redirect", process: process, connection: "b", bytes: .init(sent: 0, received: 0), duration_ms: 1, end: "upstream-failed", error: "connecting to 198.51.100.10 port 81: connection refused"),
+            AuditEvent(type: .connect, verdict: .redirect, process: process, destination: .init(ip: "2001:db8::10", port: 80), connection: "a"),
+            AuditEvent(type: .connect, verdict: .redirect, process: process, destination: .init(ip: "198.51.100.10", port: 81), connection: "b"),
+            AuditEvent(type: .close, verdict: .redirect, process: process, connection: "a", bytes: .init(sent: 77, received: 2048), duration_ms: 3.5, end: .closedBy(.server)),
+            AuditEvent(type: .close, verdict: .redirect, process: process, connection: "b", bytes: .init(sent: 0, received: 0), duration_ms: 1, end: .upstreamFailed, error: "connecting to 198.51.100.10 port 81: connection refused"),
         ]
         let s = EventFormatter.summary(events, command: "curl")
         let lines = s.split(separator: "\n").map(String.init)
@@ -35,7 +35,7 @@ import Testing
     }
 
     @Test func compactLinesNameProcessAndDestination() {
-        let e = AuditEvent(type: .connect, verdict: "redirect", process: process, destination: .init(ip: "198.51.100.10", port: 443, host: "api.example.com"), connection: "a")
+        let e = AuditEvent(type: .connect, verdict: .redirect, process: process, destination: .init(ip: "198.51.100.10", port: 443, host: "api.example.com"), connection: "a")
         let line = EventFormatter.compact(e)
         #expect(line.contains("curl[42]"))
         #expect(line.contains("→ 198.51.100.10:443 (api.example.com)"))
@@ -43,9 +43,9 @@ import Testing
     }
 
     @Test func refusalsSayWhyAndWhere() {
-        let e = AuditEvent(type: .connect, verdict: "deny", reason: "country US is not allowed by policy eu-only",
+        let e = AuditEvent(type: .connect, verdict: .deny, reason: "country US is not allowed by policy eu-only",
                            process: process, destination: .init(ip: "198.51.100.200", port: 53, region: "US", country: "US"),
-                           protocol: "udp", policy: "eu-only", rule: "default", connection: "c")
+                           protocol: .udp, policy: "eu-only", rule: "default", connection: "c")
         let line = EventFormatter.compact(e)
         #expect(line.contains("→ 198.51.100.200:53 [US] udp"))
         #expect(line.hasSuffix("— country US is not allowed by policy eu-only"))

@@ -50,7 +50,7 @@ import Testing
             #expect(r.stdout.contains(Harness.local4))
             let events = d.waitForEvents { all in all.connects(comm: "curl").contains { c in c.process?.cgroup == cg && all.close(of: c) != nil } }
             let connect = try #require(events.connects(comm: "curl").last { $0.process?.cgroup == cg })
-            #expect(connect.verdict == "redirect")
+            #expect(connect.verdict == .redirect)
             #expect(connect.process?.exe == "/usr/bin/curl")
             #expect(connect.destination?.ip == Harness.host4)
             #expect(connect.destination?.port == 80)
@@ -231,7 +231,7 @@ import Testing
             #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "reset", "\(r.stdout) \(r.stderr)")
             let events = d.waitForEvents { $0.contains { $0.type == .close && $0.process?.cgroup == cg } }
             let close = try #require(events.first { $0.type == .close && $0.process?.cgroup == cg })
-            #expect(close.end == "upstream-failed")
+            #expect(close.end == .upstreamFailed)
             #expect(close.error?.contains("refused") == true, "\(close.error ?? "nil")")
         }
     }
@@ -270,12 +270,12 @@ import Testing
             let mine = events.connects().filter { $0.process?.cgroup == cg }
             let earlier = try #require(mine.first { $0.destination?.port == 80 }, "the earlier connection went unrecorded")
             let later = try #require(mine.first { $0.destination?.port == 7 }, "the later connection went unrecorded")
-            #expect(earlier.verdict == "deny" && earlier.reason?.contains("a later connection from the same client address and port") == true,
-                    "\(earlier.verdict ?? "") \(earlier.reason ?? "")")
-            #expect(later.verdict == "deny" && later.reason?.contains("an earlier connection from the same client address and port") == true,
-                    "\(later.verdict ?? "") \(later.reason ?? "")")
-            #expect(!mine.contains { $0.verdict == "redirect" }, "relayed under a record that may not be its own")
-            #expect(mine.count == 2, "one event per connection: \(mine.map { "\($0.destination?.port ?? 0) \($0.verdict ?? "")" })")
+            #expect(earlier.verdict == .deny && earlier.reason?.contains("a later connection from the same client address and port") == true,
+                    "\(earlier.verdict?.rawValue ?? "") \(earlier.reason ?? "")")
+            #expect(later.verdict == .deny && later.reason?.contains("an earlier connection from the same client address and port") == true,
+                    "\(later.verdict?.rawValue ?? "") \(later.reason ?? "")")
+            #expect(!mine.contains { $0.verdict == .redirect }, "relayed under a record that may not be its own")
+            #expect(mine.count == 2, "one event per connection: \(mine.map { "\($0.destination?.port ?? 0) \($0.verdict?.rawValue ?? "")" })")
         }
     }
 

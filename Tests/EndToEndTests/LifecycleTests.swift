@@ -162,8 +162,8 @@ extension EndToEnd {
                 all.filter { $0.process?.cgroup == cg && $0.error?.contains("never reached the proxy") == true }.count >= 3
             }
             let reported = events.filter { $0.process?.cgroup == cg && $0.type == .connect }
-            #expect(reported.count == 3, "\(reported.map { $0.error ?? $0.verdict ?? "" })")
-            #expect(reported.allSatisfy { $0.verdict == "redirect" && $0.destination?.ip == Harness.host4 && $0.process?.comm == "python3" })
+            #expect(reported.count == 3, "\(reported.map { $0.error ?? $0.verdict?.rawValue ?? "" })")
+            #expect(reported.allSatisfy { $0.verdict == .redirect && $0.destination?.ip == Harness.host4 && $0.process?.comm == "python3" })
             #expect(reported.allSatisfy { $0.error?.contains("never reached the proxy") == true })
             let left = Harness.sh("bpftool -j map dump pinned \(d.pinRoot)/maps/orig_by_tuple").stdout.trimmingCharacters(in: .whitespacesAndNewlines)
             #expect(left == "[]", "the records were taken, not left for the next start: \(left.prefix(120))")

@@ -65,11 +65,11 @@ extension EndToEnd {
             #expect(bash.status != 0 && bash.stderr.contains("Operation not permitted"), "bash says: \(bash.stderr)")
 
             let events = d.waitForEvents { all in
-                all.connects(comm: "curl").filter { $0.process?.cgroup == cg && $0.verdict == "deny" }.count >= 2
-                    && all.connects(comm: "bash").contains { $0.process?.cgroup == cg && $0.verdict == "deny" }
+                all.connects(comm: "curl").filter { $0.process?.cgroup == cg && $0.verdict == .deny }.count >= 2
+                    && all.connects(comm: "bash").contains { $0.process?.cgroup == cg && $0.verdict == .deny }
             }
             let mine = events.connects(comm: "curl").filter { $0.process?.cgroup == cg }
-            let deny = try #require(mine.first { $0.verdict == "deny" && $0.destination?.ip == Harness.usHost4 })
+            let deny = try #require(mine.first { $0.verdict == .deny && $0.destination?.ip == Harness.usHost4 })
             #expect(deny.process?.exe == "/usr/bin/curl")
             #expect(deny.destination?.region == "US" && deny.destination?.country == "US")
             #expect(deny.destination?.jurisdictions?.first == "US")
@@ -77,9 +77,9 @@ extension EndToEnd {
             #expect(deny.policy == "eu-only")
             #expect(deny.rule == "default")
             #expect(deny.reason == "country US is not allowed by policy eu-only")
-            #expect(mine.contains { $0.verdict == "deny" && $0.destination?.ip == Harness.usHost6 })
+            #expect(mine.contains { $0.verdict == .deny && $0.destination?.ip == Harness.usHost6 })
             // the EU connection went through the proxy (a hostname rule exists) and names its host
-            let allowed = try #require(mine.first { $0.destination?.ip == Harness.host4 && $0.verdict == "redirect" })
+            let allowed = try #require(mine.first { $0.destination?.ip == Harness.host4 && $0.verdict == .redirect })
             #expect(allowed.destination?.host == Harness.host4)
             #expect(allowed.destination?.country == "DE")
             #expect(allowed.destination?.jurisdictions?.contains("EU") == true)
@@ -114,11 +114,11 @@ extension EndToEnd {
             let lines = r.stdout.split(separator: "\n").map(String.init)
             #expect(lines == ["echo:hi", "EPERM", "EPERM", "EPERM", "echo:hi"], "got \(lines), stderr \(r.stderr)")
             let events = d.waitForEvents { all in
-                all.connects().filter { $0.process?.cgroup == cg && $0.protocol == "udp" && $0.verdict == "deny" }.count >= 3
+                all.connects().filter { $0.process?.cgroup == cg && $0.protocol == .udp && $0.verdict == .deny }.count >= 3
             }
-            let udp = events.connects().filter { $0.process?.cgroup == cg && $0.protocol == "udp" }
-            #expect(udp.contains { $0.verdict == "deny" && $0.destination?.ip == Harness.usHost4 && $0.destination?.region == "US" })
-            #expect(udp.contains { $0.verdict == "pass" && $0.destination?.ip == Harness.host4 })
+            let udp = events.connects().filter { $0.process?.cgroup == cg && $0.protocol == .udp }
+            #expect(udp.contains { $0.verdict == .deny && $0.destination?.ip == Harness.usHost4 && $0.destination?.region == "US" })
+            #expect(udp.contains { $0.verdict == .pass && $0.destination?.ip == Harness.host4 })
         }
     }
 
@@ -155,11 +155,11 @@ extension EndToEnd {
             let r = Harness.sh(Harness.inCgroup(cg, "curl -sS --max-time 10 -w '%{http_code}' -H 'Host: blocked.example' http://\(Harness.host4)/"))
             #expect(r.stdout.hasPrefix("bordergate: "), "body: \(r.stdout)")
             #expect(r.stdout.hasSuffix("403"), "status: \(r.stdout)")
-            let events = d.waitForEvents { all in all.connects(comm: "curl").contains { $0.process?.cgroup == cg && $0.verdict == "deny" } }
-            let deny = try #require(events.connects(comm: "curl").first { $0.process?.cgroup == cg && $0.verdict == "deny" })
+            let events = d.waitForEvents { all in all.connects(comm: "curl").contains { $0.process?.cgroup == cg && $0.verdict == .deny } }
+            let deny = try #require(events.connects(comm: "curl").first { $0.process?.cgroup == cg && $0.verdict == .deny })
             #expect(deny.destination?.host == "blocked.example")
             #expect(deny.rule == "deny[0]: host blocked.example")
-            #expect(deny.protocol == "http")
+            #expect(deny.protocol == .http)
             #expect(deny.reason == "host blocked.example in country DE is refused by policy eu-only (deny[0]: host blocked.example)")
         }
     }
@@ -179,9 +179,9 @@ extension EndToEnd {
                 """
             let r = try Harness.python(script, inCgroup: cg)
             #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "TLSV1_ALERT_ACCESS_DENIED", "got \(r.stdout) \(r.stderr)")
-            let events = d.waitForEvents { all in all.connects().contains { $0.process?.cgroup == cg && $0.verdict == "deny" } }
-            let deny = try #require(events.connects().first { $0.process?.cgroup == cg && $0.verdict == "deny" })
-            #expect(deny.protocol == "tls")
+            let events = d.waitForEvents { all in all.connects().contains { $0.process?.cgroup == cg && $0.verdict == .deny } }
+            let deny = try #require(events.connects().first { $0.process?.cgroup == cg && $0.verdict == .deny })
+            #expect(deny.protocol == .tls)
             #expect(deny.destination?.host == "blocked.example")
             #expect(deny.rule == "deny[0]: host blocked.example")
         }
@@ -193,7 +193,7 @@ extension EndToEnd {
             #expect(r.status == 0, "audit mode must not refuse: \(r.stderr)")
             let events = d.waitForEvents { all in all.connects(comm: "curl").contains { $0.process?.cgroup == cg } }
             let e = try #require(events.connects(comm: "curl").first { $0.process?.cgroup == cg })
-            #expect(e.verdict == "audit")
+            #expect(e.verdict == .audit)
             #expect(e.reason == "audit mode, would be refused: country US is not allowed by policy eu-audit")
             #expect(e.policy == "eu-audit")
         }
@@ -210,11 +210,11 @@ extension EndToEnd {
             #expect(during.status == 0, "the grant should open the US host: \(during.stderr)")
             let status = d.cli("status")
             #expect(status.stdout.contains("grant g"), "\(status.stdout)")
-            let events = d.waitForEvents(timeout: 20) { all in all.contains { $0.type == .policy && $0.verdict == "grant-expired" && $0.message?.contains(cg) == true } }
-            let granted = try #require(events.first { $0.type == .policy && $0.verdict == "grant" && $0.message?.contains(cg) == true })
+            let events = d.waitForEvents(timeout: 20) { all in all.contains { $0.type == .policy && $0.verdict == .grantExpired && $0.message?.contains(cg) == true } }
+            let granted = try #require(events.first { $0.type == .policy && $0.verdict == .grant && $0.message?.contains(cg) == true })
             #expect(granted.reason == "vendor download, ticket 42")
-            #expect(events.contains { $0.type == .policy && $0.verdict == "grant-expired" && $0.message?.contains(cg) == true })
-            let pass = try #require(events.connects(comm: "curl").first { $0.process?.cgroup == cg && $0.verdict == "pass" })
+            #expect(events.contains { $0.type == .policy && $0.verdict == .grantExpired && $0.message?.contains(cg) == true })
+            let pass = try #require(events.connects(comm: "curl").first { $0.process?.cgroup == cg && $0.verdict == .pass })
             #expect(pass.rule?.hasPrefix("grant g") == true)
             #expect(pass.reason?.contains("vendor download, ticket 42") == true)
             #expect(Harness.sh(curl).status == 7, "refused again after expiry")
@@ -271,13 +271,13 @@ extension EndToEnd {
                 defer { kill(pid, SIGCONT) }
                 let r = Harness.sh(Harness.inCgroup(cg, "exec /usr/bin/python3 \(before)"))
                 #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "reset", "\(r.stdout) \(r.stderr)")
-                let events = d.waitForEvents { all in all.connects(comm: "python3").contains { $0.process?.cgroup == cg && $0.verdict == "deny" } }
+                let events = d.waitForEvents { all in all.connects(comm: "python3").contains { $0.process?.cgroup == cg && $0.verdict == .deny } }
                 let mine = events.connects(comm: "python3").filter { $0.process?.cgroup == cg }
-                #expect(mine.contains { $0.verdict == "redirect" && $0.process?.exe == oneProgram })
-                let deny = try #require(mine.first { $0.verdict == "deny" })
+                #expect(mine.contains { $0.verdict == .redirect && $0.process?.exe == oneProgram })
+                let deny = try #require(mine.first { $0.verdict == .deny })
                 #expect(deny.process?.exe == nil, "named by a program that did not connect: \(deny.process?.exe ?? "")")
                 #expect(deny.reason?.contains("the process is unknown") == true, "\(deny.reason ?? "")")
-                #expect(!mine.contains { $0.verdict == "redirect" && $0.process?.exe == nil }, "nothing unnamed got through")
+                #expect(!mine.contains { $0.verdict == .redirect && $0.process?.exe == nil }, "nothing unnamed got through")
             }
         }
     }
@@ -297,8 +297,8 @@ extension EndToEnd {
                 """
             let r = try Harness.python(script, inCgroup: cg)
             #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "reset", "got \(r.stdout) \(r.stderr)")
-            let events = d.waitForEvents { all in all.connects().contains { $0.process?.cgroup == cg && $0.verdict == "deny" } }
-            let deny = try #require(events.connects().first { $0.process?.cgroup == cg && $0.verdict == "deny" })
+            let events = d.waitForEvents { all in all.connects().contains { $0.process?.cgroup == cg && $0.verdict == .deny } }
+            let deny = try #require(events.connects().first { $0.process?.cgroup == cg && $0.verdict == .deny })
             #expect(deny.reason?.contains("could not be read") == true, "\(deny.reason ?? "")")
         }
     }
@@ -397,7 +397,7 @@ extension EndToEnd {
         try (table + "\n198.51.100.300/32,US\n").write(toFile: tables, atomically: true, encoding: .utf8)
         let t = d.cli("reload")
         #expect(t.status == 1 && t.stderr.contains("regions.csv:"), "\(t.stderr)")
-        let errors = { (all: [AuditEvent]) in all.filter { $0.type == .policy && $0.verdict == "error" } }
+        let errors = { (all: [AuditEvent]) in all.filter { $0.type == .policy && $0.verdict == .error } }
         #expect(errors(d.waitForEvents { errors($0).count >= 2 }).count >= 2)
         try table.write(toFile: tables, atomically: true, encoding: .utf8)
 

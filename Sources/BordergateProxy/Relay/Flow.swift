@@ -1,3 +1,4 @@
+import BordergateAudit
 import Foundation
 
 /// One direction of a relayed connection.
@@ -64,7 +65,7 @@ final class RelayPair {
     var done = false
     var requeued = false
     /// Which side said EOF first: names how the connection ended.
-    var firstEOF: ConnectionSide?
+    var firstEOF: Side?
     let toServer = Flow()
     let toClient = Flow()
     let connection: ProxiedConnection

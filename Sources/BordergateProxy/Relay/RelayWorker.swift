@@ -310,7 +310,7 @@ final class RelayWorker: @unchecked Sendable {
     /// A small read (without an EOF announced) empties `src`, and a read of a socket known empty
     /// is skipped: a request and its response are one read each, as with haproxy, not two.
     /// Bulk reads are not small and keep reading: that beats a trip through epoll_wait per chunk.
-    private func move(_ pair: RelayPair, _ flow: Flow, from src: Int32, to dst: Int32, reader: ConnectionSide, writer: ConnectionSide) -> Bool {
+    private func move(_ pair: RelayPair, _ flow: Flow, from src: Int32, to dst: Int32, reader: Side, writer: Side) -> Bool {
         var budget = Self.readBudget
         while true {
             if flow.pendingCount > 0 {
@@ -387,7 +387,7 @@ final class RelayWorker: @unchecked Sendable {
 
     /// One side failed (typically a reset): the other gets a reset too, as it would without a
     /// proxy in between.
-    private func abort(_ pair: RelayPair, side: ConnectionSide, _ err: Int32) {
+    private func abort(_ pair: RelayPair, side: Side, _ err: Int32) {
         finish(pair, end: .resetBy(side), error: "\(side): \(errnoText(err))", reset: true)
     }
 
@@ -424,7 +424,7 @@ final class RelayWorker: @unchecked Sendable {
     }
 
     /// Closes both sockets (closing takes them out of the epoll set) and reports the `close` event.
-    private func finish(_ pair: RelayPair, end: ConnectionEnd, error: String?, reset: Bool = false) {
+    private func finish(_ pair: RelayPair, end: ConnectionEnding, error: String?, reset: Bool = false) {
         guard !pair.done else { return }
         pair.done = true
         pairs[pair.id] = nil
