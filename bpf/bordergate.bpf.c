@@ -20,6 +20,10 @@
  * so an entry the proxy never claims cannot leak. Redirects raise no event at connect: the proxy
  * reports every one it accepts, the kernel the ones it never saw.
  *
+ * Hardening (the ways around the verdicts, refused with EPERM in guarded cgroups): sockets the
+ * verdict hooks cannot see (sock_create, socket_post_create), binds of the proxy's port (bind4|6),
+ * source routes (setsockopt), and redirects of sockets outside the proxy's network namespace.
+ *
  * Residency: the destination's region class comes from an LPM trie (the host's region tables),
  * and the cgroup's compiled policy row for that class gives the verdict: DENY fails connect() with
  * EPERM, PASS goes direct, REDIRECT goes to the proxy (which needs hostnames or the process to
@@ -42,6 +46,8 @@
 #include "lib/verdict.h"
 
 char LICENSE[] SEC("license") = "GPL";
+
+struct socket;
 
 static __always_inline int handle4(struct bpf_sock_addr *ctx, int udp)
 {
@@ -106,7 +112,8 @@ int bg_connect6(struct bpf_sock_addr *ctx)
 
 /* Only sockets whose every destination passes the verdict hooks above may be created in a guarded
  * cgroup: TCP (connect4|6) and UDP (connect4|6, sendmsg4|6). Raw sockets, SCTP, MPTCP and ICMP
- * sockets could reach a forbidden destination without a verdict, so they fail with EPERM. */
+ * sockets could reach a forbidden destination without a verdict, so they fail with EPERM (other
+ * families: socket_post_create below). */
 SEC("cgroup/sock_create")
 int bg_sock_create(struct bpf_sock *sk)
 {
@@ -118,6 +125,67 @@ int bg_sock_create(struct bpf_sock *sk)
         return 1;
     count(BG_STAT_SOCKETS_REFUSED);
     return 0;
+}
+
+/* Packet, XDP and vsock sockets send frames that no verdict hook sees (they bypass the IP stack
+ * or leave it), so a guarded cgroup may not create them. cgroup/sock_create runs for inet sockets
+ * only: this is the socket LSM hook, run for the creating socket's cgroup (BPF_LSM_CGROUP, 6.0). */
+SEC("lsm_cgroup/socket_post_create")
+int BPF_PROG(bg_socket_post_create, struct socket *sock, int family, int type, int protocol, int kern)
+{
+    if (kern)
+        return 1; /* the kernel's own sockets */
+    if (family == AF_PACKET || family == AF_XDP || family == AF_VSOCK) {
+        count(BG_STAT_SOCKETS_REFUSED);
+        return 0;
+    }
+    return 1;
+}
+
+/* No guarded process may listen where redirected connects go: it would receive them while its
+ * peers' tools still saw their original destination. The proxy itself is exempt by process id. */
+static __always_inline int bind_allowed(struct bpf_sock_addr *ctx)
+{
+    struct bg_config *cfg = config_get();
+    if (!cfg)
+        return 1;
+    __u16 port = bpf_ntohs(ctx->user_port);
+    if (port == 0 || (port != cfg->proxy_port && port != cfg->reserved_port))
+        return 1;
+    if (cfg->proxy_tgid != 0 && cfg->proxy_tgid == bpf_get_current_pid_tgid() >> 32)
+        return 1;
+    count(BG_STAT_SOCKETS_REFUSED);
+    return 0;
+}
+
+SEC("cgroup/bind4")
+int bg_bind4(struct bpf_sock_addr *ctx)
+{
+    return bind_allowed(ctx);
+}
+
+SEC("cgroup/bind6")
+int bg_bind6(struct bpf_sock_addr *ctx)
+{
+    return bind_allowed(ctx);
+}
+
+/* Source routes: connect() names an allowed destination and the packets visit another one first,
+ * which no verdict hook sees. IPv6 routing headers (set directly, the RFC 2292 way, or in a
+ * packet-options block) and IPv4 options (which carry LSRR/SSRR) are refused with EPERM. */
+SEC("cgroup/setsockopt")
+int bg_setsockopt(struct bpf_sockopt *ctx)
+{
+    int level = ctx->level, name = ctx->optname;
+    if ((level == IPPROTO_IPV6 && (name == IPV6_RTHDR || name == IPV6_2292RTHDR || name == IPV6_2292PKTOPTIONS))
+        || (level == IPPROTO_IP && name == IP_OPTIONS)) {
+        count(BG_STAT_SOCKETS_REFUSED);
+        return 0;
+    }
+    /* past a page the program sees only the first one: 0 tells the kernel to use the caller's buffer */
+    if (ctx->optlen > BG_PAGE_SIZE)
+        ctx->optlen = 0;
+    return 1;
 }
 
 /* Unconnected UDP (sendto with an address): the same verdicts, so DNS or QUIC to a forbidden

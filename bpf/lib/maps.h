@@ -14,8 +14,13 @@
 #ifndef AF_INET6
 #define AF_INET6 10
 #endif
+#define AF_PACKET 17
+#define AF_VSOCK 40
+#define AF_XDP 44
 #define SOCK_STREAM 1
 #define SOCK_DGRAM 2
+/* what cgroup/setsockopt shows of a value, at most (the smallest page size) */
+#define BG_PAGE_SIZE 4096
 
 /* Context fields must be read 4 bytes at a time; without this clang merges neighbouring u32 loads
  * into one u64 load, which the verifier rejects as an invalid context access. */
@@ -27,6 +32,13 @@ struct {
     __type(key, __u32);
     __type(value, struct bg_config);
 } config SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct bg_proxy_netns);
+} proxy_netns SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
@@ -132,6 +144,14 @@ static __always_inline struct bg_config *config_get(void)
 {
     __u32 zero = 0;
     return bpf_map_lookup_elem(&config, &zero);
+}
+
+/* The proxy's network namespace; 0 (never a real cookie) until the loader sets it. */
+static __always_inline __u64 proxy_netns_cookie(void)
+{
+    __u32 zero = 0;
+    struct bg_proxy_netns *n = bpf_map_lookup_elem(&proxy_netns, &zero);
+    return n ? n->cookie : 0;
 }
 
 #endif

@@ -52,7 +52,7 @@ static __always_inline int is_proxy_dial(const struct bg_config *cfg, const stru
  * slot, class, rule and flags. Fails closed: no policy, no row, no proxy -> DENY.
  */
 static __always_inline enum bg_decision decide(struct bg_orig *o, const struct bg_cgroup_policy *pol,
-                                               const struct bg_config *cfg, int udp)
+                                               const struct bg_config *cfg, __u64 netns, int udp)
 {
     if (!pol) {
         o->verdict = BG_VERDICT_DENY;
@@ -86,7 +86,39 @@ static __always_inline enum bg_decision decide(struct bg_orig *o, const struct b
         o->verdict = BG_VERDICT_DENY;
         o->reason = BG_REASON_NO_PROXY;
     }
+    /* 127.0.0.1 of another network namespace is whoever listens there (a user namespace makes
+     * one without privilege), and sockops would record the connection for the real proxy */
+    if (o->verdict == BG_VERDICT_REDIRECT && netns != proxy_netns_cookie()) {
+        o->verdict = BG_VERDICT_DENY;
+        o->reason = BG_REASON_OTHER_NETNS;
+    }
     return o->verdict == BG_VERDICT_DENY ? BG_DECISION_REFUSE : BG_DECISION_ALLOW;
+}
+
+/* Whether a redirect to the proxy's port would reach the proxy's own socket: its listeners carry
+ * the proxy's mark. No listener at all is left to connect(), which fails and is reported at
+ * sock_release; a listener without the mark is a squatter. Checked only on the port the daemon
+ * set (reserved_port): scripts/bench points the guard at other relays by hand. */
+static __always_inline int reaches_proxy(struct bpf_sock_addr *ctx, const struct bg_orig *o, const struct bg_config *cfg)
+{
+    if (cfg->proxy_port != cfg->reserved_port)
+        return 1;
+    struct bpf_sock_tuple t = {};
+    struct bpf_sock *sk;
+    if (o->dst.family == AF_INET6 && !is_mapped_v4((const __u32 *)o->dst.addr)) {
+        t.ipv6.daddr[3] = bpf_htonl(1);
+        t.ipv6.dport = bpf_htons(cfg->proxy_port);
+        sk = bpf_sk_lookup_tcp(ctx, &t, sizeof(t.ipv6), BPF_F_CURRENT_NETNS, 0);
+    } else {
+        t.ipv4.daddr = bpf_htonl(0x7f000001);
+        t.ipv4.dport = bpf_htons(cfg->proxy_port);
+        sk = bpf_sk_lookup_tcp(ctx, &t, sizeof(t.ipv4), BPF_F_CURRENT_NETNS, 0);
+    }
+    if (!sk)
+        return 1;
+    int ours = sk->mark == cfg->proxy_mark;
+    bpf_sk_release(sk);
+    return ours;
 }
 
 /*
@@ -109,7 +141,7 @@ static __always_inline enum bg_action intercept(struct bpf_sock_addr *ctx, struc
     }
     struct bg_cgroup_policy *pol = policy_for_current();
     __u32 table_slot = pol ? pol->table_slot : 0;
-    enum bg_decision decision = decide(o, pol, cfg, udp);
+    enum bg_decision decision = decide(o, pol, cfg, bpf_get_netns_cookie(ctx), udp);
     /* A socket may connect again after a failed connect: an earlier redirect that never reached
      * the proxy is reported now, and its state does not outlive this verdict. */
     struct bg_orig *st = udp ? 0 : bpf_sk_storage_get(&sock_state, ctx->sk, 0, 0);
@@ -117,6 +149,11 @@ static __always_inline enum bg_action intercept(struct bpf_sock_addr *ctx, struc
         release_state(st);
         st->verdict = BG_VERDICT_NONE;
         st = 0;
+    }
+    if (decision == BG_DECISION_ALLOW && o->verdict == BG_VERDICT_REDIRECT && cfg && !reaches_proxy(ctx, o, cfg)) {
+        o->verdict = BG_VERDICT_DENY;
+        o->reason = BG_REASON_NOT_PROXY;
+        decision = BG_DECISION_REFUSE;
     }
     if (decision == BG_DECISION_ALLOW && o->verdict == BG_VERDICT_REDIRECT && cfg) {
         st = bpf_sk_storage_get(&sock_state, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
