@@ -27,11 +27,11 @@ let package = Package(
             providers: [.apt(["libbpf-dev", "libelf-dev"])]
         ),
         // The kernel/user contract: bpf/include/bordergate_abi.h, shared verbatim by the BPF programs
-        // and by Swift. The .bpf.c files are compiled for the BPF target by the plugin, not here.
+        // and by Swift. The .bpf.c files (and their helpers in bpf/lib) are compiled for the BPF target by the plugin, not here.
         .target(
             name: "CBordergateABI",
             path: "bpf",
-            exclude: ["bordergate.bpf.c"],
+            exclude: ["bordergate.bpf.c", "lib"], // lib/: the BPF programs' helpers, not part of the ABI
             sources: ["abi_check.c"],
             publicHeadersPath: "include"
         ),

@@ -13,3 +13,5 @@ _Static_assert(sizeof(struct bg_lpm4_key) == 8, "bg_lpm4_key layout");
 _Static_assert(sizeof(struct bg_lpm6_key) == 20, "bg_lpm6_key layout");
 _Static_assert(sizeof(struct bg_cgroup_policy) == 24, "bg_cgroup_policy layout");
 _Static_assert(sizeof(struct bg_config) == 32, "bg_config layout");
+_Static_assert(offsetof(struct bg_config, reserved_port) == 6, "bg_config layout");
+_Static_assert(sizeof(struct bg_proxy_netns) == 8, "bg_proxy_netns layout");

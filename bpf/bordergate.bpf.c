@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Bordergate's kernel side: catch the outbound connects of guarded cgroups, remember who made them
- * and where they were going, and steer them into the user-space proxy.
+ * and where they were going, and steer them into the user-space proxy. Every hook is in this
+ * file; the helpers they share are in lib/ (maps.h, addr.h, identity.h, events.h, verdict.h), the
+ * kernel/user contract in include/bordergate_abi.h.
  *
  * The path of one TCP connect from a guarded cgroup:
  *   connect4/6   identity + original destination -> the socket's sock_state; rewrite to the proxy
@@ -18,6 +20,10 @@
  * so an entry the proxy never claims cannot leak. Redirects raise no event at connect: the proxy
  * reports every one it accepts, the kernel the ones it never saw.
  *
+ * Hardening (the ways around the verdicts, refused with EPERM in guarded cgroups): sockets the
+ * verdict hooks cannot see (sock_create, socket_post_create), binds of the proxy's port (bind4|6),
+ * source routes (setsockopt), and redirects of sockets outside the proxy's network namespace.
+ *
  * Residency: the destination's region class comes from an LPM trie (the host's region tables),
  * and the cgroup's compiled policy row for that class gives the verdict: DENY fails connect() with
  * EPERM, PASS goes direct, REDIRECT goes to the proxy (which needs hostnames or the process to
@@ -33,395 +39,15 @@
 #include <bpf/bpf_core_read.h>
 
 #include "bordergate_abi.h"
-
-#ifndef AF_INET
-#define AF_INET 2
-#endif
-#ifndef AF_INET6
-#define AF_INET6 10
-#endif
-#define SOCK_STREAM 1
-#define SOCK_DGRAM 2
-
-/* Context fields must be read 4 bytes at a time; without this clang merges neighbouring u32 loads
- * into one u64 load, which the verifier rejects as an invalid context access. */
-#define CTX_U32(x) (*(volatile __u32 *)&(x))
+#include "lib/maps.h"
+#include "lib/addr.h"
+#include "lib/identity.h"
+#include "lib/events.h"
+#include "lib/verdict.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* Minimal CO-RE views of kernel structs: libbpf relocates the offsets against the running kernel's
- * BTF, so no vmlinux.h is needed at build time. */
-struct task_struct {
-    int pid;
-    int tgid;
-    struct task_struct *real_parent;
-} __attribute__((preserve_access_index));
-
-struct linux_binprm {
-    const char *filename;
-} __attribute__((preserve_access_index));
-
-struct {
-    __uint(type, BPF_MAP_TYPE_ARRAY);
-    __uint(max_entries, 1);
-    __type(key, __u32);
-    __type(value, struct bg_config);
-} config SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 4096);
-    __type(key, __u64);
-    __type(value, struct bg_cgroup_policy);
-} guarded SEC(".maps");
-
-/* Two pairs of region tries: the host fills the idle pair and then moves each cgroup over with one
- * update of `guarded`, so a reload never shows a half-loaded table. */
-#define REGION_TRIE(name, keytype)                 \
-    struct {                                       \
-        __uint(type, BPF_MAP_TYPE_LPM_TRIE);       \
-        __uint(max_entries, 2000000);              \
-        __uint(map_flags, BPF_F_NO_PREALLOC);      \
-        __type(key, keytype);                      \
-        __type(value, __u32);                      \
-    } name SEC(".maps")
-
-REGION_TRIE(regions4_a, struct bg_lpm4_key);
-REGION_TRIE(regions4_b, struct bg_lpm4_key);
-REGION_TRIE(regions6_a, struct bg_lpm6_key);
-REGION_TRIE(regions6_b, struct bg_lpm6_key);
-
-struct {
-    __uint(type, BPF_MAP_TYPE_ARRAY);
-    __uint(max_entries, BG_MAX_POLICY_SLOTS * BG_MAX_CLASSES);
-    __type(key, __u32);
-    __type(value, struct bg_policy_row);
-} policy_rows SEC(".maps");
-
-/* UDP events are rate-limited per socket and destination: one per second is an audit trail, one
- * per datagram would be a flood. */
-struct bg_udp_key {
-    __u64 cookie;
-    __u8 addr[16];
-    __u16 port;
-    __u16 _pad0;
-    __u32 _pad1;
-};
-
-struct {
-    __uint(type, BPF_MAP_TYPE_LRU_HASH);
-    __uint(max_entries, 16384);
-    __type(key, struct bg_udp_key);
-    __type(value, __u64);
-} udp_seen SEC(".maps");
-
-/* A redirected socket's original destination and who connected it: lives and dies with the socket. */
-struct {
-    __uint(type, BPF_MAP_TYPE_SK_STORAGE);
-    __uint(map_flags, BPF_F_NO_PREALLOC);
-    __type(key, int);
-    __type(value, struct bg_orig);
-} sock_state SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_LRU_HASH);
-    __uint(max_entries, 65536);
-    __type(key, struct bg_tuple_key);
-    __type(value, struct bg_orig);
-} orig_by_tuple SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_LRU_HASH);
-    __uint(max_entries, 32768);
-    __type(key, __u32);
-    __type(value, struct bg_proc);
-} procs SEC(".maps");
-
-/* A generation per bucket of process ids, bumped after every exec and every new process (after
- * `procs` is written). The daemon caches what it learnt of a process for the connections that
- * follow and reads this array through a read-only mapping, so telling a cached description from
- * a stale one costs no system call. Buckets are shared, so a bump can only cause a needless miss. */
-struct {
-    __uint(type, BPF_MAP_TYPE_ARRAY);
-    __uint(map_flags, BPF_F_MMAPABLE);
-    __uint(max_entries, BG_PROC_GEN_BUCKETS);
-    __type(key, __u32);
-    __type(value, __u64);
-} proc_gen SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-    __uint(max_entries, BG_STAT_MAX);
-    __type(key, __u32);
-    __type(value, __u64);
-} stats SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_RINGBUF);
-    __uint(max_entries, 8 << 20);
-} events SEC(".maps");
-
-/* Wake the reader only past this much unread data; otherwise it drains on a short timer. A wakeup
- * per event cost a third of the connect rate in measurements (DESIGN.md, Performance). */
-#define BG_WAKEUP_THRESHOLD (256 << 10)
-
-static __always_inline void count(__u32 which)
-{
-    __u64 *v = bpf_map_lookup_elem(&stats, &which);
-    if (v)
-        *v += 1;
-}
-
-/* The deepest guarded ancestor (or self) of the current cgroup decides. */
-static __always_inline struct bg_cgroup_policy *policy_for_current(void)
-{
-    struct bg_cgroup_policy *found = 0;
-    for (int level = 0; level < BG_MAX_CGROUP_DEPTH; level++) {
-        __u64 id = bpf_get_current_ancestor_cgroup_id(level);
-        if (id == 0)
-            break;
-        struct bg_cgroup_policy *p = bpf_map_lookup_elem(&guarded, &id);
-        if (p)
-            found = p;
-    }
-    return found;
-}
-
-static __always_inline void fill_identity(struct bg_identity *id, __u64 cookie)
-{
-    __u64 pid_tgid = bpf_get_current_pid_tgid();
-    __u64 uid_gid = bpf_get_current_uid_gid();
-    id->pid = (__u32)pid_tgid;
-    id->tgid = pid_tgid >> 32;
-    id->uid = (__u32)uid_gid;
-    id->gid = uid_gid >> 32;
-    id->cgroup_id = bpf_get_current_cgroup_id();
-    id->cookie = cookie;
-    id->time_ns = bpf_ktime_get_ns();
-    bpf_get_current_comm(id->comm, sizeof(id->comm));
-}
-
-static __always_inline void emit(struct bg_orig *o, __u32 protocol, __u32 table_slot)
-{
-    struct bg_connect_event *e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
-    if (!e) {
-        count(BG_STAT_EVENTS_DROPPED);
-        return;
-    }
-    e->kind = BG_EVENT_CONNECT;
-    e->verdict = o->verdict;
-    e->reason = o->reason;
-    e->protocol = protocol;
-    e->id = o->id;
-    e->dst = o->dst;
-    e->policy_slot = o->policy_slot;
-    e->region_class = o->region_class;
-    e->rule = o->rule;
-    e->flags = o->flags;
-    e->table_slot = table_slot;
-    struct bg_proc *p = bpf_map_lookup_elem(&procs, &o->id.tgid);
-    /* at sock_release the process may have exec'd since it connected: then the entry names
-     * another program, and the event names none */
-    if (p && p->since_ns <= o->id.time_ns) {
-        e->ppid = p->ppid;
-        __builtin_memcpy(e->exe, p->exe, BG_EXE_LEN);
-    } else {
-        e->ppid = 0;
-        e->exe[0] = 0;
-    }
-    __u64 flags = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) > BG_WAKEUP_THRESHOLD
-                      ? BPF_RB_FORCE_WAKEUP
-                      : BPF_RB_NO_WAKEUP;
-    bpf_ringbuf_submit(e, flags);
-}
-
-static __always_inline void set_mapped_v4(__u8 *addr, __u32 ip4_net)
-{
-    __builtin_memset(addr, 0, 10);
-    addr[10] = 0xff;
-    addr[11] = 0xff;
-    __builtin_memcpy(addr + 12, &ip4_net, 4);
-}
-
-static __always_inline int is_mapped_v4(const __u32 *ip6)
-{
-    return ip6[0] == 0 && ip6[1] == 0 && ip6[2] == bpf_htonl(0x0000ffff);
-}
-
-/* The region class of a destination: the longest prefix of the cgroup's tables that holds it. */
-static __always_inline __u32 classify(const struct bg_endpoint *dst, __u32 table_slot)
-{
-    __u32 *cls;
-    if (is_mapped_v4((const __u32 *)dst->addr)) {
-        struct bg_lpm4_key k = {.prefixlen = 32};
-        __builtin_memcpy(k.addr, dst->addr + 12, 4);
-        cls = table_slot ? bpf_map_lookup_elem(&regions4_b, &k) : bpf_map_lookup_elem(&regions4_a, &k);
-    } else {
-        struct bg_lpm6_key k = {.prefixlen = 128};
-        __builtin_memcpy(k.addr, dst->addr, 16);
-        cls = table_slot ? bpf_map_lookup_elem(&regions6_b, &k) : bpf_map_lookup_elem(&regions6_a, &k);
-    }
-    return cls ? *cls : BG_CLASS_UNKNOWN;
-}
-
-/*
- * Decide one connect or send: 1 to let it proceed (possibly redirected, per o->verdict), 0 to fail
- * it with EPERM, -1 for the proxy's own connects, which are left alone and not reported. With
- * `quiet` set, no event is wanted. Fails closed: no policy, no row, no proxy -> DENY.
- */
-static __always_inline int decide(struct bg_orig *o, __u32 mark, int udp, __u32 *table_slot,
-                                  int *quiet, struct bg_config **cfg_out)
-{
-    __u32 zero = 0;
-    struct bg_config *cfg = bpf_map_lookup_elem(&config, &zero);
-    *cfg_out = cfg;
-    *quiet = 0;
-    if (!udp && cfg && cfg->proxy_tgid != 0 && cfg->proxy_tgid == o->id.tgid && mark == cfg->proxy_mark) {
-        count(BG_STAT_LOOP_GUARD);
-        return -1; /* the proxy's own dial: untouched, not reported */
-    }
-    struct bg_cgroup_policy *pol = policy_for_current();
-    if (!pol) {
-        o->verdict = BG_VERDICT_DENY;
-        o->reason = BG_REASON_NO_POLICY;
-        return 0;
-    }
-    *table_slot = pol->table_slot;
-    o->policy_slot = pol->policy_slot;
-    if (pol->expires_ns && bpf_ktime_get_boot_ns() >= pol->expires_ns)
-        o->policy_slot = pol->base_slot; /* the grant is over, whether or not a daemon said so */
-    __u32 cls = classify(&o->dst, pol->table_slot);
-    o->region_class = cls;
-    struct bg_policy_row *row = 0;
-    if (o->policy_slot < BG_MAX_POLICY_SLOTS && cls < BG_MAX_CLASSES) {
-        __u32 idx = o->policy_slot * BG_MAX_CLASSES + cls;
-        row = bpf_map_lookup_elem(&policy_rows, &idx);
-    }
-    if (!row || (udp ? row->udp : row->tcp) == BG_VERDICT_NONE) {
-        o->verdict = BG_VERDICT_DENY;
-        o->reason = BG_REASON_NO_POLICY;
-        return 0;
-    }
-    o->reason = BG_REASON_POLICY;
-    o->rule = row->rule;
-    o->verdict = udp ? row->udp : row->tcp;
-    o->flags = udp ? row->udp_flags : row->tcp_flags;
-    if (o->flags & BG_ROW_QUIET)
-        *quiet = 1;
-    if (udp && o->verdict == BG_VERDICT_REDIRECT) {
-        o->verdict = BG_VERDICT_DENY; /* the proxy cannot relay UDP: fail closed */
-        o->reason = BG_REASON_NO_POLICY;
-    }
-    if (o->verdict == BG_VERDICT_REDIRECT && (!cfg || !(cfg->flags & BG_CONFIG_FLAG_READY) || cfg->proxy_port == 0)) {
-        o->verdict = BG_VERDICT_DENY;
-        o->reason = BG_REASON_NO_PROXY;
-    }
-    if (o->verdict == BG_VERDICT_DENY)
-        return 0;
-    return 1;
-}
-
-static __always_inline void account(struct bg_orig *o, int udp)
-{
-    if (udp)
-        count(BG_STAT_UDP_CHECKED);
-    if (o->flags & BG_ROW_AUDIT)
-        count(BG_STAT_AUDITED);
-    if (o->verdict == BG_VERDICT_REDIRECT)
-        count(BG_STAT_REDIRECTED);
-    else if (o->verdict == BG_VERDICT_PASS)
-        count(BG_STAT_PASSED);
-    else {
-        count(BG_STAT_DENIED);
-        if (udp)
-            count(BG_STAT_UDP_DENIED);
-    }
-}
-
-/* Whether a UDP verdict for this socket and destination was reported less than a second ago. */
-static __always_inline int udp_recently_reported(struct bg_orig *o)
-{
-    struct bg_udp_key k = {};
-    k.cookie = o->id.cookie;
-    __builtin_memcpy(k.addr, o->dst.addr, 16);
-    k.port = o->dst.port;
-    __u64 now = o->id.time_ns;
-    __u64 *last = bpf_map_lookup_elem(&udp_seen, &k);
-    if (last && now - *last < 1000000000ULL)
-        return 1;
-    bpf_map_update_elem(&udp_seen, &k, &now, BPF_ANY);
-    return 0;
-}
-
-/* The socket's state is done with (the socket goes, or connects again). A redirect whose
- * connection never reached the proxy's listener (no daemon listened, its backlog was full, the
- * tool gave up first) is on record nowhere else: report it, unless sockops got there first. */
-static __always_inline void release_state(struct bg_orig *o)
-{
-    __u32 prev = __sync_fetch_and_or(&o->flags, BG_ORIG_RELEASED);
-    if (o->verdict == BG_VERDICT_REDIRECT && !(prev & (BG_ORIG_REACHED_PROXY | BG_ORIG_RELEASED | BG_ROW_QUIET)))
-        emit(o, IPPROTO_TCP, BG_TABLE_SLOT_UNKNOWN);
-}
-
-/*
- * The part of connect4/6 and sendmsg4/6 that does not depend on the family: identity, verdict,
- * counters, the event, and for a redirect the socket's sock_state. `o->dst` is filled by
- * the caller. Returns -1 to refuse (EPERM), 0 to let it proceed unchanged, or the proxy's port to
- * rewrite it to.
- */
-static __always_inline int intercept(struct bpf_sock_addr *ctx, struct bg_orig *o, int udp)
-{
-    __u64 cookie = bpf_get_socket_cookie(ctx);
-    fill_identity(&o->id, cookie);
-    __u32 mark = 0;
-    struct bpf_sock *sk = ctx->sk;
-    if (sk)
-        mark = sk->mark;
-    __u32 table_slot = 0;
-    int quiet = 0;
-    struct bg_config *cfg = 0;
-    int allow = decide(o, mark, udp, &table_slot, &quiet, &cfg);
-    if (allow < 0)
-        return 0;
-    /* A socket may connect again after a failed connect: an earlier redirect that never reached
-     * the proxy is reported now, and its state does not outlive this verdict. */
-    struct bg_orig *st = udp ? 0 : bpf_sk_storage_get(&sock_state, ctx->sk, 0, 0);
-    if (st) {
-        release_state(st);
-        st->verdict = BG_VERDICT_NONE;
-        st = 0;
-    }
-    if (allow && o->verdict == BG_VERDICT_REDIRECT && cfg) {
-        st = bpf_sk_storage_get(&sock_state, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-        if (!st) {
-            /* out of memory: the proxy could not place the connection, so refuse it (fail closed) */
-            o->verdict = BG_VERDICT_DENY;
-            o->reason = BG_REASON_NO_STATE;
-            allow = 0;
-        }
-    }
-    if (!quiet) {
-        count(BG_STAT_CONNECT_SEEN);
-        account(o, udp);
-        /* a redirect is reported by the proxy, or at sock_release if it never got there */
-        if (o->verdict != BG_VERDICT_REDIRECT && (!udp || !udp_recently_reported(o)))
-            emit(o, udp ? IPPROTO_UDP : IPPROTO_TCP, table_slot);
-    }
-    if (!allow)
-        return -1;
-    if (st) {
-        *st = *o;
-        return cfg->proxy_port;
-    }
-    return 0;
-}
-
-/* TCP gets every verdict; every other kind of socket (UDP, ICMP echo, raw) gets the UDP verdict,
- * which never redirects: whatever the proxy cannot relay is allowed or refused, not waved through. */
-static __always_inline int socket_kind(__u32 type)
-{
-    return type == SOCK_STREAM ? 0 : 1;
-}
+struct socket;
 
 static __always_inline int handle4(struct bpf_sock_addr *ctx, int udp)
 {
@@ -430,12 +56,13 @@ static __always_inline int handle4(struct bpf_sock_addr *ctx, int udp)
     o.dst.port = bpf_ntohs(ctx->user_port);
     o.dst.family = AF_INET;
 
-    int port = intercept(ctx, &o, udp);
-    if (port < 0)
+    struct bg_config *cfg = config_get();
+    enum bg_action action = intercept(ctx, &o, cfg, udp);
+    if (action == BG_ACTION_REFUSE)
         return 0;
-    if (port > 0) {
+    if (action == BG_ACTION_REDIRECT && cfg) {
         ctx->user_ip4 = bpf_htonl(0x7f000001);
-        ctx->user_port = bpf_htons((__u16)port);
+        ctx->user_port = bpf_htons(cfg->proxy_port);
     }
     return 1;
 }
@@ -449,10 +76,11 @@ static __always_inline int handle6(struct bpf_sock_addr *ctx, int udp)
     o.dst.port = bpf_ntohs(ctx->user_port);
     o.dst.family = AF_INET6;
 
-    int port = intercept(ctx, &o, udp);
-    if (port < 0)
+    struct bg_config *cfg = config_get();
+    enum bg_action action = intercept(ctx, &o, cfg, udp);
+    if (action == BG_ACTION_REFUSE)
         return 0;
-    if (port > 0) {
+    if (action == BG_ACTION_REDIRECT && cfg) {
         if (is_mapped_v4(ip6)) {
             /* ::ffff:127.0.0.1 reaches the proxy's IPv4 listener */
             ctx->user_ip6[0] = 0;
@@ -465,7 +93,7 @@ static __always_inline int handle6(struct bpf_sock_addr *ctx, int udp)
             ctx->user_ip6[2] = 0;
             ctx->user_ip6[3] = bpf_htonl(1);
         }
-        ctx->user_port = bpf_htons((__u16)port);
+        ctx->user_port = bpf_htons(cfg->proxy_port);
     }
     return 1;
 }
@@ -484,7 +112,8 @@ int bg_connect6(struct bpf_sock_addr *ctx)
 
 /* Only sockets whose every destination passes the verdict hooks above may be created in a guarded
  * cgroup: TCP (connect4|6) and UDP (connect4|6, sendmsg4|6). Raw sockets, SCTP, MPTCP and ICMP
- * sockets could reach a forbidden destination without a verdict, so they fail with EPERM. */
+ * sockets could reach a forbidden destination without a verdict, so they fail with EPERM (other
+ * families: socket_post_create below). */
 SEC("cgroup/sock_create")
 int bg_sock_create(struct bpf_sock *sk)
 {
@@ -496,6 +125,67 @@ int bg_sock_create(struct bpf_sock *sk)
         return 1;
     count(BG_STAT_SOCKETS_REFUSED);
     return 0;
+}
+
+/* Packet, XDP and vsock sockets send frames that no verdict hook sees (they bypass the IP stack
+ * or leave it), so a guarded cgroup may not create them. cgroup/sock_create runs for inet sockets
+ * only: this is the socket LSM hook, run for the creating socket's cgroup (BPF_LSM_CGROUP, 6.0). */
+SEC("lsm_cgroup/socket_post_create")
+int BPF_PROG(bg_socket_post_create, struct socket *sock, int family, int type, int protocol, int kern)
+{
+    if (kern)
+        return 1; /* the kernel's own sockets */
+    if (family == AF_PACKET || family == AF_XDP || family == AF_VSOCK) {
+        count(BG_STAT_SOCKETS_REFUSED);
+        return 0;
+    }
+    return 1;
+}
+
+/* No guarded process may listen where redirected connects go: it would receive them while its
+ * peers' tools still saw their original destination. The proxy itself is exempt by process id. */
+static __always_inline int bind_allowed(struct bpf_sock_addr *ctx)
+{
+    struct bg_config *cfg = config_get();
+    if (!cfg)
+        return 1;
+    __u16 port = bpf_ntohs(ctx->user_port);
+    if (port == 0 || (port != cfg->proxy_port && port != cfg->reserved_port))
+        return 1;
+    if (cfg->proxy_tgid != 0 && cfg->proxy_tgid == bpf_get_current_pid_tgid() >> 32)
+        return 1;
+    count(BG_STAT_SOCKETS_REFUSED);
+    return 0;
+}
+
+SEC("cgroup/bind4")
+int bg_bind4(struct bpf_sock_addr *ctx)
+{
+    return bind_allowed(ctx);
+}
+
+SEC("cgroup/bind6")
+int bg_bind6(struct bpf_sock_addr *ctx)
+{
+    return bind_allowed(ctx);
+}
+
+/* Source routes: connect() names an allowed destination and the packets visit another one first,
+ * which no verdict hook sees. IPv6 routing headers (set directly, the RFC 2292 way, or in a
+ * packet-options block) and IPv4 options (which carry LSRR/SSRR) are refused with EPERM. */
+SEC("cgroup/setsockopt")
+int bg_setsockopt(struct bpf_sockopt *ctx)
+{
+    int level = ctx->level, name = ctx->optname;
+    if ((level == IPPROTO_IPV6 && (name == IPV6_RTHDR || name == IPV6_2292RTHDR || name == IPV6_2292PKTOPTIONS))
+        || (level == IPPROTO_IP && name == IP_OPTIONS)) {
+        count(BG_STAT_SOCKETS_REFUSED);
+        return 0;
+    }
+    /* past a page the program sees only the first one: 0 tells the kernel to use the caller's buffer */
+    if (ctx->optlen > BG_PAGE_SIZE)
+        ctx->optlen = 0;
+    return 1;
 }
 
 /* Unconnected UDP (sendto with an address): the same verdicts, so DNS or QUIC to a forbidden
@@ -594,14 +284,6 @@ int bg_sock_release(struct bpf_sock *sk)
     if (o)
         release_state(o);
     return 1;
-}
-
-static __always_inline void bump_proc_gen(__u32 tgid)
-{
-    __u32 k = tgid & (BG_PROC_GEN_BUCKETS - 1);
-    __u64 *g = bpf_map_lookup_elem(&proc_gen, &k);
-    if (g)
-        __sync_fetch_and_add(g, 1); /* a full barrier: the `procs` write is visible first */
 }
 
 /* The process table: a connect names its process by executable and parent even when the process

@@ -1,7 +1,7 @@
 import Foundation
 import PackagePlugin
 
-/// Compiles every `bpf/*.bpf.c` with the toolchain's clang for the BPF target and embeds each
+/// Compiles every `bpf/*.bpf.c` (helpers in `bpf/lib/*.h`, the ABI in `bpf/include/`) with the toolchain's clang for the BPF target and embeds each
 /// object in the target as a base64 Swift string, so the `bordergate` binary carries its kernel
 /// programs and needs no file next to it.
 @main
@@ -11,9 +11,12 @@ struct BPFObjectPlugin: BuildToolPlugin {
         let includeDir = bpfDir.appending(path: "include")
         let clang = try context.tool(named: "clang").url
         let files = try FileManager.default.contentsOfDirectory(atPath: bpfDir.path)
-        let headers = try FileManager.default.contentsOfDirectory(atPath: includeDir.path)
+        // Every header under bpf/ (the ABI in include/, the helpers in lib/) is an input of every
+        // object, so changing any of them rebuilds the programs.
+        let headers = (FileManager.default.subpaths(atPath: bpfDir.path) ?? [])
             .filter { $0.hasSuffix(".h") }
-            .map { includeDir.appending(path: $0) }
+            .sorted()
+            .map { bpfDir.appending(path: $0) }
 
         #if arch(x86_64)
         let (targetArch, multiarch) = ("x86", "x86_64-linux-gnu")

@@ -19,14 +19,23 @@ public final class KernelGuard: @unchecked Sendable {
 
     /// The cgroup programs, in the order they are attached: the connect hooks last, so no connect
     /// is redirected before the hooks that complete a redirect are in place.
+    /// The hardening hooks (socket families, binds of the proxy port, source routes) come after.
     static let cgroupPrograms = ["bg_sock_release", "bg_sockops", "bg_getpeername4", "bg_getpeername6",
-                                 "bg_sendmsg4", "bg_sendmsg6", "bg_connect4", "bg_connect6", "bg_sock_create"]
+                                 "bg_sendmsg4", "bg_sendmsg6", "bg_connect4", "bg_connect6", "bg_sock_create",
+                                 "bg_socket_post_create", "bg_bind4", "bg_bind6", "bg_setsockopt"]
     static let tracePrograms = ["bg_exec", "bg_fork", "bg_exit"]
     static let pinnedMaps = ["config", "guarded", "sock_state", "orig_by_tuple", "procs", "stats", "events",
-                             "regions4_a", "regions4_b", "regions6_a", "regions6_b", "policy_rows", "udp_seen"]
+                             "regions4_a", "regions4_b", "regions6_a", "regions6_b", "policy_rows", "udp_seen", "proxy_netns"]
     /// Maps earlier versions pinned that nothing uses any more (sock_orig became sock_state, socket-local
     /// storage): their pins are removed once the programs are loaded.
     static let retiredMaps = ["sock_orig"]
+    /// Needs BPF LSM programs (trampolines and the BPF LSM), which some kernels lack.
+    static let lsmProgram = "bg_socket_post_create"
+
+    /// The cgroup programs this kernel runs: all of them, or all but ``lsmProgram``.
+    let activeCgroupPrograms: [String]
+    /// Whether packet, XDP and vsock sockets are refused in guarded cgroups (a BPF LSM hook).
+    public let refusesOtherSocketFamilies: Bool
 
     public let mode: Mode
     private let logger: Logger
@@ -38,6 +47,7 @@ public final class KernelGuard: @unchecked Sendable {
     private var closed = false
 
     public let config: BPFMap<UInt32, bg_config>
+    let proxyNetns: BPFMap<UInt32, bg_proxy_netns>
     public let guarded: BPFMap<UInt64, bg_cgroup_policy>
     public let originals: BPFMap<bg_tuple_key, bg_orig>
     public let processes: BPFMap<UInt32, bg_proc>
@@ -70,6 +80,15 @@ public final class KernelGuard: @unchecked Sendable {
             throw KernelError.system("opening the embedded BPF object", errno: errno, hint: "rebuild bordergate (libbpf said: \(LibBPFLog.tail(3, separator: "; ")))")
         }
         object = obj
+        // Where the kernel cannot load BPF LSM programs, packet, XDP and vsock sockets stay
+        // allowed (the inet hooks cannot see them): loading everything else beats refusing to run.
+        let lsm = libbpf_probe_bpf_prog_type(BPF_PROG_TYPE_LSM, nil) == 1
+        refusesOtherSocketFamilies = lsm
+        if !lsm, let prog = bpf_object__find_program_by_name(obj, Self.lsmProgram) {
+            bpf_program__set_autoload(prog, false)
+            logger.info("this kernel cannot load BPF LSM programs: packet, XDP and vsock sockets are not refused in guarded cgroups")
+        }
+        activeCgroupPrograms = Self.cgroupPrograms.filter { lsm || $0 != Self.lsmProgram }
 
         if case .pinned(let root) = mode {
             try BPFFilesystem.prepare(pinRoot: root)
@@ -103,6 +122,7 @@ public final class KernelGuard: @unchecked Sendable {
             bpf_map__fd(bpf_object__find_map_by_name(obj, name))
         }
         config = BPFMap(fd: mapFD("config"), name: "config")
+        proxyNetns = BPFMap(fd: mapFD("proxy_netns"), name: "proxy_netns")
         guarded = BPFMap(fd: mapFD("guarded"), name: "guarded")
         originals = BPFMap(fd: mapFD("orig_by_tuple"), name: "orig_by_tuple")
         processes = BPFMap(fd: mapFD("procs"), name: "procs")
@@ -220,7 +240,7 @@ public final class KernelGuard: @unchecked Sendable {
             if mkdir(dir, 0o700) != 0 && errno != EEXIST {
                 throw KernelError.system("creating \(dir)", errno: errno)
             }
-            for name in Self.cgroupPrograms {
+            for name in activeCgroupPrograms {
                 let path = "\(dir)/\(name)"
                 if let existing = bpf_link__open(path) {
                     // Already guarded: make sure it runs this build's program.
@@ -232,7 +252,7 @@ public final class KernelGuard: @unchecked Sendable {
             }
         } else {
             var links: [OpaquePointer] = []
-            for name in Self.cgroupPrograms {
+            for name in activeCgroupPrograms {
                 guard let link = bpf_program__attach_cgroup(try program(name), fd) else {
                     let err = errno
                     links.reversed().forEach { bpf_link__destroy($0) }
@@ -304,7 +324,7 @@ public final class KernelGuard: @unchecked Sendable {
                 continue
             }
             var stale: [String] = []
-            for name in Self.cgroupPrograms {
+            for name in activeCgroupPrograms {
                 let path = "\(base)/\(entry)/\(name)"
                 guard let link = bpf_link__open(path) else {
                     stale.append(name)
@@ -384,19 +404,42 @@ public final class KernelGuard: @unchecked Sendable {
     public static let proxyMark = UInt32(BG_DEFAULT_PROXY_MARK)
 
     /// Points redirected connects at the proxy and exempts the proxy's own upstream sockets:
-    /// those of process `tgid` that carry ``proxyMark``.
+    /// those of process `tgid` that carry ``proxyMark``. Only sockets in this process's network
+    /// namespace are redirected. Port 0 (no proxy) refuses redirects but keeps the last port
+    /// reserved: no guarded process may bind it while no daemon listens.
     public func setProxy(tgid: Int32, port: UInt16) throws {
+        if port != 0 {
+            var netns = bg_proxy_netns()
+            netns.cookie = try Self.networkNamespaceCookie()
+            try proxyNetns.update(0, netns)
+        }
         var cfg = config.lookup(0) ?? bg_config()
         cfg.proxy_tgid = UInt32(bitPattern: tgid)
         cfg.proxy_mark = Self.proxyMark
         cfg.proxy_port = port
+        if port != 0 { cfg.reserved_port = port }
         cfg.flags = port == 0 ? 0 : BG_CONFIG_FLAG_READY
         try config.update(0, cfg)
     }
 
+    /// The cookie of this process's network namespace, as `bpf_get_netns_cookie` gives it for a
+    /// socket (SO_NETNS_COOKIE, Linux 5.14).
+    static func networkNamespaceCookie() throws -> UInt64 {
+        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw KernelError.system("opening a socket to read the network namespace's cookie", errno: errno) }
+        defer { Foundation.close(fd) }
+        var cookie: UInt64 = 0
+        var len = socklen_t(MemoryLayout<UInt64>.size)
+        guard getsockopt(fd, SOL_SOCKET, 71 /* SO_NETNS_COOKIE */, &cookie, &len) == 0, cookie != 0 else {
+            throw KernelError.system("reading the network namespace's cookie (SO_NETNS_COOKIE)", errno: errno,
+                                     hint: "Bordergate needs Linux 5.14 or later")
+        }
+        return cookie
+    }
+
     /// The section of every program this guard runs (`cgroup/connect4`, `tp_btf/sched_process_exec`).
     public var programSections: [String] {
-        (Self.cgroupPrograms + Self.tracePrograms).compactMap { name in
+        (activeCgroupPrograms + Self.tracePrograms).compactMap { name in
             bpf_object__find_program_by_name(object, name).flatMap { bpf_program__section_name($0) }.map { String(cString: $0) }
         }
     }

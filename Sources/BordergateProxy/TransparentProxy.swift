@@ -23,8 +23,8 @@ public final class TransparentProxy: Sendable {
         public var hosts: [String]
         public var connectTimeout: TimeAmount
         public var backlog: Int32
-        /// SO_MARK for upstream sockets, so the guard can tell the proxy's own dials (needs
-        /// CAP_NET_ADMIN); nil sets none.
+        /// SO_MARK for upstream sockets, so the guard can tell the proxy's own dials, and for the
+        /// listeners, so it redirects only to them (needs CAP_NET_ADMIN); nil sets none.
         public var upstreamMark: UInt32?
         /// How long a verdict that needs the hostname waits for the tool's first bytes.
         public var sniffTimeout: TimeAmount = .seconds(3)
@@ -74,7 +74,8 @@ public final class TransparentProxy: Sendable {
         var port = configuration.port
         for host in configuration.hosts {
             do {
-                let (fd, boundPort) = try RelayEngine.listen(host: host, port: port, backlog: configuration.backlog)
+                let (fd, boundPort) = try RelayEngine.listen(host: host, port: port, backlog: configuration.backlog,
+                                                              mark: configuration.upstreamMark)
                 listeners.append(fd)
                 // with port 0 the first bind picks the port; the other addresses reuse it
                 port = boundPort

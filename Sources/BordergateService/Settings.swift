@@ -13,7 +13,8 @@ public struct Settings: Sendable {
     public static let defaultStateDirectory = "/var/lib/bordergate"
     public static let defaultPinRoot = "/sys/fs/bpf/bordergate"
     public static let defaultControlSocket = "/run/bordergate/control.sock"
-    public static let defaultProxyPort = 7380
+    /// Below 1024, so no unprivileged process can bind it before the daemon does (unassigned by IANA).
+    public static let defaultProxyPort = 738
     public static let defaultConfigPath = "/etc/bordergate/config.yaml"
 
     public init(stateDirectory: String? = nil, pinRoot: String? = nil, controlSocket: String? = nil,

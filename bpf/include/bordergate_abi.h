@@ -42,6 +42,10 @@ enum bg_reason {
     BG_REASON_POLICY = 4,          /* the cgroup's compiled policy decided (rule in the event) */
     BG_REASON_NO_STATE = 5,        /* a redirect's socket state could not be stored (out of memory):
                                       the proxy could not place it, so refused (fail closed) */
+    BG_REASON_OTHER_NETNS = 6,     /* a redirect of a socket in another network namespace than the
+                                      proxy's: its 127.0.0.1 is not Bordergate (fail closed) */
+    BG_REASON_NOT_PROXY = 7,       /* what listens on the proxy's port is not the proxy's socket (it
+                                      lacks the proxy's mark): a squatter (fail closed) */
 };
 
 enum bg_event_kind {
@@ -60,7 +64,8 @@ enum bg_stat {
     BG_STAT_UDP_CHECKED = 7,     /* UDP connects and unconnected sends that met a policy */
     BG_STAT_UDP_DENIED = 8,
     BG_STAT_AUDITED = 9,         /* would have been refused; the policy is in audit mode */
-    BG_STAT_SOCKETS_REFUSED = 10, /* sockets the verdict hooks cannot see (raw, SCTP, ...) */
+    BG_STAT_SOCKETS_REFUSED = 10, /* sockets the verdict hooks cannot see (raw, SCTP, packet, XDP,
+                                     vsock), binds of the proxy port, source-route options */
     BG_STAT_MAX = 11,
 };
 
@@ -71,7 +76,8 @@ enum bg_stat {
 struct bg_config {
     __u32 proxy_tgid;   /* loop guard: connects of this process ... */
     __u16 proxy_port;   /* where redirected connects go, on 127.0.0.1 and ::1 */
-    __u16 _pad0;
+    __u16 reserved_port; /* no guarded process may bind it: the proxy's port, kept while no daemon
+                            runs (proxy_port is 0 then), so nobody can take it from the next one */
     __u32 flags;
     __u32 proxy_mark;   /* ... on sockets with this SO_MARK are never redirected. Both must match:
                            a killed daemon's pid may be reused by a guarded process, and setting
@@ -80,7 +86,14 @@ struct bg_config {
                                    so a restart with the same tables loads nothing */
 };
 
-/* The SO_MARK the proxy puts on its upstream sockets unless configured otherwise. */
+/* Value of the one-entry `proxy_netns` array: the cookie of the network namespace the proxy
+ * listens in. Only sockets of that namespace are redirected (127.0.0.1 elsewhere is not the proxy). */
+struct bg_proxy_netns {
+    __u64 cookie;
+};
+
+/* The SO_MARK the proxy puts on its upstream sockets unless configured otherwise, and on its
+ * listeners, so the kernel can tell them from another process's (setting a mark needs CAP_NET_ADMIN). */
 #define BG_DEFAULT_PROXY_MARK 0x42470001u
 
 /* Value of the `guarded` map, keyed by cgroup id (__u64). Descendants inherit the deepest entry.

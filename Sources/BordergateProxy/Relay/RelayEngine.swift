@@ -61,7 +61,8 @@ final class RelayEngine: Sendable {
 
     /// Opens a listening socket (non-blocking; accepted sockets inherit TCP_NODELAY from it).
     /// Returns it and the port it is bound to.
-    static func listen(host: String, port: Int, backlog: Int32) throws -> (Int32, Int) {
+    /// With `mark`, the listener carries it: the kernel redirects only to a listener with the mark.
+    static func listen(host: String, port: Int, backlog: Int32, mark: UInt32? = nil) throws -> (Int32, Int) {
         let address = try SocketAddress(ipAddress: host, port: port)
         let fd = socket(address.protocol.rawValue, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw ProxyError(errnoText(errno)) }
@@ -73,6 +74,9 @@ final class RelayEngine: Sendable {
         var one: Int32 = 1
         guard setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, 4) == 0,
               setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, 4) == 0 else { throw fail("setsockopt") }
+        if var mark = mark.map({ Int32(bitPattern: $0) }), setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, 4) != 0 {
+            throw fail("setsockopt SO_MARK")
+        }
         if address.protocol.rawValue == AF_INET6, setsockopt(fd, Int32(IPPROTO_IPV6), IPV6_V6ONLY, &one, 4) != 0 {
             throw fail("setsockopt")
         }
