@@ -200,8 +200,8 @@ extension EndToEnd {
             kill(pid, SIGKILL)
             _ = Harness.wait(pid, timeout: 5)
             try d.start() // reports the refusal from the kernel's ring buffer
-            let events = d.waitForEvents { all in all.connects().contains { $0.process?.cgroup == cg && $0.verdict == "deny" } }
-            let deny = try #require(events.connects().first { $0.process?.cgroup == cg && $0.verdict == "deny" })
+            let events = d.waitForEvents { all in all.connects().contains { $0.process?.cgroup == cg && $0.verdict == .deny } }
+            let deny = try #require(events.connects().first { $0.process?.cgroup == cg && $0.verdict == .deny })
             #expect(deny.reason?.contains("not Bordergate's proxy") == true, "\(deny.reason ?? "")")
         }
     }
@@ -294,8 +294,8 @@ extension EndToEnd {
                 lines = ((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
                 #expect(Array(lines.dropFirst()) == ["EPERM", "the fake proxy got nothing"],
                         "\(lines) \((try? String(contentsOfFile: out + ".err", encoding: .utf8)) ?? "")")
-                let events = d.waitForEvents { all in all.connects().contains { $0.process?.cgroup == cg && $0.verdict == "deny" } }
-                let deny = try #require(events.connects().first { $0.process?.cgroup == cg && $0.verdict == "deny" })
+                let events = d.waitForEvents { all in all.connects().contains { $0.process?.cgroup == cg && $0.verdict == .deny } }
+                let deny = try #require(events.connects().first { $0.process?.cgroup == cg && $0.verdict == .deny })
                 #expect(deny.reason?.contains("network namespace") == true, "\(deny.reason ?? "")")
                 #expect(deny.process?.uid == 65534, "\(String(describing: deny.process))")
                 // the same tool in the proxy's namespace is still relayed
