@@ -12,6 +12,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
     ],
     targets: [
         // libbpf, found through pkg-config (Debian: libbpf-dev).
@@ -76,5 +77,9 @@ let package = Package(
             name: "EndToEndTests",
             dependencies: ["BordergateAudit", "BordergateCLI"]
         ),
+        // Detectors and masking strategies for the L7 path; no NIO, no kernel (HMAC from swift-crypto).
+        .target(name: "BordergateMasking", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+        .executableTarget(name: "MaskingBench", dependencies: ["BordergateMasking"]),
+        .testTarget(name: "BordergateMaskingTests", dependencies: ["BordergateMasking"], resources: [.copy("Fixtures")]),
     ]
 )
