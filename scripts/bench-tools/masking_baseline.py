@@ -126,9 +126,9 @@ def main():
     for spec in a.inputs:
         name, path = spec.split("=", 1)
         data = open(path, "rb").read()[: int(a.limit_mb * 1e6)].decode("utf-8", "replace")
-        t = time.perf_counter()
+        t = time.thread_time()   # CPU time: MB/s per core, as MaskingBench measures
         _, count = mask(data)
-        dt = time.perf_counter() - t
+        dt = time.thread_time() - t
         n = len(data.encode())
         result[name] = {"mb_per_s": round(n / dt / 1e6, 2), "bytes": n, "values": count}
     print(json.dumps(result))
