@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
     ],
     targets: [
         // libbpf, found through pkg-config (Debian: libbpf-dev).
@@ -107,5 +108,11 @@ let package = Package(
             dependencies: ["BordergateAudit", "BordergateCLI"],
             swiftSettings: swiftSettings
         ),
+        // Detectors and masking strategies for the L7 path; no NIO, no kernel (HMAC from swift-crypto).
+        .target(name: "BordergateMasking", dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+                swiftSettings: swiftSettings),
+        .executableTarget(name: "MaskingBench", dependencies: ["BordergateMasking"], swiftSettings: swiftSettings),
+        .testTarget(name: "BordergateMaskingTests", dependencies: ["BordergateMasking"], resources: [.copy("Fixtures")],
+                    swiftSettings: swiftSettings),
     ]
 )
