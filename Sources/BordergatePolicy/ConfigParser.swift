@@ -5,7 +5,8 @@ import Yams
 /// A problem in a config file: one line naming file:line:column, what is wrong and what is expected.
 public struct ConfigError: Error, CustomStringConvertible, Sendable, Equatable {
     public let description: String
-    public init(_ description: String) { self.description = description }
+    /// Line breaks quoted from the file (a CR inside a value) would split the one line.
+    public init(_ description: String) { self.description = String(description.map { $0.isNewline ? " " : $0 }) }
 }
 
 /// Reads `/etc/bordergate/config.yaml` (or `--config`): tables, regions, groups, policies, cgroups.

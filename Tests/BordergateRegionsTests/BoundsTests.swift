@@ -77,6 +77,12 @@ import Testing
             .first!.entries.count == 254)
     }
 
+    @Test func errorsStayOneLineWhateverTheyQuote() {
+        let e = RegionTableError(path: "t\r\nx", location: .line(3), problem: "a\r\nb\rc\nd\u{2028}e", expected: "f")
+        #expect(!e.description.utf8.contains(10) && !e.description.utf8.contains(13), "\(e)")
+        #expect(e.description == "t x:3: a b c d e; expected f")
+    }
+
     // MARK: JSON
 
     @Test func loneSurrogatesKeepWhatFollows() throws {
