@@ -31,3 +31,5 @@ cleanup() {
 trap cleanup EXIT
 cleanup
 swift test "$@" 9>&-  # the lock stays with this shell, not with what the tests leave running
+# The whole suite (no filter) also fuzzes every parser for 20 s each; a finding fails the run.
+[ $# -gt 0 ] || scripts/fuzz --seconds "${BG_FUZZ_SECONDS:-20}" 9>&-

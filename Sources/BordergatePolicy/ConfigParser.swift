@@ -24,12 +24,16 @@ public struct ConfigError: Error, CustomStringConvertible, Sendable, Equatable {
     }
 
     public var description: String {
+        let line: String
         switch location {
-        case .none: "\(path): \(problem)"
-        case .position(let line, let column): "\(path):\(line):\(column): \(problem)"
-        case .byteOffset(let n): "\(path): at byte \(n): \(problem)"
+        case .none: line = "\(path): \(problem)"
+        case .position(let l, let column): line = "\(path):\(l):\(column): \(problem)"
+        case .byteOffset(let n): line = "\(path): at byte \(n): \(problem)"
         }
+        // Line breaks quoted from the file (a CR inside a value) would split the one line.
+        return String(line.map { $0.isNewline ? " " : $0 })
     }
+
 }
 
 /// Reads `/etc/bordergate/config.yaml` (or `--config`): tables, regions, groups, policies, cgroups.

@@ -129,15 +129,26 @@ public enum CompiledRegionTables {
 
             try need(tableCount * 16, "the table headers")
             var heads: [(String, String, Int, Int)] = []
+            heads.reserveCapacity(tableCount)
+            // Every count is checked against the bytes left before anything is sized by it: a
+            // header's count times its record size must fit in the file.
+            var announced = 0
             for _ in 0..<tableCount {
-                heads.append((try string(u32(at), at), try string(u32(at + 4), at + 4), Int(u32(at + 8)), Int(u32(at + 12))))
+                let n4 = Int(u32(at + 8)), n6 = Int(u32(at + 12))
+                announced += n4 * 9 + n6 * 21
+                guard announced <= end - at - 16 * (tableCount - heads.count) else {
+                    throw fail(at + 8, "table \(heads.count + 1) announces \(n4) IPv4 and \(n6) IPv6 entries, \(announced) bytes of entries with the tables before it, more than the \(end - at - 16 * (tableCount - heads.count)) bytes after the table headers",
+                               "entry counts that fit in the file (9 bytes per IPv4, 21 per IPv6 entry)")
+                }
+                heads.append((try string(u32(at), at), try string(u32(at + 4), at + 4), n4, n6))
                 at += 16
             }
             var tables: [RegionTable] = []
+            tables.reserveCapacity(tableCount)
             for (name, source, n4, n6) in heads {
+                try need(n4 * 9, "the IPv4 entries of table \(name.quotedForError)")
                 var entries: [RegionTable.Entry] = []
                 entries.reserveCapacity(n4 + n6)
-                try need(n4 * 9, "the IPv4 entries of table \(name.quotedForError)")
                 let a4 = at, r4 = at + 4 * n4, l4 = at + 8 * n4
                 for i in 0..<n4 {
                     let length = Int(raw[l4 + i])

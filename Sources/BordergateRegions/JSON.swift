@@ -185,17 +185,29 @@ struct JSONParser {
             case UInt8(ascii: "t"): out.append(9)
             case UInt8(ascii: "u"):
                 var scalar = try hex4()
-                if scalar >= 0xD800 && scalar < 0xDC00, i + 1 < p.count, p[i] == UInt8(ascii: "\\"), p[i + 1] == UInt8(ascii: "u") {
+                // A high surrogate pairs with a following low one; a lone one becomes U+FFFD, and
+                // whatever \u escape follows it is then decoded on its own, not dropped.
+                while scalar >= 0xD800 && scalar < 0xDC00, i + 1 < p.count, p[i] == UInt8(ascii: "\\"), p[i + 1] == UInt8(ascii: "u") {
                     i += 2
-                    let low = try hex4()
-                    if low >= 0xDC00 && low < 0xE000 { scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00) }
+                    let next = try hex4()
+                    if next >= 0xDC00 && next < 0xE000 {
+                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (next - 0xDC00)
+                        break
+                    }
+                    append(0xFFFD, to: &out)
+                    scalar = next
                 }
-                out.append(contentsOf: Array(String(Character(Unicode.Scalar(scalar) ?? "\u{FFFD}")).utf8))
+                append(scalar, to: &out)
             default:
                 throw fail("an unknown escape '\\\(Character(Unicode.Scalar(e)))' in a string", "one of \\\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX")
             }
         }
         return String(decoding: out, as: UTF8.self)
+    }
+
+    /// UTF-8 of `scalar`, U+FFFD for a surrogate.
+    func append(_ scalar: UInt32, to out: inout [UInt8]) {
+        out.append(contentsOf: (Unicode.Scalar(scalar) ?? "\u{FFFD}").utf8)
     }
 
     mutating func hex4() throws(Failure) -> UInt32 {

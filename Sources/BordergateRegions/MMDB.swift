@@ -31,6 +31,21 @@ public enum MMDBValue: Sendable, Equatable {
     }
 }
 
+/// The work one read of a file may do, in field headers read: pointers and shared subtrees let a
+/// small file describe unbounded work, so the limit is a multiple of the file's own size.
+final class MMDBWork {
+    let limit: Int
+    private(set) var used = 0
+    init(limit: Int) { self.limit = limit }
+    /// For a file of `size` bytes: reading every field of it a few times over is allowed.
+    convenience init(fileSize size: Int) { self.init(limit: 8 * size + 65_536) }
+    /// False once the limit is passed.
+    func charge(_ n: Int = 1) -> Bool {
+        used += n
+        return used <= limit
+    }
+}
+
 /// Decodes one section (data or metadata) of a MaxMind DB file. Every read is bounds-checked and
 /// every recursion counted, so a corrupt file ends in a `RegionTableError`, never a trap or a hang.
 struct MMDBDecoder {
@@ -50,8 +65,12 @@ struct MMDBDecoder {
     let end: Int           // the section ends here
     let path: String
     static let maxDepth = 64
-    /// Values one decode may produce; pointers can make a small file describe a huge value.
-    var budget = 1_000_000
+    /// Shared by every decoder of one file (see `MMDBWork`).
+    var work = MMDBWork(limit: .max)
+    /// Bytes one `decode` may produce (payloads plus 16 per value): pointers can make a small
+    /// section describe a huge value, so this is a small multiple of the section's size.
+    var decoded = 0
+    var decodedLimit: Int { 4 * (end - base) + 65_536 }
 
     func fail(_ offset: Int, _ problem: String, _ expected: String) -> RegionTableError {
         RegionTableError(path: path, location: .byteOffset(offset), problem: problem, expected: expected)
@@ -60,6 +79,10 @@ struct MMDBDecoder {
     func control(at offset: Int) throws -> Control {
         guard offset >= base && offset < end else {
             throw fail(offset, "a data field starts outside its section (\(base)..<\(end))", "an offset inside the section")
+        }
+        guard work.charge() else {
+            throw fail(offset, "reading the data takes more than \(work.limit) steps, more than a file of this size needs (shared or overlapping records)",
+                       "a MaxMind DB whose records are read a few times at most")
         }
         var i = offset
         let c = bytes[i]
@@ -104,9 +127,14 @@ struct MMDBDecoder {
         guard depth < MMDBDecoder.maxDepth else {
             throw fail(offset, "data nested or pointed more than \(MMDBDecoder.maxDepth) levels deep (a pointer loop?)", "a shallower value")
         }
-        budget -= 1
-        guard budget >= 0 else { throw fail(offset, "a data record expands to more than a million values", "a smaller record") }
         let c = try control(at: offset)
+        // What this value adds to the result; a pointer adds what it points to, charged there.
+        let size = c.kind == .pointer || c.kind == .map || c.kind == .array ? 16 : 16 + c.size
+        decoded += size
+        guard decoded <= decodedLimit else {
+            throw fail(offset, "the values expand through pointers to more than \(decodedLimit) bytes (a pointer bomb?)",
+                       "values no larger than a few times their section")
+        }
         func payload(_ n: Int, _ what: String) throws -> ArraySlice<UInt8> {
             guard c.payload + n <= end else {
                 throw fail(offset, "a \(what) of \(n) bytes runs past the end of its section", "the data to fit in the file")
@@ -188,14 +216,21 @@ struct MMDBDecoder {
 
     /// Follows pointers from `offset` to the value they lead to.
     func resolve(_ offset: Int) throws -> Control {
+        try resolved(offset).control
+    }
+
+    /// The offset of the value pointers from `offset` lead to, and its control.
+    func resolved(_ offset: Int) throws -> (offset: Int, control: Control) {
+        var at = offset
         var c = try control(at: offset)
         var hops = 0
         while c.kind == .pointer {
             hops += 1
             guard hops < 8 else { throw fail(offset, "a chain of pointers to pointers", "a pointer to a value") }
-            c = try control(at: c.size)
+            at = c.size
+            c = try control(at: at)
         }
-        return c
+        return (at, c)
     }
 
     func string(at offset: Int) throws -> String? {
@@ -219,14 +254,21 @@ struct MMDBDecoder {
         return nil
     }
 
-    /// `country.iso_code`, else `registered_country.iso_code`, of the record at `offset`.
-    func countryCode(ofRecordAt offset: Int) throws -> String? {
+    /// `country.iso_code`, else `registered_country.iso_code`, of the record at `offset`. Records
+    /// share their country maps through pointers, so each map's code is looked up once (`isoAt`,
+    /// by the map's own offset): no map is scanned once per record that points to it.
+    func countryCode(ofRecordAt offset: Int, isoAt: inout [Int: String?]) throws -> String? {
         for key in ["country", "registered_country"] {
-            if let sub = try member(key, inMapAt: offset),
-               let iso = try member("iso_code", inMapAt: sub),
-               let code = try string(at: iso), !code.isEmpty {
-                return code
+            guard let sub = try member(key, inMapAt: offset) else { continue }
+            let map = try resolved(sub).offset
+            let code: String?
+            if let known = isoAt[map] {
+                code = known
+            } else {
+                code = try member("iso_code", inMapAt: map).flatMap { try string(at: $0) }
+                isoAt[map] = code
             }
+            if let code, !code.isEmpty { return code }
         }
         return nil
     }
@@ -242,7 +284,7 @@ public struct MMDBMetadata: Sendable {
 enum MMDBReader {
     static let marker = RegionTableFormat.mmdbMarker
 
-    static func metadata(_ bytes: [UInt8], path: String) throws -> (MMDBMetadata, markerOffset: Int) {
+    static func metadata(_ bytes: [UInt8], path: String, work: MMDBWork? = nil) throws -> (MMDBMetadata, markerOffset: Int) {
         guard let at = RegionTableFormat.lastIndex(of: marker, in: bytes, searchingLast: 128 * 1024) else {
             throw RegionTableError(path: path, location: .byteOffset(bytes.count),
                                    problem: "no MaxMind DB metadata marker in the last 128 KiB",
@@ -250,6 +292,7 @@ enum MMDBReader {
         }
         let start = at + marker.count
         var decoder = MMDBDecoder(bytes: bytes, base: start, end: bytes.count, path: path)
+        decoder.work = work ?? MMDBWork(fileSize: bytes.count)
         let (raw, _) = try decoder.decode(at: start)
         func need(_ key: String) throws -> UInt64 {
             guard let v = raw[key]?.unsignedValue else {
@@ -278,8 +321,10 @@ enum MMDBReader {
         return (meta, at)
     }
 
-    static func read(_ bytes: [UInt8], path: String, name: String) throws -> RegionTable {
-        let (meta, markerOffset) = try metadata(bytes, path: path)
+    /// `work` counts what the read does (for tests); its limit is a multiple of the file's size.
+    static func read(_ bytes: [UInt8], path: String, name: String, work: MMDBWork? = nil) throws -> RegionTable {
+        let work = work ?? MMDBWork(fileSize: bytes.count)
+        let (meta, markerOffset) = try metadata(bytes, path: path, work: work)
         let nodeCount = meta.nodeCount
         let nodeBytes = meta.recordSize / 4
         let treeSize = nodeCount * nodeBytes
@@ -290,7 +335,8 @@ enum MMDBReader {
         }
         let dataStart = treeSize + 16
         let dataSize = markerOffset - dataStart
-        let decoder = MMDBDecoder(bytes: bytes, base: dataStart, end: markerOffset, path: path)
+        var decoder = MMDBDecoder(bytes: bytes, base: dataStart, end: markerOffset, path: path)
+        decoder.work = work
 
         func record(_ node: Int, _ right: Bool) -> Int {
             let o = node * nodeBytes
@@ -318,7 +364,8 @@ enum MMDBReader {
         }
 
         var builder = TableBuilder()
-        var regionAt: [Int: UInt32?] = [:]
+        var regionAt: [Int: UInt32?] = [:]       // by the record's offset, and by where its pointers lead
+        var isoAt: [Int: String?] = [:]
         let startDepth = meta.ipVersion == 6 ? 0 : 96
         let startBits: UInt128 = meta.ipVersion == 6 ? 0 : IPAddress.v4MappedBase
         // Depth-first, left before right, so prefixes come out in address order (which lets the
@@ -334,6 +381,7 @@ enum MMDBReader {
                 if meta.ipVersion == 6 && depth == 96 && bits == mappedSubtree { continue }
                 if rec == ipv4Node && depth > 0 && !(depth == 96 && bits == 0) { continue }
                 visits += 1
+                _ = work.charge()
                 guard visits <= maxVisits else {
                     throw RegionTableError(path: path, location: .byteOffset(rec * nodeBytes),
                                            problem: "the search tree reaches its nodes many times over (shared or cyclic subtrees)",
@@ -356,11 +404,17 @@ enum MMDBReader {
                                        expected: "a node index below node_count or a pointer into the data section")
             }
             let region: UInt32?
-            if let cached = regionAt[dataOffset] {
+            if let cached = regionAt[dataStart + dataOffset] {
                 region = cached
             } else {
-                region = try decoder.countryCode(ofRecordAt: dataStart + dataOffset).map { builder.region($0) }
-                regionAt[dataOffset] = region
+                let record = try decoder.resolved(dataStart + dataOffset).offset
+                if let cached = regionAt[record] {
+                    region = cached
+                } else {
+                    region = try decoder.countryCode(ofRecordAt: record, isoAt: &isoAt).map { builder.region($0) }
+                    regionAt[record] = region
+                }
+                regionAt[dataStart + dataOffset] = region
             }
             guard let region else { continue }
             if meta.ipVersion == 6 && depth >= 96 && bits >> 32 == 0 {

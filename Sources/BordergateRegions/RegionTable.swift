@@ -150,7 +150,7 @@ extension String {
     }
 
     var replacingNewlines: String {
-        String(map { $0 == "\n" || $0 == "\r" ? " " : $0 })
+        String(map { $0.isNewline ? " " : $0 })   // also CRLF, one Character
     }
 
     /// For error messages: short, printable, quoted.

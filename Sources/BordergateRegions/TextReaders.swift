@@ -32,6 +32,7 @@ enum TextTableReader {
     }
 
     static func readRanges(_ bytes: [UInt8], path: String, name: String) throws -> RegionTable {
+        let maxEntries = bytes.count / 2 + 1024
         var builder = TableBuilder()
         builder.reserve(bytes.count / 24)
         try forEachLine(bytes) { p, lineNo, start, end in
@@ -67,6 +68,13 @@ enum TextTableReader {
             }
             let region = builder.region(p, f.4, f.5)
             RangeSplitter.forEachPrefix(from: first, to: last) { builder.add($0, region: region) }
+            // A range of 13 bytes can split into 254 prefixes: the table may not outgrow its file
+            // by more than that ratio allows for real lists (a prefix per two bytes).
+            guard builder.entries.count <= maxEntries else {
+                throw RegionTableError(path: path, location: .line(lineNo),
+                                       problem: "the ranges so far split into \(builder.entries.count) prefixes, more than a \(bytes.count)-byte file is allowed (\(maxEntries))",
+                                       expected: "ranges that are mostly aligned blocks, as in Tor's geoip files")
+            }
         }
         return RegionTable(name: name, source: path, entries: builder.entries)
     }
@@ -151,6 +159,7 @@ enum TextTableReader {
 struct TableBuilder {
     private var cache: [[UInt8]: UInt32] = [:]
     private var names: [String] = []
+    private var nameIDs: [String: UInt32] = [:]
     private var seen: Set<Key> = []
     private(set) var entries: [RegionTable.Entry] = []
 
@@ -180,8 +189,9 @@ struct TableBuilder {
 
     private mutating func intern(_ name: String, key: [UInt8]) -> UInt32 {
         // Two spellings of one name ("de", "DE") share one string.
+        // A dictionary, not a search of `names`: a table of many distinct names stays linear.
         let id: UInt32
-        if let i = names.firstIndex(of: name) { id = UInt32(i) } else { id = UInt32(names.count); names.append(name) }
+        if let i = nameIDs[name] { id = i } else { id = UInt32(names.count); names.append(name); nameIDs[name] = id }
         cache[key] = id
         return id
     }

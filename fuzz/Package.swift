@@ -1,0 +1,25 @@
+// swift-tools-version: 6.1
+// libFuzzer harnesses for Bordergate's parsers; built and run by scripts/fuzz, not by the main
+// package. The parser sources are the main package's own, through the symlinks in Sources/.
+import PackageDescription
+
+let package = Package(
+    name: "BordergateFuzz",
+    dependencies: [
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+    ],
+    targets: [
+        .plugin(name: "EmbedDataPlugin", capability: .buildTool(), path: "Plugins/EmbedDataPlugin"),
+        .target(name: "BordergateRegions", exclude: ["Data"], plugins: ["EmbedDataPlugin"]),
+        .target(name: "BordergatePolicy", dependencies: ["BordergateRegions", .product(name: "Yams", package: "Yams")]),
+        // The proxy's sniffers: plain Swift, no NIO (see ProtocolSniffer.swift).
+        .target(name: "BordergateSniffing"),
+        // One binary for every target (one link); FUZZ_TARGET picks the parser. libFuzzer brings main().
+        .executableTarget(
+            name: "bordergate-fuzz",
+            dependencies: ["BordergateRegions", "BordergatePolicy", "BordergateSniffing"],
+            path: "Harness",
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+        ),
+    ]
+)
