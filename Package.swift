@@ -12,6 +12,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
     ],
     targets: [
         // libbpf, found through pkg-config (Debian: libbpf-dev).
@@ -42,7 +43,7 @@ let package = Package(
                            .product(name: "Logging", package: "swift-log")],
             plugins: ["BPFObjectPlugin"]
         ),
-        .target(name: "BordergateAudit", dependencies: ["CBordergateSys"]),
+        .target(name: "BordergateAudit", dependencies: ["CBordergateSys", .product(name: "Crypto", package: "swift-crypto")]),
         .target(name: "BordergatePolicy", dependencies: ["BordergateRegions", .product(name: "Yams", package: "Yams")]),
         .target(
             name: "BordergateProxy",
