@@ -56,12 +56,16 @@ public enum Chain {
         public init?(hex: String) { self.init(hex: Array(hex.utf8)) }
 
         func appendHex(to out: inout [UInt8]) {
-            withUnsafeBytes(of: w) { raw in
-                for b in raw {
-                    let hi = b >> 4, lo = b & 0xf
-                    out.append(hi < 10 ? 48 + hi : 87 + hi)
-                    out.append(lo < 10 ? 48 + lo : 87 + lo)
+            // 64 digits made in a stack buffer and appended at once: one append per event, not 64
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 64) { digits in
+                withUnsafeBytes(of: w) { raw in
+                    for (i, b) in raw.enumerated() {
+                        let hi = b >> 4, lo = b & 0xf
+                        digits[2 * i] = hi < 10 ? 48 + hi : 87 + hi
+                        digits[2 * i + 1] = lo < 10 ? 48 + lo : 87 + lo
+                    }
                 }
+                out.append(contentsOf: digits)
             }
         }
 
