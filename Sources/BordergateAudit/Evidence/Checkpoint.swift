@@ -117,13 +117,19 @@ public enum Checkpoint {
 
     /// Whether a line is a checkpoint, looked up without decoding it: `type` is the third field.
     static func isCheckpoint(_ line: UnsafeRawBufferPointer) -> Bool {
-        let needle = Array(#","type":"checkpoint","#.utf8)
+        guard let base = line.baseAddress else { return false }
+        // memchr and memcmp at each comma: this runs for every line a verifier reads
         let window = min(line.count, 160)
-        guard window >= needle.count else { return false }
-        outer: for i in 0...(window - needle.count) {
-            for j in 0..<needle.count where line[i + j] != needle[j] { continue outer }
-            return true
+        return checkpointNeedle.withUnsafeBytes { n in
+            var at = 0
+            while at + n.count <= window, let comma = memchr(base + at, 0x2c, window - at) {
+                let i = comma - UnsafeMutableRawPointer(mutating: base)
+                if i + n.count <= window, memcmp(comma, n.baseAddress!, n.count) == 0 { return true }
+                at = i + 1
+            }
+            return false
         }
-        return false
     }
+
+    private static let checkpointNeedle = Array(#","type":"checkpoint","#.utf8)
 }

@@ -86,12 +86,16 @@ public struct LogVerifier {
         let bytes = [UInt8](data)
         // line ranges first: telling a reordering from a deletion looks ahead for the missing seq
         var lines: [Range<Int>] = []
-        var start = 0
-        for (i, b) in bytes.enumerated() where b == UInt8(ascii: "\n") {
-            lines.append(start..<i)
-            start = i + 1
+        bytes.withUnsafeBytes { raw in
+            guard let base = raw.baseAddress else { return }
+            var start = 0
+            while start < raw.count {
+                // memchr: a log is millions of bytes
+                let end = memchr(base + start, 0x0a, raw.count - start).map { $0 - UnsafeMutableRawPointer(mutating: base) } ?? raw.count
+                lines.append(start..<end)
+                start = end + 1
+            }
         }
-        if start < bytes.count { lines.append(start..<bytes.count) }
         bytes.withUnsafeBytes { raw in
             for (index, range) in lines.enumerated() where !range.isEmpty {
                 let line = UnsafeRawBufferPointer(rebasing: raw[range])
