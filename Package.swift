@@ -49,7 +49,8 @@ let package = Package(
             swiftSettings: swiftSettings,
             plugins: ["BPFObjectPlugin"]
         ),
-        .target(name: "BordergateAudit", dependencies: ["CBordergateSys"], swiftSettings: swiftSettings),
+        .target(name: "BordergateAudit", dependencies: ["CBordergateSys", .product(name: "Crypto", package: "swift-crypto")],
+                swiftSettings: swiftSettings),
         .target(name: "BordergatePolicy", dependencies: ["BordergateRegions", .product(name: "Yams", package: "Yams")],
                 swiftSettings: swiftSettings),
         .target(
@@ -86,7 +87,8 @@ let package = Package(
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
-        .testTarget(name: "BordergateAuditTests", dependencies: ["BordergateAudit"], swiftSettings: swiftSettings),
+        .testTarget(name: "BordergateAuditTests", dependencies: ["BordergateAudit", .product(name: "Crypto", package: "swift-crypto")],
+                    swiftSettings: swiftSettings),
         .testTarget(name: "BordergateRegionsTests", dependencies: ["BordergateRegions"], swiftSettings: swiftSettings),
         .testTarget(name: "BordergatePolicyTests", dependencies: ["BordergatePolicy", "BordergateRegions"], swiftSettings: swiftSettings),
         .testTarget(name: "BordergateKernelTests", dependencies: ["BordergateKernel"], swiftSettings: swiftSettings),

@@ -5,6 +5,8 @@ import Foundation
 public struct AuditEvent: Codable, Sendable, Equatable {
     public enum Kind: String, Codable, Sendable, CaseIterable {
         case connect, close, policy, session, mask, daemon
+        /// A signed checkpoint of the log's chain (Evidence/Checkpoint.swift); readers of events skip it.
+        case checkpoint
     }
 
     public struct Process: Codable, Sendable, Equatable {
@@ -80,6 +82,10 @@ public struct AuditEvent: Codable, Sendable, Equatable {
     public var error: String?
     /// Free-form detail for non-connection events (daemon start, attach, ...).
     public var message: String?
+    /// Where the event is in its host's log, gap-free, and the log's hash chain after it: written
+    /// by the log (Evidence/Chain.swift), last in the line; nil on events not read from a log.
+    public var seq: UInt64?
+    public var chain: String?
 
     public init(time: Date = Date(), id: String = AuditEvent.newID(), type: Kind, verdict: Verdict? = nil,
                 reason: String? = nil, process: Process? = nil, destination: Destination? = nil,

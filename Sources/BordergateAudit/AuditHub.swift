@@ -104,7 +104,7 @@ public final class AuditHub: @unchecked Sendable {
 
     private func writeLoop() {
         var block: [UInt8] = []
-        var ends: [Int] = []
+        var lines: [Range<Int>] = []
         lock.lock()
         while true {
             while queue.isEmpty && !stopping {
@@ -124,16 +124,10 @@ public final class AuditHub: @unchecked Sendable {
             queue.removeAll(keepingCapacity: true)
             writing = true
             lock.unlock()
-            // One buffer for the batch, kept between batches: no allocation per event.
-            block.removeAll(keepingCapacity: true)
-            ends.removeAll(keepingCapacity: true)
-            for event in batch {
-                event.appendJSON(to: &block)
-                ends.append(block.count)
-                block.append(UInt8(ascii: "\n"))
-            }
+            // One buffer for the batch, kept between batches: no allocation per event. The log
+            // encodes and chains into it.
             var failure: String?
-            do { try block.withUnsafeBytes { _ = try log.appendBlock($0) } } catch { failure = "\(error)" }
+            do { try log.appendEvents(batch, into: &block, lines: &lines) } catch { failure = "\(error)" }
             lock.lock()
             if let failure {
                 // A full disk must not stop the guard: keep serving live readers, count the loss.
@@ -142,10 +136,8 @@ public final class AuditHub: @unchecked Sendable {
             }
             published += UInt64(batch.count)
             if !subscribers.isEmpty {
-                var start = 0
-                for (event, end) in zip(batch, ends) {
-                    let line = Data(block[start..<end])
-                    start = end + 1
+                for (event, range) in zip(batch, lines) {
+                    let line = Data(block[range])
                     for s in subscribers.values { s.deliver(event, line: line) }
                 }
             }
@@ -201,6 +193,8 @@ public final class AuditHub: @unchecked Sendable {
             return s
         }
         subs.forEach { $0.continuation.finish() }
+        // sign what the last checkpoint did not cover, so a stopped daemon's log is sealed
+        try? log.checkpoint()
         log.syncIfDirty()
     }
 }

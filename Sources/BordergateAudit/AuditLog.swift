@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 
 /// The durable audit log: one JSON event per line, appended to a file in the state directory.
@@ -7,6 +8,12 @@ import Foundation
 /// `fdatasync` runs on a short timer rather than per event, so a burst of 20,000 connections a
 /// second costs one flush, not 20,000. A line torn by a crash is terminated on the next open and
 /// skipped by readers, so it never glues itself to the next event.
+///
+/// Events written with ``appendEvents(_:into:lines:)`` are chained (``Chain``): each line carries
+/// `seq` and `chain`, continued from the file's last chained line when the log is opened, and
+/// every `checkpointEvery` events or `checkpointInterval` a ``Checkpoint`` signed with the key
+/// beside the log is added. Writers of one file take an `flock` per batch and re-read the tail when
+/// the file grew under them, so a daemon and an `exec` sharing a state directory keep one chain.
 public final class AuditLog: @unchecked Sendable {
     public let path: String
     private let fd: Int32
@@ -14,8 +21,27 @@ public final class AuditLog: @unchecked Sendable {
     private var size: UInt64
     private var dirty = false
     private var syncTimer: DispatchSourceTimer?
+    private let signingKey: Curve25519.Signing.PrivateKey
+    private let publicKeyText: String
+    private let checkpointEvery: Int
+    private let checkpointInterval: Duration
+    /// The last chained line: its seq and chain value; nil until read from the file's tail.
+    private var head: (seq: UInt64, chain: Chain.Value)?
+    /// The file size `head` was read at or written to: a different size means another writer.
+    private var headAt: UInt64 = .max
+    /// Chained events since the last checkpoint, and when that was.
+    private var unsigned = 0
+    private var lastCheckpoint = ContinuousClock.now
 
-    public init(path: String, syncInterval: Duration = .milliseconds(200)) throws {
+    /// The public key that verifies this log's checkpoints (`ed25519:<base64>`).
+    public var publicKey: String { publicKeyText }
+    /// Where the last checkpoint is copied after it is written: a verifier compares the log with
+    /// it to see a tail cut off after that checkpoint.
+    public var headPath: String { Self.headPath(forLogDirectory: (path as NSString).deletingLastPathComponent) }
+    public static func headPath(forLogDirectory dir: String) -> String { dir + "/checkpoint.json" }
+
+    public init(path: String, syncInterval: Duration = .milliseconds(200), checkpointEvery: Int = 1000,
+                checkpointInterval: Duration = .seconds(60)) throws {
         self.path = path
         let dir = (path as NSString).deletingLastPathComponent
         do {
@@ -29,6 +55,15 @@ public final class AuditLog: @unchecked Sendable {
             throw AuditError(.open, path: path, errno: errno)
         }
         self.fd = fd
+        do {
+            signingKey = try SigningKey.loadOrCreate(directory: dir)
+        } catch {
+            close(fd)
+            throw error
+        }
+        publicKeyText = SigningKey.format(signingKey.publicKey)
+        self.checkpointEvery = max(1, checkpointEvery)
+        self.checkpointInterval = checkpointInterval
         var st = stat()
         fstat(fd, &st)
         size = UInt64(st.st_size)
@@ -39,7 +74,10 @@ public final class AuditLog: @unchecked Sendable {
         let timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "bordergate.audit.sync"))
         let ms = Int(syncInterval.components.seconds * 1000 + syncInterval.components.attoseconds / 1_000_000_000_000_000)
         timer.schedule(deadline: .now() + .milliseconds(ms), repeating: .milliseconds(ms))
-        timer.setEventHandler { [weak self] in self?.syncIfDirty() }
+        timer.setEventHandler { [weak self] in
+            self?.checkpointIfDue()
+            self?.syncIfDirty()
+        }
         timer.resume()
         syncTimer = timer
     }
@@ -85,6 +123,171 @@ public final class AuditLog: @unchecked Sendable {
             dirty = true
             return size
         }
+    }
+
+    /// Encodes `events` into `block` (emptied first) as chained lines, adds a checkpoint when one
+    /// is due, and appends it all with one write. `lines` gets each event's line (no newline) in
+    /// `block`, in order; checkpoint lines are in `block` but not in `lines`. Returns the size after it.
+    @discardableResult
+    public func appendEvents(_ events: [AuditEvent], into block: inout [UInt8], lines: inout [Range<Int>]) throws -> UInt64 {
+        block.removeAll(keepingCapacity: true)
+        lines.removeAll(keepingCapacity: true)
+        guard !events.isEmpty else { return currentSize }
+        lock.lock()
+        defer { lock.unlock() }
+        flock(fd, LOCK_EX)
+        defer { flock(fd, LOCK_UN) }
+        var (seq, chain) = try currentHead()
+        for event in events {
+            let start = block.count
+            event.appendJSON(to: &block)
+            seq += 1
+            chain = Chain.seal(&block, from: start, seq: seq, previous: chain)
+            lines.append(start..<block.count)
+            block.append(UInt8(ascii: "\n"))
+            unsigned += 1
+            if unsigned >= checkpointEvery {
+                try appendCheckpoint(to: &block, seq: &seq, chain: &chain)
+            }
+        }
+        return try writeChained(block, seq: seq, chain: chain)
+    }
+
+    /// Appends a checkpoint now if any event is not signed yet (a daemon stopping, an export).
+    public func checkpoint() throws {
+        lock.lock()
+        defer { lock.unlock() }
+        try checkpointLocked()
+    }
+
+    /// The timer's check: a checkpoint when events waited `checkpointInterval` for one.
+    func checkpointIfDue() {
+        lock.lock()
+        defer { lock.unlock() }
+        guard unsigned > 0, ContinuousClock.now - lastCheckpoint >= checkpointInterval else { return }
+        try? checkpointLocked()
+    }
+
+    private func checkpointLocked() throws {
+        flock(fd, LOCK_EX)
+        defer { flock(fd, LOCK_UN) }
+        // after another writer's lines, currentHead counts an unsigned tail as 1
+        var (seq, chain) = try currentHead()
+        guard unsigned > 0 else { return }
+        var block: [UInt8] = []
+        try appendCheckpoint(to: &block, seq: &seq, chain: &chain)
+        try writeChained(block, seq: seq, chain: chain)
+    }
+
+    private func appendCheckpoint(to block: inout [UInt8], seq: inout UInt64, chain: inout Chain.Value) throws {
+        let start = block.count
+        try Checkpoint.appendJSON(signing: seq, chain: chain, key: signingKey, publicKey: publicKeyText, to: &block)
+        seq += 1
+        chain = Chain.seal(&block, from: start, seq: seq, previous: chain)
+        pendingHead = Array(block[start...])
+        block.append(UInt8(ascii: "\n"))
+        unsigned = 0
+        lastCheckpoint = .now
+    }
+
+    /// The last checkpoint line of the block being written, copied to ``headPath`` once it is in the log.
+    private var pendingHead: [UInt8]?
+
+    /// Writes a block of chained lines; with the lock and the flock held.
+    private func writeChained(_ block: [UInt8], seq: UInt64, chain: Chain.Value) throws -> UInt64 {
+        defer { pendingHead = nil }
+        var off = 0
+        while off < block.count {
+            let n = block.withUnsafeBytes { write(fd, $0.baseAddress! + off, $0.count - off) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                // part of the block may be in the file: the next write re-reads the tail
+                headAt = .max
+                head = nil
+                throw AuditError(.write, path: path, errno: errno)
+            }
+            off += n
+        }
+        size += UInt64(block.count)
+        dirty = true
+        head = (seq, chain)
+        headAt = size
+        if let line = pendingHead { writeHead(line) }
+        return size
+    }
+
+    /// Replaces checkpoint.json by rename, so a reader sees the old one or the new one whole.
+    private func writeHead(_ line: [UInt8]) {
+        let tmp = headPath + ".tmp"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
+        guard fd >= 0 else { return }
+        var data = line
+        data.append(UInt8(ascii: "\n"))
+        let n = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        if n == data.count { rename(tmp, headPath) } else { unlink(tmp) }
+    }
+
+    /// The seq and chain value to continue from: ours if nobody wrote since, else the file's tail.
+    private func currentHead() throws -> (UInt64, Chain.Value) {
+        var st = stat()
+        fstat(fd, &st)
+        let fileSize = UInt64(st.st_size)
+        if let head, headAt == fileSize { return head }
+        if fileSize > 0, Self.lastByte(path: path) != UInt8(ascii: "\n") {
+            // a writer died mid-line: end that line so it does not swallow ours
+            _ = "\n".withCString { write(fd, $0, 1) }
+        }
+        fstat(fd, &st)
+        size = UInt64(st.st_size)
+        let found = try Self.lastSeal(path: path, size: size)
+        head = found.map { ($0.seq, $0.chain) } ?? (0, .genesis)
+        headAt = size
+        unsigned = found.map { $0.checkpoint ? 0 : 1 } ?? 0
+        return head!
+    }
+
+    /// The seal of the last chained line of a file, reading backwards from its end. nil when the
+    /// file has none (new, or written before chaining: the chain starts at seq 1).
+    static func lastSeal(path: String, size: UInt64) throws -> (seq: UInt64, chain: Chain.Value, checkpoint: Bool)? {
+        guard size > 0 else { return nil }
+        let rfd = open(path, O_RDONLY | O_CLOEXEC)
+        guard rfd >= 0 else { throw AuditError(.read, path: path, errno: errno, detail: "to continue its chain: \(String(cString: strerror(errno)))") }
+        defer { close(rfd) }
+        var end = size
+        var tail: [UInt8] = []  // bytes from `end` to the start of the unscanned part
+        let chunk: UInt64 = 64 << 10
+        while end > 0 || !tail.isEmpty {
+            let start = end > chunk ? end - chunk : 0
+            var buf = [UInt8](repeating: 0, count: Int(end - start))
+            let n = buf.withUnsafeMutableBytes { pread(rfd, $0.baseAddress, $0.count, off_t(start)) }
+            guard n == buf.count else { throw AuditError(.read, path: path, detail: "a short read of its tail, to continue its chain") }
+            buf.append(contentsOf: tail)
+            // whole lines only: the first line of the chunk may continue before it
+            var lineEnd = buf.count
+            var i = buf.count
+            while i > 0 {
+                i -= 1
+                if buf[i] == UInt8(ascii: "\n") || (i == 0 && start == 0) {
+                    let lineStart = buf[i] == UInt8(ascii: "\n") ? i + 1 : i
+                    if lineStart < lineEnd {
+                        let found = buf.withUnsafeBytes { raw -> (UInt64, Chain.Value, Bool)?? in
+                            let line = UnsafeRawBufferPointer(rebasing: raw[lineStart..<lineEnd])
+                            if let s = Chain.seal(of: line) { return .some((s.seq, s.chain, Checkpoint.isCheckpoint(line))) }
+                            // a whole event without a chain: written before chaining, nothing to continue
+                            if (try? JSONSerialization.jsonObject(with: Data(line))) != nil { return .some(nil) }
+                            return nil // torn: look further back
+                        }
+                        if let found { return found.map { (seq: $0.0, chain: $0.1, checkpoint: $0.2) } }
+                    }
+                    lineEnd = i
+                }
+            }
+            if start == 0 { break }
+            tail = Array(buf[0..<lineEnd])
+            end = start
+        }
+        return nil
     }
 
     /// The size of what has been written so far.
@@ -165,7 +368,8 @@ public final class AuditLog: @unchecked Sendable {
                 skipped += 1
                 return
             }
-            if filter.matches(e) { out.append((e, Data(line))) }
+            // checkpoints are for `audit verify`, not for readers of events
+            if e.type != .checkpoint, filter.matches(e) { out.append((e, Data(line))) }
         }
     }
 }
