@@ -1,6 +1,6 @@
 import Foundation
 
-/// Writes events as JSON by hand: fields in the order DESIGN.md shows them (Foundation's encoder
+/// Writes events as JSON by hand: fields in the order README's "The audit event" shows them (Foundation's encoder
 /// on Linux orders keys at random), absent fields left out, and no per-event encoder allocations
 /// on the path that records every connection.
 extension AuditEvent {

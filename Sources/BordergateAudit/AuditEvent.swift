@@ -1,7 +1,7 @@
 import Foundation
 
 /// One audit event: the same JSON object in the log file, on the control socket and in `-o json`
-/// (DESIGN.md, "The audit event"). Field names never change once released; fields may be added.
+/// (docs/ARCHITECTURE.md, "Audit"; README, "The audit event"). Field names never change once released; fields may be added.
 public struct AuditEvent: Codable, Sendable, Equatable {
     public enum Kind: String, Codable, Sendable, CaseIterable {
         case connect, close, policy, session, mask, daemon

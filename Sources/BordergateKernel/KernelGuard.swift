@@ -108,7 +108,7 @@ public final class KernelGuard: @unchecked Sendable {
             bpf_object__close(obj)
             if case .pinned(let root) = mode, detail.contains("reuse") || detail.contains("mismatch") {
                 throw KernelError("the maps pinned under \(root)/maps come from an incompatible version of Bordergate; "
-                    + "run 'bordergate detach --all' to remove the old guard, then start again (libbpf said: \(detail))")
+                    + "detach every guard of this pin root to remove the old one, then start again (libbpf said: \(detail))")
             }
             throw KernelError.system("loading Bordergate's BPF programs into the kernel", errno: -loaded,
                                      hint: "needs root, a kernel with BTF (/sys/kernel/btf/vmlinux) and cgroup BPF support (libbpf said: \(detail))")

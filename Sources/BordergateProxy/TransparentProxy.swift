@@ -1,4 +1,5 @@
 import BordergateAudit
+import CBordergateSys
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -86,7 +87,7 @@ public final class TransparentProxy: Sendable {
                     continue
                 }
                 for fd in listeners { close(fd) }
-                throw ProxyError("cannot listen on \(host):\(port): \(error); choose another port with --proxy-port or BORDERGATE_PROXY_PORT")
+                throw ProxyError("cannot listen on \(host):\(port): \(error); another process holds it: choose another proxy port")
             }
         }
         let context = RelayContext(sink: sink, counters: counters, logger: logger, upstreamMark: configuration.upstreamMark,

@@ -26,7 +26,7 @@ final class ControlServer: @unchecked Sendable {
     func start() async throws {
         let dir = (path as NSString).deletingLastPathComponent
         if mkdir(dir, 0o750) != 0 && errno != EEXIST {
-            throw ServiceError("cannot create \(dir) for the control socket: \(String(cString: strerror(errno))); set --control-socket or BORDERGATE_CONTROL_SOCKET")
+            throw ServiceError("cannot create \(dir) for the control socket: \(String(cString: strerror(errno))); choose another control socket path")
         }
         unlink(path) // a stale socket of a dead daemon; a live one was ruled out by the caller
         let bootstrap = ServerBootstrap(group: group)
@@ -42,7 +42,7 @@ final class ControlServer: @unchecked Sendable {
         do {
             channel = try await bootstrap.bind(unixDomainSocketPath: path).get()
         } catch {
-            throw ServiceError("cannot listen on the control socket \(path): \(error); set --control-socket or BORDERGATE_CONTROL_SOCKET")
+            throw ServiceError("cannot listen on the control socket \(path): \(error); choose another control socket path")
         }
         chmod(path, 0o660)
         if let grp = getgrnam("bordergate") {
@@ -90,7 +90,7 @@ final class ControlServer: @unchecked Sendable {
                 return
             }
             guard let cg = request.cgroup else {
-                await reply(ControlResponse(ok: false, error: "detach needs a cgroup or --all"), on: channel)
+                await reply(ControlResponse(ok: false, error: "detach needs a cgroup, or all of them"), on: channel)
                 return
             }
             do {
@@ -109,7 +109,7 @@ final class ControlServer: @unchecked Sendable {
             }
         case .grant:
             guard let cg = request.cgroup, let allow = request.allow, let seconds = request.seconds, let reason = request.reason else {
-                await reply(ControlResponse(ok: false, error: "grant needs --cgroup, --allow, --for and --reason"), on: channel)
+                await reply(ControlResponse(ok: false, error: "grant needs a cgroup, what to allow, a duration and a reason"), on: channel)
                 return
             }
             do {

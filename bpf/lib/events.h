@@ -8,7 +8,7 @@
 #include "maps.h"
 
 /* Wake the reader only past this much unread data; otherwise it drains on a short timer. A wakeup
- * per event cost a third of the connect rate in measurements (DESIGN.md, Performance). */
+ * per event cost a third of the connect rate in measurements (README, Performance). */
 #define BG_WAKEUP_THRESHOLD (256 << 10)
 
 static __always_inline void emit(struct bg_orig *o, __u32 protocol, __u32 table_slot)
