@@ -136,8 +136,17 @@ public final class AuditHub: @unchecked Sendable {
             }
             published += UInt64(batch.count)
             if !subscribers.isEmpty {
-                for (event, range) in zip(batch, lines) {
-                    let line = Data(block[range])
+                for (i, event) in batch.enumerated() {
+                    let line: Data
+                    if i < lines.count {
+                        line = Data(block[lines[i]])
+                    } else {
+                        // the batch failed before this event was encoded: readers still get it,
+                        // without a seal (it is not in the log)
+                        var unsealed: [UInt8] = []
+                        event.appendJSON(to: &unsealed)
+                        line = Data(unsealed)
+                    }
                     for s in subscribers.values { s.deliver(event, line: line) }
                 }
             }

@@ -201,9 +201,9 @@ public final class AuditLog: @unchecked Sendable {
             let n = block.withUnsafeBytes { write(fd, $0.baseAddress! + off, $0.count - off) }
             if n < 0 {
                 if errno == EINTR { continue }
-                // part of the block may be in the file: the next write re-reads the tail
+                // part of the block may be in the file: the next write re-reads the tail (and
+                // keeps our head if the tail holds less)
                 headAt = .max
-                head = nil
                 throw AuditError(.write, path: path, errno: errno)
             }
             off += n
@@ -212,7 +212,12 @@ public final class AuditLog: @unchecked Sendable {
         dirty = true
         head = (seq, chain)
         headAt = size
-        if let line = pendingHead { writeHead(line) }
+        if let line = pendingHead {
+            // the log first: a checkpoint.json naming lines the disk does not hold yet would make
+            // an honest log look cut off after a power loss
+            fdatasync(fd)
+            writeHead(line)
+        }
         return size
     }
 
@@ -224,8 +229,9 @@ public final class AuditLog: @unchecked Sendable {
         var data = line
         data.append(UInt8(ascii: "\n"))
         let n = data.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        let synced = fsync(fd) == 0
         close(fd)
-        if n == data.count { rename(tmp, headPath) } else { unlink(tmp) }
+        if n == data.count, synced { rename(tmp, headPath) } else { unlink(tmp) }
     }
 
     /// The seq and chain value to continue from: ours if nobody wrote since, else the file's tail.
@@ -241,9 +247,19 @@ public final class AuditLog: @unchecked Sendable {
         fstat(fd, &st)
         size = UInt64(st.st_size)
         let found = try Self.lastSeal(path: path, size: size)
-        head = found.map { ($0.seq, $0.chain) } ?? (0, .genesis)
+        if let found, head.map({ found.seq >= $0.0 }) ?? true {
+            head = (found.seq, found.chain)
+            // another writer's events since the last checkpoint are not counted here: checkpoint
+            // after our next event, so no run of unsigned events grows past the verifier's bound
+            unsigned = found.checkpoint ? 0 : max(unsigned, checkpointEvery - 1)
+        } else if head == nil {
+            head = (0, .genesis)
+            unsigned = 0
+        }
+        // else the file lost chained lines we wrote (truncated, or an unchained line put after
+        // them): continue from our own head, so verify reports the gap instead of a fresh chain
+        // starting over the evidence
         headAt = size
-        unsigned = found.map { $0.checkpoint ? 0 : 1 } ?? 0
         return head!
     }
 

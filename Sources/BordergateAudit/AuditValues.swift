@@ -141,48 +141,15 @@ extension WireProtocol: RawRepresentable {
     }
 }
 
-/// Encoded as their raw string, so the JSON stays what it was; any string decodes.
-extension Verdict: Codable {
-    public init(from decoder: Decoder) throws {
-        self.init(rawValue: try decoder.singleValueContainer().decode(String.self))
-    }
+/// A word of the audit vocabulary: encoded as its raw string (the standard library's coding of a
+/// string-backed `RawRepresentable`), so the JSON stays what it was; since `init(rawValue:)` takes
+/// any string, any string decodes. Printed as the same word.
+public protocol AuditWord: RawRepresentable, Codable, CustomStringConvertible, Sendable where RawValue == String {}
 
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.singleValueContainer()
-        try c.encode(rawValue)
-    }
-}
-
-extension ConnectionEnding: Codable {
-    public init(from decoder: Decoder) throws {
-        self.init(rawValue: try decoder.singleValueContainer().decode(String.self))
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.singleValueContainer()
-        try c.encode(rawValue)
-    }
-}
-
-extension WireProtocol: Codable {
-    public init(from decoder: Decoder) throws {
-        self.init(rawValue: try decoder.singleValueContainer().decode(String.self))
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.singleValueContainer()
-        try c.encode(rawValue)
-    }
-}
-
-extension Verdict: CustomStringConvertible {
+extension AuditWord {
     public var description: String { rawValue }
 }
 
-extension ConnectionEnding: CustomStringConvertible {
-    public var description: String { rawValue }
-}
-
-extension WireProtocol: CustomStringConvertible {
-    public var description: String { rawValue }
-}
+extension Verdict: AuditWord {}
+extension ConnectionEnding: AuditWord {}
+extension WireProtocol: AuditWord {}

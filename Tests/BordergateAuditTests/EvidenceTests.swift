@@ -181,6 +181,44 @@ private func sha256sum(_ data: [UInt8]) throws -> String {
         let r = try verify(dir)
         #expect(r.ok && r.events == 40, "\(r.problems)")
     }
+
+    /// Two writers taking turns, each with fewer than N events of its own since a checkpoint,
+    /// must not leave a run of more than N unsigned events between them.
+    @Test func twoWritersNeverLeaveMoreThanNUnsignedInARow() throws {
+        let dir = tempDir()
+        let a = try AuditLog(path: dir + "/events.jsonl", checkpointEvery: 10, checkpointInterval: .seconds(3600))
+        let b = try AuditLog(path: dir + "/events.jsonl", checkpointEvery: 10, checkpointInterval: .seconds(3600))
+        var block: [UInt8] = []
+        var ls: [Range<Int>] = []
+        for i in 0..<9 { try a.appendEvents([event(i)], into: &block, lines: &ls) }
+        for i in 9..<18 { try b.appendEvents([event(i)], into: &block, lines: &ls) }
+        var run = 0, longest = 0
+        for line in lines(dir + "/events.jsonl") {
+            run = line.contains("\"type\":\"checkpoint\"") ? 0 : run + 1
+            longest = max(longest, run)
+        }
+        #expect(longest <= 10, "a run of \(longest) unsigned events")
+        #expect(try verify(dir).ok)
+    }
+
+    /// A writer whose log lost lines it wrote (cut short behind its back) goes on from its own
+    /// chain, so verify finds the cut; starting a new chain at seq 1 would hide it.
+    @Test func aWriterWhoseLogWasCutShortGoesOnFromItsOwnChain() throws {
+        let dir = tempDir()
+        let log = try writeLog(dir, count: 30, every: 10)
+        let path = dir + "/events.jsonl"
+        // cut in place (the writer's descriptor stays on the file), after its 5th line
+        let keptBytes = lines(path).prefix(5).reduce(0) { $0 + $1.utf8.count + 1 }
+        #expect(truncate(path, off_t(keptBytes)) == 0)
+        var block: [UInt8] = []
+        var ls: [Range<Int>] = []
+        try log.appendEvents([event(99)], into: &block, lines: &ls)
+        let after = lines(path)
+        let seq = try #require(Chain.seal(of: Array(after.last!.utf8))?.seq)
+        #expect(seq > 30, "the writer started over at seq \(seq)")
+        let r = try verify(dir)
+        #expect(!r.ok, "a log cut from 33 lines to 5 verified")
+    }
 }
 
 @Suite struct TamperingTests {
