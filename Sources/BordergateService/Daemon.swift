@@ -77,7 +77,15 @@ public enum Daemon {
             await interceptor.finish()
             throw error
         }
+        // A stop with nothing guarded leaves nothing behind: the pins (maps, the system-wide
+        // process-table tracepoints) would serve no guard. With a guard they stay (fail closed).
+        let idle = interceptor.kernel.guardedCgroups().isEmpty
         await interceptor.finish()
+        if idle {
+            KernelGuard.detachAllPinned(root: settings.pinRoot)
+            logger.info("no cgroup is guarded: removed the pins under \(settings.pinRoot)")
+            hub.publish(AuditEvent(type: .daemon, message: "no cgroup is guarded: removed the pins under \(settings.pinRoot)"))
+        }
     }
 }
 

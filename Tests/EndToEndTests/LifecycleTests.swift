@@ -211,6 +211,17 @@ extension EndToEnd {
         }
     }
 
+    @Test func aDaemonStoppedWithNothingGuardedLeavesNoPins() throws {
+        try withOwnDaemon("unpin", port: 17_411) { d, cg in
+            #expect(d.cli("detach --all").status == 0)
+            #expect(FileManager.default.fileExists(atPath: d.pinRoot + "/links"), "the daemon's links are pinned while it runs")
+            d.stop(signal: SIGTERM)
+            let left = (try? FileManager.default.contentsOfDirectory(atPath: d.pinRoot)) ?? []
+            #expect(!FileManager.default.fileExists(atPath: d.pinRoot), "pins left after detach --all and a stop: \(left)")
+            #expect(d.events().contains { $0.type == .daemon && $0.message?.hasPrefix("no cgroup is guarded: removed the pins") == true })
+        }
+    }
+
     @Test func verdictsMadeWhileNoDaemonRanAreNamedByTheRestartedOne() throws {
         // The kernel refuses (EPERM) while the daemon is down and queues the event with the slot
         // it judged by; the next daemon must know that slot's policy from the pins.
