@@ -143,7 +143,9 @@ int BPF_PROG(bg_socket_post_create, struct socket *sock, int family, int type, i
 }
 
 /* No guarded process may listen where redirected connects go: it would receive them while its
- * peers' tools still saw their original destination. The proxy itself is exempt by process id. */
+ * peers' tools still saw their original destination. The proxy itself is exempt by process id and
+ * its mark together: a guarded process could inherit a killed daemon's pid, and setting the mark
+ * needs CAP_NET_ADMIN. */
 static __always_inline int bind_allowed(struct bpf_sock_addr *ctx)
 {
     struct bg_config *cfg = config_get();
@@ -152,7 +154,8 @@ static __always_inline int bind_allowed(struct bpf_sock_addr *ctx)
     __u16 port = bpf_ntohs(ctx->user_port);
     if (port == 0 || (port != cfg->proxy_port && port != cfg->reserved_port))
         return 1;
-    if (cfg->proxy_tgid != 0 && cfg->proxy_tgid == bpf_get_current_pid_tgid() >> 32)
+    if (cfg->proxy_tgid != 0 && cfg->proxy_tgid == bpf_get_current_pid_tgid() >> 32 &&
+        ctx->sk->mark == cfg->proxy_mark)
         return 1;
     count(BG_STAT_SOCKETS_REFUSED);
     return 0;
