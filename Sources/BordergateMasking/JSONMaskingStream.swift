@@ -88,7 +88,7 @@ public struct JSONMaskingStream: Sendable {
                 if afterColon && !isSpaceByte(c) {
                     afterColon = false
                     if let name = keyDone, engine.isMaskedField(name),
-                       c == UInt8(ascii: "\"") || c == UInt8(ascii: "-") || isDigitByte(c) || c == UInt8(ascii: "t") || c == UInt8(ascii: "f") {
+                       c == UInt8(ascii: "\"") || c == UInt8(ascii: "-") || isDigit(c) || c == UInt8(ascii: "t") || c == UInt8(ascii: "f") {
                         let quoted = c == UInt8(ascii: "\"")
                         let end = quoted ? i + 1 : i
                         out.append(contentsOf: inner.feed(bytes[segment..<end]))
@@ -149,8 +149,6 @@ public struct JSONMaskingStream: Sendable {
         return out
     }
 }
-
-@inline(__always) func isDigitByte(_ c: UInt8) -> Bool { c &- 48 < 10 }
 
 /// The replacement of one field value, written as the value streams by.
 struct FieldValueMasker: Sendable {

@@ -175,7 +175,7 @@ public struct MaskingEngine: Sendable {
             switch normalize {
             case .raw: input.append(contentsOf: value)
             case .lower: input.append(contentsOf: value.lazy.map(asciiLower))
-            case .alnumUpper: input.append(contentsOf: value.lazy.filter(isAlnumByte).map { $0 &- 97 < 26 ? $0 - 32 : $0 })
+            case .alnumUpper: input.append(contentsOf: value.lazy.filter(isAlnum).map { $0 &- 97 < 26 ? $0 - 32 : $0 })
             }
             out.append(UInt8(ascii: "["))
             out.append(contentsOf: label.utf8)
@@ -188,8 +188,6 @@ public struct MaskingEngine: Sendable {
         }
     }
 }
-
-@inline(__always) func isAlnumByte(_ c: UInt8) -> Bool { c &- 48 < 10 || (c | 0x20) &- 97 < 26 }
 
 /// The `partial` strategy: the last 4 characters kept, every other one `*`, line breaks kept.
 /// A value of 4 characters or fewer is all `*`.
