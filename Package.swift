@@ -61,11 +61,13 @@ let package = Package(
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
+        // Sessions of proxied connections: the seam handlers record through, and the store.
+        .target(name: "BordergateRecording", dependencies: ["BordergateAudit"], swiftSettings: swiftSettings),
         // The protocol handlers the proxy runs on inspected connections (HTTP, TLS, PostgreSQL,
         // recording); NIOHTTP1 and NIOSSL belong here, never in BordergateProxy.
         .target(
             name: "BordergateInspection",
-            dependencies: ["BordergateProxy", "BordergateAudit",
+            dependencies: ["BordergateProxy", "BordergateAudit", "BordergateRecording",
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings

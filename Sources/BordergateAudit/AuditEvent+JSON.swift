@@ -63,6 +63,23 @@ extension AuditEvent {
         w.field("end", end?.rawValue)
         w.field("error", error)
         w.field("message", message)
+        if let s = session {
+            w.key("session")
+            w.open()
+            w.field("id", s.id)
+            w.field("entries", s.entries)
+            w.field("bytes", s.bytes)
+            w.field("sha256", s.sha256)
+            w.close()
+        }
+        if let m = masked {
+            w.key("masked")
+            w.open()
+            // Sorted: the same counts are the same bytes (the chain hashes them).
+            for (k, v) in m.sorted(by: { $0.key < $1.key }) { w.field(dynamic: k, v) }
+            w.close()
+        }
+        w.field("request", request)
         w.close()
         out = w.bytes
     }
@@ -94,6 +111,18 @@ struct JSONWriter {
         k.withUTF8Buffer { bytes.append(contentsOf: $0) }
         bytes.append(UInt8(ascii: "\""))
         bytes.append(UInt8(ascii: ":"))
+    }
+
+    /// A key that is data (a detector's name), quoted as any string.
+    mutating func key(dynamic k: String) {
+        if fresh & 1 == 1 { fresh &= ~1 } else { bytes.append(UInt8(ascii: ",")) }
+        Self.appendQuoted(k, to: &bytes)
+        bytes.append(UInt8(ascii: ":"))
+    }
+
+    mutating func field(dynamic k: String, _ v: Int) {
+        key(dynamic: k)
+        Self.appendInteger(Int64(v), to: &bytes)
     }
 
     mutating func list(_ items: [String]) {

@@ -5,6 +5,8 @@ import Foundation
 public struct AuditEvent: Codable, Sendable, Equatable {
     public enum Kind: String, Codable, Sendable, CaseIterable {
         case connect, close, policy, session, mask, daemon
+        /// A statement held or refused by a guardrail, and its approval or denial (PostgreSQL).
+        case guardrail
         /// A signed checkpoint of the log's chain (Evidence/Checkpoint.swift); readers of events skip it.
         case checkpoint
     }
@@ -60,6 +62,22 @@ public struct AuditEvent: Codable, Sendable, Equatable {
         }
     }
 
+    /// What a `session` event says of the recording that closed: its id (the connection's), how
+    /// many exchanges or statements it holds, how many bytes were stored, and the SHA-256 of them.
+    public struct Session: Codable, Sendable, Equatable {
+        public var id: String
+        public var entries: Int
+        public var bytes: UInt64
+        public var sha256: String
+
+        public init(id: String, entries: Int, bytes: UInt64, sha256: String) {
+            self.id = id
+            self.entries = entries
+            self.bytes = bytes
+            self.sha256 = sha256
+        }
+    }
+
     public var time: Date
     public var id: String
     public var type: Kind
@@ -82,6 +100,13 @@ public struct AuditEvent: Codable, Sendable, Equatable {
     public var error: String?
     /// Free-form detail for non-connection events (daemon start, attach, ...).
     public var message: String?
+    /// `session` events: the recording that closed.
+    public var session: Session?
+    /// `mask` events: how many values were masked, by detector (`email`) or field rule
+    /// (`field:password`, `header:set-cookie`); never a value.
+    public var masked: [String: Int]?
+    /// `guardrail` events: the id `bordergate approve` and `deny` take.
+    public var request: String?
     /// Where the event is in its host's log, gap-free, and the log's hash chain after it: written
     /// by the log (Evidence/Chain.swift), last in the line; nil on events not read from a log.
     public var seq: UInt64?

@@ -12,7 +12,7 @@ import BordergateProxy
 /// - `TLS/`: terminating the tool's TLS and originating TLS upstream (NIOSSL), then handing the
 ///   plaintext to the handler of the protocol inside.
 /// - `PostgreSQL/`: the frontend/backend protocol after the startup message.
-/// - `Recording/`: evidence of a conversation, for plans that ask for it.
+/// Recording goes through `BordergateRecording`'s `SessionRecorder`, after masking.
 ///
 /// The composition root (`BordergateService`) passes ``handlers()`` to `TransparentProxy`.
 public enum Inspection {

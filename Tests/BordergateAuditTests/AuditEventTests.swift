@@ -37,6 +37,26 @@ import Testing
         #expect(line.contains(#""duration_ms":12.5"#))
     }
 
+    @Test func sessionMaskAndGuardrailFieldsAreWrittenAndRead() throws {
+        var e = AuditEvent(type: .mask, connection: "c-1")
+        e.masked = ["field:password": 1, "email": 3, "credit-card": 2]
+        var line = String(decoding: e.jsonLine(), as: UTF8.self)
+        #expect(line.contains(#""masked":{"credit-card":2,"email":3,"field:password":1}"#), "counts sorted by name")
+        #expect(try AuditEvent.makeDecoder().decode(AuditEvent.self, from: Data(line.utf8)).masked == e.masked)
+
+        e = AuditEvent(type: .session, connection: "c-1")
+        e.session = .init(id: "c-1", entries: 2, bytes: 512, sha256: String(repeating: "ab", count: 32))
+        line = String(decoding: e.jsonLine(), as: UTF8.self)
+        #expect(line.contains(#""session":{"id":"c-1","entries":2,"bytes":512,"sha256":"abab"#))
+        #expect(try AuditEvent.makeDecoder().decode(AuditEvent.self, from: Data(line.utf8)).session == e.session)
+
+        e = AuditEvent(type: .guardrail, verdict: .deny)
+        e.request = "r-7"
+        line = String(decoding: e.jsonLine(), as: UTF8.self)
+        let back = try AuditEvent.makeDecoder().decode(AuditEvent.self, from: Data(line.utf8))
+        #expect(back.type == .guardrail && back.request == "r-7")
+    }
+
     @Test func timesHaveMicroseconds() {
         #expect(AuditTime.format(Date(timeIntervalSince1970: 0.5)) == "1970-01-01T00:00:00.500000Z")
         let d = AuditTime.parse("2026-11-21T19:06:21.123456Z")!
