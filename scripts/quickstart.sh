@@ -49,8 +49,10 @@ else
   run "$bin" regions lookup 198.51.100.10 198.51.100.200
 fi
 echo
-echo "\$ bordergate exec -- bash -c 'curl http://198.51.100.10/; curl http://[2001:db8:8000::10]/; curl -H \"Host: blocked.example\" http://198.51.100.10/'"
-"$bin" exec -- bash -c 'curl -sS http://198.51.100.10/; curl -sS -g http://[2001:db8:8000::10]/; curl -sS -H "Host: blocked.example" http://198.51.100.10/' || true
+# The command runs as the user who ran sudo (exec's default), or as nobody when root ran this directly.
+exec_user=${SUDO_USER:-nobody}
+echo "\$ bordergate exec --user $exec_user -- bash -c 'curl http://198.51.100.10/; curl http://[2001:db8:8000::10]/; curl -H \"Host: blocked.example\" http://198.51.100.10/'"
+"$bin" exec --user "$exec_user" -- bash -c 'curl -sS http://198.51.100.10/; curl -sS -g http://[2001:db8:8000::10]/; curl -sS -H "Host: blocked.example" http://198.51.100.10/' || true
 run "$bin" events
 echo
 echo "\$ bordergate events -o json --verdict deny | sed -n 1p"

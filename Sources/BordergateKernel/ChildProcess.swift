@@ -25,11 +25,39 @@ public enum ChildProcess {
         return getrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim) == 0 ? UInt(lim.rlim_cur) : 0
     }()
 
+    /// Who a spawned command runs as and what it may not do (see `bg_spawn_options`).
+    public struct Privileges: Sendable, Equatable {
+        public struct Identity: Sendable, Equatable {
+            public var uid: uid_t
+            public var gid: gid_t
+            public var groups: [gid_t]
+            public init(uid: uid_t, gid: gid_t, groups: [gid_t]) {
+                self.uid = uid
+                self.gid = gid
+                self.groups = groups
+            }
+        }
+        /// nil: the caller's own.
+        public var identity: Identity?
+        public var noNewPrivileges: Bool
+        /// Bordergate's seccomp filter: no pidfd_getfd, ptrace attach, process_vm_writev, or
+        /// packet/XDP/vsock sockets.
+        public var seccomp: Bool
+        public init(identity: Identity? = nil, noNewPrivileges: Bool = false, seccomp: Bool = false) {
+            self.identity = identity
+            self.noNewPrivileges = noNewPrivileges
+            self.seccomp = seccomp
+        }
+        /// As the caller, restricted by nothing.
+        public static let unchanged = Privileges()
+    }
+
     /// Spawns `arguments` (argv[0] is the command) in the cgroup at `cgroupDirectory`.
     public static func spawn(arguments: [String], inCgroup cgroupDirectory: String,
-                             environment: [String: String] = ProcessInfo.processInfo.environment) throws -> pid_t {
+                             environment: [String: String] = ProcessInfo.processInfo.environment,
+                             privileges: Privileges = .unchanged) throws -> pid_t {
         guard let first = arguments.first else { throw KernelError("no command given") }
-        guard let path = resolve(first) else {
+        guard let path = resolve(first, path: environment["PATH"]) else {
             throw KernelError("\(first): command not found (searched PATH)")
         }
         let cgfd = open(cgroupDirectory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
@@ -42,13 +70,31 @@ public enum ChildProcess {
             argv.forEach { free($0) }
             envp.forEach { free($0) }
         }
+        let groups = privileges.identity?.groups ?? []
+        var failedStep: UnsafePointer<CChar>?
         let pid = argv.withUnsafeBufferPointer { a in
             envp.withUnsafeBufferPointer { e in
-                bg_spawn_in_cgroup(cgfd, path, a.baseAddress, e.baseAddress, originalOpenFileLimit)
+                groups.withUnsafeBufferPointer { g in
+                    var options = bg_spawn_options()
+                    options.nofile_soft = originalOpenFileLimit
+                    if let id = privileges.identity {
+                        options.change_identity = 1
+                        options.uid = id.uid
+                        options.gid = id.gid
+                        options.groups = g.baseAddress
+                        options.ngroups = Int32(g.count)
+                    }
+                    options.no_new_privs = privileges.noNewPrivileges ? 1 : 0
+                    options.seccomp = privileges.seccomp ? 1 : 0
+                    return bg_spawn_in_cgroup(cgfd, path, a.baseAddress, e.baseAddress, &options, &failedStep)
+                }
             }
         }
         guard pid > 0 else {
-            throw KernelError.system("starting \(path)", errno: errno)
+            let code = errno
+            let step = failedStep.map { String(cString: $0) } ?? "exec"
+            if step == "exec" { throw KernelError.system("starting \(path)", errno: code) }
+            throw KernelError.system("starting \(path): \(step) in the child failed", errno: code)
         }
         return pid
     }

@@ -12,10 +12,16 @@ public enum ExecRunner {
         public var quiet: Bool
         /// The policy for the command's cgroup; the config's default when nil.
         public var policy: String?
-        public init(arguments: [String], quiet: Bool, policy: String? = nil) {
+        /// `--user USER[:GROUP]`; nil: the user who ran sudo, or the caller.
+        public var user: String?
+        /// Leave no_new_privs off so setuid binaries work (and can raise privileges).
+        public var allowSetuid: Bool
+        public init(arguments: [String], quiet: Bool, policy: String? = nil, user: String? = nil, allowSetuid: Bool = false) {
             self.arguments = arguments
             self.quiet = quiet
             self.policy = policy
+            self.user = user
+            self.allowSetuid = allowSetuid
         }
     }
 
@@ -50,6 +56,9 @@ public enum ExecRunner {
     /// before this returns, so the caller may pass the ending on with ``Outcome/passOn()``.
     public static func run(_ options: Options, settings: Settings, logger: Logger) async throws -> Outcome {
         _ = ChildProcess.originalOpenFileLimit // remembered before the proxy raises it
+        let environment = ProcessInfo.processInfo.environment
+        let privileges = try ExecPrivileges.resolve(user: options.user, allowSetuid: options.allowSetuid,
+                                                    environment: environment, euid: geteuid())
         let cgroups = try Preflight.check(for: "bordergate exec")
         let client = ControlClient(path: settings.controlSocket)
         let viaDaemon = client.isDaemonRunning
@@ -59,12 +68,17 @@ public enum ExecRunner {
         defer { cgroups.remove(dir) }
         let started = Date()
         let command = (options.arguments.first as NSString?)?.lastPathComponent ?? "command"
+        if privileges.runsAsRoot && options.user == nil && !options.quiet {
+            FileHandle.standardError.write(Data("bordergate: \(command) runs as root, which can leave its cgroup and the guard; give --user USER (under sudo, exec runs it as the user who ran sudo)\n".utf8))
+        }
+        let spawn = { try await spawnAndWait(options.arguments, in: dir, environment: privileges.environment(from: environment),
+                                             privileges: privileges.spawn) }
 
         if viaDaemon {
             let r = try client.call(ControlRequest(command: .attach, cgroup: cgroupName, policy: options.policy))
             guard r.ok else { throw ServiceError(r.error ?? "the daemon refused to guard \(cgroupName)") }
             defer { _ = try? client.call(ControlRequest(command: .detach, cgroup: cgroupName)) }
-            let status = try await spawnAndWait(options.arguments, in: dir)
+            let status = try await spawn()
             stopLeftovers(in: dir, cgroups: cgroups, command: command, quiet: options.quiet)
             if !options.quiet {
                 let events = collectFromDaemon(client, cgroup: cgroupName, since: started)
@@ -88,7 +102,7 @@ public enum ExecRunner {
         do {
             try await interceptor.start()
             _ = try interceptor.attach(cgroup: cgroupName, policy: options.policy)
-            status = try await spawnAndWait(options.arguments, in: dir)
+            status = try await spawn()
             stopLeftovers(in: dir, cgroups: cgroups, command: command, quiet: options.quiet)
             // Let the proxy see the tool's sockets close, so every connection has its close event.
             for _ in 0..<100 where interceptor.proxy.counters.values.active > 0 {
@@ -142,12 +156,13 @@ public enum ExecRunner {
     }
 
     /// Starts the command in the cgroup, forwards termination signals to it, and waits.
-    static func spawnAndWait(_ arguments: [String], in dir: String) async throws -> Int32 {
+    static func spawnAndWait(_ arguments: [String], in dir: String, environment: [String: String],
+                             privileges: ChildProcess.Privileges) async throws -> Int32 {
         // While the child runs, signals meant for it (a terminal's ^C reaches both) must not kill us
         // before we can report; the ones only we receive are passed on.
         let forwarded = [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2]
         forwarded.forEach { signal($0, SIG_IGN) }
-        let pid = try ChildProcess.spawn(arguments: arguments, inCgroup: dir)
+        let pid = try ChildProcess.spawn(arguments: arguments, inCgroup: dir, environment: environment, privileges: privileges)
         let sources = forwarded.map { sig -> DispatchSourceSignal in
             let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             s.setEventHandler { kill(pid, sig) }

@@ -85,8 +85,11 @@ enum Harness {
         posix_spawnattr_setsigmask(&attr, &none)
         posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
         // The caller's own Bordergate settings must not reach the tests' daemons and CLIs, and
-        // messages the tests match must not be translated.
-        var env = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("BORDERGATE_") && !$0.key.hasPrefix("LC_") }
+        // messages the tests match must not be translated. Nor sudo's: `exec` under sudo runs
+        // its command as the invoking user, and tests that want that say so.
+        var env = ProcessInfo.processInfo.environment.filter {
+            !$0.key.hasPrefix("BORDERGATE_") && !$0.key.hasPrefix("LC_") && !$0.key.hasPrefix("SUDO_")
+        }
         env["LC_ALL"] = "C.UTF-8"
         env.merge(environment) { $1 }
         let argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]

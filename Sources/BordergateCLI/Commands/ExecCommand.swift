@@ -13,6 +13,11 @@ struct ExecCommand: AsyncParsableCommand {
 
               sudo bordergate exec -- curl -sS https://example.com/
               sudo bordergate exec --policy eu-only --quiet -- ./deploy.sh
+              sudo bordergate exec --user build -- make test
+
+            Under sudo the command runs as the user who ran sudo (their groups and HOME), with no \
+            capabilities and no_new_privs, under a seccomp filter that refuses pidfd_getfd, ptrace attach, \
+            process_vm_writev and packet/XDP/vsock sockets; --user root keeps root.
             """)
 
     @OptionGroup var common: CommonOptions
@@ -22,6 +27,13 @@ struct ExecCommand: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp("The policy for the command (default: the config's default policy).", valueName: "name"))
     var policy: String?
+
+    @Option(help: ArgumentHelp("Run the command as this user (and group), like sudo -u. Default: under sudo, the user who ran sudo; --user root keeps root, which can leave the guard.",
+                               valueName: "user[:group]"))
+    var user: String?
+
+    @Flag(help: "Let setuid programs (sudo, su) raise the command's privileges: no_new_privs stays off. A command that becomes root can leave the guard.")
+    var allowSetuid = false
 
     /// Everything after exec's own options, as given: with its leading `--` if there was one.
     @Argument(parsing: .captureForPassthrough, help: ArgumentHelp("The command and its arguments (put -- before them).", valueName: "command"))
@@ -42,7 +54,8 @@ struct ExecCommand: AsyncParsableCommand {
 
     func run() async throws {
         let outcome = try await reportingErrors {
-            try await ExecRunner.run(.init(arguments: command, quiet: quiet, policy: policy), settings: common.settings,
+            try await ExecRunner.run(.init(arguments: command, quiet: quiet, policy: policy, user: user, allowSetuid: allowSetuid),
+                                     settings: common.settings,
                                      logger: makeLogger(default: .warning))
         }
         outcome.passOn()

@@ -33,12 +33,35 @@ static inline uint64_t bg_epoll_data_at(const struct epoll_event *list, int i) {
 /// Reads a u64 that a BPF program updates atomically, through a shared mapping of its map.
 static inline uint64_t bg_load_acquire_u64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
 
+/// Who the spawned command runs as, and what it may not do. Applied in the child, in the cgroup
+/// from its start, before exec: no_new_privs, the seccomp filter, then supplementary groups, gid
+/// and uid (a non-root uid keeps no capability).
+struct bg_spawn_options {
+    /// The soft open-file limit the child gets, unless 0 (the caller may have raised its own).
+    unsigned long nofile_soft;
+    /// Switch to uid/gid/groups; 0 keeps the caller's identity.
+    int change_identity;
+    uid_t uid;
+    gid_t gid;
+    const gid_t *groups;
+    int ngroups;
+    /// Set PR_SET_NO_NEW_PRIVS: setuid and file-capability binaries cannot raise privileges.
+    int no_new_privs;
+    /// Install Bordergate's seccomp filter (bg_guard_seccomp): no pidfd_getfd, no ptrace attach,
+    /// no process_vm_writev, no packet/XDP/vsock sockets.
+    int seccomp;
+};
+
 /// Starts `path` with `argv` and `envp` as a child that is a member of the cgroup open at
 /// `cgroup_fd` from its first instruction (clone3 with CLONE_INTO_CGROUP), so nothing it runs can
-/// escape the guard. Returns the child's pid, or -1 with errno set; if the child could not exec,
-/// returns -1 with the exec's errno. `nofile_soft`, unless 0, is the soft open-file limit the child
-/// gets (the caller may have raised its own for the proxy).
+/// escape the guard. Returns the child's pid, or -1 with errno set; if the child could not exec
+/// (or drop its privileges), returns -1 with that errno and `*failed_step` (if not NULL) names the
+/// step that failed ("exec", "setgroups", "setgid", "setuid", "no_new_privs", "seccomp").
 pid_t bg_spawn_in_cgroup(int cgroup_fd, const char *path, char *const argv[], char *const envp[],
-                         unsigned long nofile_soft);
+                         const struct bg_spawn_options *options, const char **failed_step);
+
+/// Installs the seccomp filter described at bg_spawn_options.seccomp on the calling thread
+/// (no_new_privs or CAP_SYS_ADMIN needed). 0 on success, -1 with errno.
+int bg_guard_seccomp(void);
 
 #endif
