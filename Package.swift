@@ -27,6 +27,10 @@ let package = Package(
             pkgConfig: "libbpf",
             providers: [.apt(["libbpf-dev", "libelf-dev"])]
         ),
+        // zlib (Debian: zlib1g-dev), for gzip and deflate bodies the HTTP handler masks. Used
+        // directly rather than through compress-nio, whose streaming inflate cannot drain output
+        // zlib still holds once the input is used up.
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // The kernel/user contract: bpf/include/bordergate_abi.h, shared verbatim by the BPF programs
         // and by Swift. The .bpf.c files (and their helpers in bpf/lib) are compiled for the BPF target by the plugin, not here.
         .target(
@@ -51,7 +55,7 @@ let package = Package(
         ),
         .target(name: "BordergateAudit", dependencies: ["CBordergateSys", .product(name: "Crypto", package: "swift-crypto")],
                 swiftSettings: swiftSettings),
-        .target(name: "BordergatePolicy", dependencies: ["BordergateRegions", .product(name: "Yams", package: "Yams")],
+        .target(name: "BordergatePolicy", dependencies: ["BordergateRegions", "BordergateMasking", .product(name: "Yams", package: "Yams")],
                 swiftSettings: swiftSettings),
         .target(
             name: "BordergateProxy",
@@ -67,14 +71,16 @@ let package = Package(
         // recording); NIOHTTP1 and NIOSSL belong here, never in BordergateProxy.
         .target(
             name: "BordergateInspection",
-            dependencies: ["BordergateProxy", "BordergateAudit", "BordergateRecording",
+            dependencies: ["BordergateProxy", "BordergateAudit", "BordergateRecording", "BordergateMasking", "CZlib",
                            .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOHTTP1", package: "swift-nio"),
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "BordergateService",
-            dependencies: ["BordergateKernel", "BordergateAudit", "BordergateProxy", "BordergateInspection", "BordergatePolicy", "BordergateRegions", "CBordergateSys",
+            dependencies: ["BordergateKernel", "BordergateAudit", "BordergateProxy", "BordergateInspection", "BordergatePolicy", "BordergateRegions",
+                           "BordergateMasking", "BordergateRecording", "CBordergateSys",
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "Logging", package: "swift-log"),

@@ -68,6 +68,16 @@ public struct MaskingEngine: Sendable {
         return (out, counts)
     }
 
+    /// Masks a whole value whatever it holds (an HTTP header the policy names), counted under
+    /// ``MaskCounts/fields`` as `name`.
+    public func maskWhole(_ bytes: some Collection<UInt8>, countedAs name: String) -> (bytes: [UInt8], counts: MaskCounts) {
+        var counts = MaskCounts()
+        var out = [UInt8]()
+        writeReplacement(label: "REDACTED", normalize: .raw, value: bytes, into: &out)
+        counts.fields[name, default: 0] += 1
+        return (out, counts)
+    }
+
     public func mask(_ bytes: [UInt8], field: String? = nil) -> (bytes: [UInt8], counts: MaskCounts) {
         mask(bytes[...], field: field)
     }

@@ -1,3 +1,4 @@
+import BordergateMasking
 import BordergateRegions
 import Foundation
 import Yams
@@ -140,6 +141,8 @@ public enum ConfigParser {
             case is PolicyAction.Type: return "allow, deny"
             case is Policy.Mode.Type: return "enforce, audit"
             case is Policy.Inspect.Type: return "all, needed"
+            case is MaskStrategy.Type: return MaskStrategy.allCases.map(\.rawValue).joined(separator: ", ")
+            case is MaskPolicy.OnError.Type: return "block, pass"
             default: return "a known value"
             }
         }
@@ -182,8 +185,20 @@ public enum ConfigParser {
                     }
                 case "cgroups":
                     cgroupsNode = v
+                case "maskers":
+                    for (name, nk, pattern) in try mapping(v, "maskers") {
+                        guard BuiltinDetector(rawValue: name) == nil, name != "all" else {
+                            throw fail(nk, "masker '\(name)' has the name of a built-in detector; expected a name of its own")
+                        }
+                        let text = try string(pattern, "the pattern of masker \(name)")
+                        do {
+                            c.maskers[name] = try CustomDetector(name: name, pattern: text)
+                        } catch {
+                            throw fail(pattern, "masker \(name): '\(text)' is not a regular expression (\(error)); expected e.g. 'EMP-[0-9]{6}'")
+                        }
+                    }
                 default:
-                    throw fail(k, "unknown key '\(key)'; expected tables, regions, groups, default-policy, policies or cgroups")
+                    throw fail(k, "unknown key '\(key)'; expected tables, regions, groups, default-policy, policies, cgroups or maskers")
                 }
             }
             guard !c.policyOrder.isEmpty else {
@@ -209,6 +224,7 @@ public enum ConfigParser {
             let catalog = c.catalog()
             for name in c.policyOrder {
                 try checkNames(c.policies[name]!, catalog: catalog, root: root)
+                try checkMaskers(c.policies[name]!, maskers: c.maskers)
             }
             return c
         }
@@ -255,11 +271,56 @@ public enum ConfigParser {
                     }
                     let rules = try seq.map { try rule($0, in: "\(key) of policy \(name)") }
                     if key == "allow" { p.allow = rules } else { p.deny = rules }
+                case "mask": p.mask = try mask(v, policy: name)
+                case "record":
+                    guard let b = v.scalar.flatMap({ Bool.construct(from: $0) }) else {
+                        throw fail(v, "record is '\(v.scalar?.string ?? "not a scalar")'; expected true or false")
+                    }
+                    p.record = b
                 default:
-                    throw fail(k, "unknown key '\(key)' in policy \(name); expected mode, inspect, unknown, loopback, private, default, allow or deny")
+                    throw fail(k, "unknown key '\(key)' in policy \(name); expected mode, inspect, unknown, loopback, private, default, allow, deny, mask or record")
                 }
             }
             return p
+        }
+
+        func mask(_ n: Node, policy name: String) throws -> MaskPolicy {
+            var m = MaskPolicy()
+            m.origin = at(n)
+            if n.scalar?.string == "" || n.null != nil { return m }
+            for (key, k, v) in try mapping(n, "mask of policy \(name)") {
+                switch key {
+                case "detectors":
+                    if v.scalar?.string == "all" { break }
+                    var builtin = Set<BuiltinDetector>()
+                    var custom: [String] = []
+                    for d in try strings(v, "detectors") {
+                        if let b = BuiltinDetector(rawValue: d) { builtin.insert(b) } else { custom.append(d) }
+                    }
+                    m.detectors = builtin
+                    m.custom = custom
+                    m.allMaskers = false
+                    m.origin = at(v)
+                case "strategy": m.strategy = try choice(v, "strategy", MaskStrategy.self)
+                case "fields": m.fields = try strings(v, "fields")
+                case "headers": m.headers = try strings(v, "headers").map { $0.lowercased() }
+                case "on-error": m.onError = try choice(v, "on-error", MaskPolicy.OnError.self)
+                default:
+                    throw fail(k, "unknown key '\(key)' in mask of policy \(name); expected detectors, strategy, fields, headers or on-error")
+                }
+            }
+            return m
+        }
+
+        /// A detector a policy names must be built in or defined under `maskers:`: a typo would
+        /// silently mask nothing.
+        func checkMaskers(_ p: Policy, maskers: [String: CustomDetector]) throws {
+            guard let m = p.mask else { return }
+            for d in m.custom where maskers[d] == nil {
+                let parts = m.origin.split(separator: ":").suffix(2).compactMap { Int($0) }
+                throw ConfigError(path: path, location: parts.count == 2 ? .position(line: parts[0], column: parts[1]) : .none,
+                                  problem: "policy \(p.name) masks with '\(d)', which is neither a built-in detector (\(BuiltinDetector.allCases.map(\.rawValue).joined(separator: ", "))) nor defined under 'maskers:'")
+            }
         }
 
         func rule(_ n: Node, in what: String) throws -> Rule {

@@ -86,7 +86,7 @@ extension Policy {
             row.tcpAudited = audit
         case .decided(.allow, let rule):
             row.rule = rule
-            row.tcp = facts.special == .loopback ? .pass : (inspect == .all ? .redirect : .pass)
+            row.tcp = facts.special == .loopback ? .pass : (inspect == .all || needsContent ? .redirect : .pass)
             row.quiet = facts.special == .loopback
         case .undecided(let rule):
             row.rule = rule

@@ -1,3 +1,4 @@
+import BordergateMasking
 import BordergateRegions
 
 /// What a policy can do with a connection.
@@ -27,10 +28,17 @@ public struct Policy: Sendable {
     public var fallback: PolicyAction?
     public var deny: [Rule] = []
     public var allow: [Rule] = []
+    /// `mask:`: mask the content of its connections (nil: content is relayed as it is).
+    public var mask: MaskPolicy?
+    /// `record: true`: keep the content of its sessions (masked) as well as their metadata.
+    public var record = false
     /// Where it was defined ("file:line:column"), for messages.
     public var origin: String = ""
 
     public init(name: String) { self.name = name }
+
+    /// Its connections' content must be seen by the proxy: every TCP connection is relayed.
+    public var needsContent: Bool { mask != nil || record }
 
     public var effectiveDefault: PolicyAction { fallback ?? (allow.isEmpty ? .allow : .deny) }
 }
@@ -125,6 +133,8 @@ public struct BordergateConfig: Sendable {
     public var policies: [String: Policy] = [:]
     public var policyOrder: [String] = []
     public var defaultPolicy: String
+    /// `maskers:`: custom detectors by name (a regular expression each), for `mask.detectors`.
+    public var maskers: [String: CustomDetector] = [:]
     /// Cgroups the daemon guards when it starts, with their policy.
     public var cgroups: [(cgroup: String, policy: String)] = []
 
