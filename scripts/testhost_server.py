@@ -3,12 +3,21 @@
 
 - HTTP on port 80 (IPv4 and IPv6): GET / greets; GET /bytes/N sends N deterministic bytes;
   POST /sha256 answers with the SHA-256 of the request body; GET /peer shows the client address.
+  Personal data for the masking tests (the values are in PII below): GET /pii.json (JSON with
+  Content-Length), /pii.chunked (text, chunked, each value split across two chunks), /pii.gz
+  (gzip JSON), /pii.deflate, /pii.br (an encoding Bordergate cannot decode), /pii.untyped (no
+  Content-Type), /pii.cookie (a Set-Cookie header), /pii.lying (Content-Length larger than the
+  body, then close), /text/N (N bytes of text with a value every 4 KiB, chunked), and /upgrade
+  (101 Switching Protocols, then an echo of whatever arrives).
 - UDP echo on port 7.
 - "echo digest" on port 7: reads until the client half-closes, then answers with the SHA-256 and
   length of everything read, and closes. A relay that mishandles half-close fails it.
 """
+import gzip
 import hashlib
+import json
 import os
+import zlib
 import socket
 import socketserver
 import sys
@@ -24,6 +33,33 @@ def pattern(n):
     while n > 0:
         take = min(n, CHUNK)
         yield block[:take]
+        n -= take
+
+
+# Values the masking tests expect never to reach a tool, nor the state directory, unmasked.
+PII = {
+    "email": "ada.lovelace@example.org",
+    "card": "4111 1111 1111 1111",
+    "iban": "DE89 3704 0044 0532 0130 00",
+    "password": "correct horse battery staple",
+    "cookie": "session=s3cr3t-cookie-value-42",
+}
+
+
+def pii_json():
+    return json.dumps({"customers": [{"name": "Ada", "email": PII["email"], "card": PII["card"],
+                                      "iban": PII["iban"], "password": PII["password"], "order": "ORD-20261204-0001"}]},
+                      indent=1).encode() + b"\n"
+
+
+def text_body(n):
+    """n bytes of text lines, one e-mail address in every 4 KiB."""
+    line = b"lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor\n"
+    value = ("contact " + PII["email"] + "\n").encode()
+    block = (line * (4096 // len(line) + 1))[: 4096 - len(value)] + value
+    while n > 0:
+        take = min(n, len(block) * 16)
+        yield (block * 16)[:take]
         n -= take
 
 
@@ -53,8 +89,101 @@ class HTTP(BaseHTTPRequestHandler):
             self.end_headers()
             for chunk in pattern(n):
                 self.wfile.write(chunk)
+        elif self.path == "/pii.json":
+            self._send(pii_json(), ctype="application/json")
+        elif self.path == "/pii.gz":
+            self.send_response(200)
+            body = gzip.compress(pii_json())
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Encoding", "gzip")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        elif self.path == "/pii.deflate":
+            self.send_response(200)
+            body = zlib.compress(pii_json())
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Encoding", "deflate")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        elif self.path == "/pii.br":
+            self.send_response(200)
+            body = b"not really brotli: " + pii_json()
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Encoding", "br")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        elif self.path == "/pii.untyped":
+            body = ("mail " + PII["email"] + "\n").encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        elif self.path == "/pii.cookie":
+            self.send_response(200)
+            self.send_header("Set-Cookie", PII["cookie"])
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", "3")
+            self.end_headers()
+            self.wfile.write(b"ok\n")
+        elif self.path == "/pii.chunked":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            text = f"mail {PII['email']} card {PII['card']} iban {PII['iban']} end\n".encode()
+            # cut in the middle of every value, so no chunk holds a whole one
+            cuts = [text.index(PII[k].encode()) + len(PII[k]) // 2 for k in ("email", "card", "iban")]
+            pieces, start = [], 0
+            for c in cuts + [len(text)]:
+                pieces.append(text[start:c])
+                start = c
+            for p in pieces:
+                self.wfile.write(f"{len(p):x}\r\n".encode() + p + b"\r\n")
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+        elif self.path == "/pii.lying":
+            body = pii_json()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body) + 1000))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+            self.close_connection = True
+        elif self.path.startswith("/text/"):
+            n = int(self.path.split("/")[2])
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for piece in text_body(n):
+                self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+        elif self.path == "/upgrade":
+            self.send_response(101)
+            self.send_header("Upgrade", "echo")
+            self.send_header("Connection", "Upgrade")
+            self.end_headers()
+            self.wfile.flush()
+            while True:
+                data = self.connection.recv(CHUNK)
+                if not data:
+                    break
+                self.connection.sendall(data)
+            self.close_connection = True
         else:
             self._send(b"not found\n", 404)
+
+    def do_HEAD(self):
+        body = pii_json()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
 
     def do_POST(self):
         if self.path != "/sha256":

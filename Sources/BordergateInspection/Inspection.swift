@@ -1,4 +1,5 @@
 import BordergateProxy
+import BordergateRecording
 
 /// The protocol handlers the proxy runs on inspected connections, and their registration.
 ///
@@ -6,7 +7,7 @@ import BordergateProxy
 /// protocol beyond recognising it. What is done with a connection's content lives here, one
 /// folder per protocol, each a ``ProtocolHandler`` registered in ``handlers()``:
 ///
-/// - `Raw/`: the bytes relayed as they are (the only handler so far, for every protocol).
+/// - `Raw/`: the bytes relayed as they are (every protocol without a handler of its own).
 /// - `HTTP/`: HTTP/1.x request and response heads and bodies (masking, per-request verdicts);
 ///   NIOHTTP1 is imported here, never by the proxy.
 /// - `TLS/`: terminating the tool's TLS and originating TLS upstream (NIOSSL), then handing the
@@ -17,9 +18,11 @@ import BordergateProxy
 /// The composition root (`BordergateService`) passes ``handlers()`` to `TransparentProxy`.
 public enum Inspection {
     /// Every handler, by the protocol it speaks. A new protocol is one `register` line here.
-    public static func handlers() -> ProtocolHandlers {
+    public static func handlers(httpRules: @escaping HTTPInspector.Rules = { _ in nil },
+                                recorder: any SessionRecorder = DiscardingRecorder()) -> ProtocolHandlers {
         var handlers = ProtocolHandlers()
         handlers.registerFallback(RawRelay())
+        handlers.register(HTTPInspector(rules: httpRules, recorder: recorder), for: [.http])
         return handlers
     }
 }

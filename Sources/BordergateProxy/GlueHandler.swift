@@ -18,15 +18,19 @@ final class GlueHandler {
     private var closed = false
     private var partnerInactive = false
 
-    private init(session: RelaySession, side: Side) {
+    /// Off when a ``ByteAccounting`` in the pipeline already counts and reports closes.
+    private let counting: Bool
+
+    private init(session: RelaySession, side: Side, counting: Bool) {
         self.session = session
         self.side = side
+        self.counting = counting
     }
 
     /// A connected pair: `.0` goes on the tool's channel, `.1` on the upstream channel.
-    static func matchedPair(session: RelaySession) -> (GlueHandler, GlueHandler) {
-        let client = GlueHandler(session: session, side: .client)
-        let server = GlueHandler(session: session, side: .server)
+    static func matchedPair(session: RelaySession, counting: Bool = true) -> (GlueHandler, GlueHandler) {
+        let client = GlueHandler(session: session, side: .client, counting: counting)
+        let server = GlueHandler(session: session, side: .server, counting: counting)
         client.partner = server
         server.partner = client
         return (client, server)
@@ -93,7 +97,9 @@ extension GlueHandler: ChannelDuplexHandler {
             context.close(promise: nil)
             return
         }
-        if side == .client { session.countSent(buffer.readableBytes) } else { session.countReceived(buffer.readableBytes) }
+        if counting {
+            if side == .client { session.countSent(buffer.readableBytes) } else { session.countReceived(buffer.readableBytes) }
+        }
         partner?.partnerWrite(buffer)
     }
 
@@ -104,7 +110,7 @@ extension GlueHandler: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         if !closed {
             closed = true
-            session.sideClosed(side)
+            if counting { session.sideClosed(side) }
         }
         partner?.partnerGone()
     }

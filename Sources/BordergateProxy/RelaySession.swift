@@ -38,6 +38,10 @@ final class RelaySession: @unchecked Sendable {
         counters.add(\.bytesReceived, UInt64(n))
     }
 
+    var bytes: AuditEvent.Bytes {
+        state.withLockedValue { AuditEvent.Bytes(sent: $0.sent, received: $0.received) }
+    }
+
     /// Records the first failure: it names how the connection ended.
     func fail(end: ConnectionEnding, error: String) {
         state.withLockedValue {

@@ -181,10 +181,16 @@ public final class TransparentProxy: Sendable {
             verdict = v.verdict
         }
         let spoken = ProxyProtocol(outcome.sniffed)
-        guard let handler = handlers.handler(for: conn.inspection, speaking: spoken) else {
+        var chosen = handlers.handler(for: conn.inspection, speaking: spoken)
+        if chosen == nil, conn.inspection.uninspectable == .relay, let raw = handlers.handler(for: .none, speaking: spoken) {
+            // The policy lets what cannot be inspected through as it is; the event says so.
+            chosen = raw
+            decided.reason += "; \(spoken) content not inspected (no handler for it)"
+        }
+        guard let handler = chosen else {
             // Fail closed: relaying it uninspected would skip what its plan asks for.
             logger.error("proxy: no protocol handler can carry out the inspection a \(spoken) connection needs (\(conn.inspection)); refused")
-            decided.reason = "no protocol handler for this connection's inspection"
+            decided.reason = "policy \(decided.policy) inspects content, and \(spoken) connections cannot be inspected yet (on-error: block)"
             refuse(decided, sniffed: outcome.sniffed, channel: channel)
             return channel.eventLoop.makeSucceededFuture(.discard)
         }

@@ -4,6 +4,7 @@ import BordergateKernel
 import BordergatePolicy
 import BordergateInspection
 import BordergateProxy
+import BordergateRecording
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -21,6 +22,8 @@ public final class Interceptor: @unchecked Sendable {
     public let proxy: TransparentProxy
     public let residency: Residency
     public private(set) var proxyAddresses: [String] = []
+    /// Where the protocol handlers record sessions.
+    public let recorder: any SessionRecorder = DiscardingRecorder()
     public let startedAt = Date()
     let describer: ProcessDescriber
     private let group: MultiThreadedEventLoopGroup
@@ -48,9 +51,10 @@ public final class Interceptor: @unchecked Sendable {
         describer = ProcessDescriber(kernel: kernel, cgroups: cgroups)
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount))
         let resolver = KernelResolver(kernel: kernel, describer: describer, residency: residency)
+        let masking = MaskingRulesProvider(residency: residency, hashKey: try MaskingRulesProvider.hashKey(settings: settings))
         proxy = TransparentProxy(configuration: .init(port: settings.proxyPort, upstreamMark: KernelGuard.proxyMark),
-                                 group: group, resolver: resolver,
-                                 sink: hub, handlers: Inspection.handlers(), logger: logger)
+                                 group: group, resolver: resolver, sink: hub,
+                                 handlers: Inspection.handlers(httpRules: masking.rules(for:), recorder: recorder), logger: logger)
     }
 
     /// A proxied connection holds two descriptors; the default soft limit (often 1024) would cap
@@ -352,6 +356,7 @@ struct KernelResolver: ConnectionResolver {
             destination: upfront.destination, policy: upfront.policy, reason: upfront.reason,
             connectedAt: wallClock(monotonicNanos: orig.identity.monotonicNanos))
         conn.rule = upfront.rule
+        if let policy = residency.policy(slot: slot) { conn.inspection = policy.inspectionPlan }
         if orig.contested {
             conn.refusal = Interceptor.contestedReason
         } else if needsVerdict {

@@ -18,13 +18,20 @@ public struct InspectionPlan: Sendable, Equatable {
     public var record = false
     /// The protocol handler to run; nil: the one registered for what the sniffer recognises.
     public var `protocol`: ProxyProtocol?
+    /// What becomes of a connection whose protocol no registered handler can inspect this way
+    /// (TLS that is not intercepted, SSH): refused (fail closed, the default), or relayed as it is
+    /// with the `connect` event saying its content was not inspected.
+    public var uninspectable = Uninspectable.refuse
+
+    public enum Uninspectable: Sendable, Equatable { case refuse, relay }
 
     public init(interceptTLS: Bool = false, masking: MaskingRulesReference? = nil, record: Bool = false,
-                protocol: ProxyProtocol? = nil) {
+                protocol: ProxyProtocol? = nil, uninspectable: Uninspectable = .refuse) {
         self.interceptTLS = interceptTLS
         self.masking = masking
         self.record = record
         self.protocol = `protocol`
+        self.uninspectable = uninspectable
     }
 
     /// Relay the bytes as they are.

@@ -71,3 +71,58 @@ public struct InspectedConnection: Sendable {
         try client.pipeline.syncOperations.addHandler(clientSide)
     }
 }
+
+extension InspectedConnection {
+    /// Counts the bytes each side sends, at the socket edge of both pipelines, and reports each
+    /// side's close, for the `close` event: for a handler that does not use ``addRawRelay()``.
+    /// Add it before any codec, so it sees the bytes as they are on the wire.
+    public func addAccounting() throws {
+        try client.pipeline.syncOperations.addHandler(ByteAccounting(session: session, side: .client))
+        try upstream.pipeline.syncOperations.addHandler(ByteAccounting(session: session, side: .server))
+    }
+
+    /// After ``addAccounting()``: relays the bytes as they are from here on (an upgraded HTTP
+    /// connection), without counting them twice. Adds a handler to the end of each pipeline.
+    public func addUncountedRawRelay() throws {
+        let (clientSide, upstreamSide) = GlueHandler.matchedPair(session: session, counting: false)
+        try upstream.pipeline.syncOperations.addHandler(upstreamSide)
+        try client.pipeline.syncOperations.addHandler(clientSide)
+    }
+
+    /// Sends an event of this connection (a refused request, what was masked).
+    public func publish(_ event: AuditEvent) { session.sink.publish(event) }
+
+    /// Names how the connection ended, for its `close` event; the first call wins.
+    public func fail(end: ConnectionEnding, error: String) { session.fail(end: end, error: error) }
+
+    /// What went each way so far.
+    public var bytes: AuditEvent.Bytes { session.bytes }
+}
+
+/// Counts what one side sends and reports when it closes; passes everything on unchanged.
+final class ByteAccounting: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    private let session: RelaySession
+    private let side: Side
+    private var closed = false
+
+    init(session: RelaySession, side: Side) {
+        self.session = session
+        self.side = side
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let n = unwrapInboundIn(data).readableBytes
+        if side == .client { session.countSent(n) } else { session.countReceived(n) }
+        context.fireChannelRead(data)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if !closed {
+            closed = true
+            session.sideClosed(side)
+        }
+        context.fireChannelInactive()
+    }
+}

@@ -1,0 +1,63 @@
+import BordergateInspection
+import BordergateMasking
+import BordergatePolicy
+import BordergateProxy
+import Foundation
+
+extension Policy {
+    /// What the proxy does with its connections' content: nothing (relayed as they are), or mask
+    /// and record them. What cannot be inspected (TLS not intercepted, SSH) is refused when the
+    /// policy masks with `on-error: block`, else relayed as it is with the event saying so.
+    var inspectionPlan: InspectionPlan {
+        guard needsContent else { return .none }
+        let relayUninspectable = mask == nil || mask?.onError == .pass
+        return InspectionPlan(masking: mask == nil ? nil : MaskingRulesReference(name), record: record,
+                              uninspectable: relayUninspectable ? .relay : .refuse)
+    }
+}
+
+/// The masking rules of a policy, as the HTTP handler asks for them by the plan's reference (the
+/// policy's name): built from the configuration in force, so a reload's rules apply to the next
+/// connection, with the hash strategy's key from the state directory.
+struct MaskingRulesProvider: Sendable {
+    let residency: Residency
+    let hashKey: [UInt8]
+
+    func rules(for reference: MaskingRulesReference) -> HTTPMaskRules? {
+        let config = residency.config.config
+        guard let policy = config.policies[reference.name], let mask = policy.mask else { return nil }
+        let engine = MaskingEngine(mask.configuration(maskers: config.maskers, hashKey: hashKey))
+        return HTTPMaskRules(engine: engine, headers: Set(mask.headers), blockOnError: mask.onError == .block)
+    }
+
+    /// The `hash` strategy's key, made on first use (32 random bytes, 0600): the same value masks
+    /// to the same token across sessions and restarts, and nobody without the key can test a guess.
+    static func hashKey(settings: Settings) throws -> [UInt8] {
+        let dir = settings.stateDirectory + "/masking"
+        let path = dir + "/hash.key"
+        if let data = FileManager.default.contents(atPath: path) {
+            guard data.count == 32 else {
+                throw ServiceError("the masking key \(path) holds \(data.count) bytes, not 32; move it away to make a new one (masked tokens then change)")
+            }
+            return [UInt8](data)
+        }
+        do {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            var generator = SystemRandomNumberGenerator()
+            let key = (0..<32).map { _ in UInt8.random(in: 0...255, using: &generator) }
+            let tmp = path + ".tmp.\(getpid())"
+            guard FileManager.default.createFile(atPath: tmp, contents: Data(key), attributes: [.posixPermissions: 0o600]) else {
+                throw ServiceError("cannot write \(tmp)")
+            }
+            // link, not rename: of two processes making the key at once, both keep the first one's
+            guard link(tmp, path) == 0 || errno == EEXIST else { throw ServiceError("cannot create \(path): \(String(cString: strerror(errno)))") }
+            unlink(tmp)
+            if let data = FileManager.default.contents(atPath: path), data.count == 32 { return [UInt8](data) }
+            return key
+        } catch let e as ServiceError {
+            throw ServiceError("cannot create the masking key: \(e.description); check that \(dir) is writable")
+        } catch {
+            throw ServiceError("cannot create the masking key \(path): \(error.localizedDescription); check that \(dir) is writable")
+        }
+    }
+}

@@ -1,0 +1,244 @@
+import BordergateAudit
+import Foundation
+import Testing
+
+/// What the test host serves on /pii.* (scripts/testhost_server.py, PII): none of it may reach a
+/// tool under a masking policy, nor the daemon's state directory.
+let servedPII = [
+    "ada.lovelace@example.org", "4111 1111 1111 1111", "DE89 3704 0044 0532 0130 00",
+    "correct horse battery staple", "s3cr3t-cookie-value-42",
+]
+
+let maskingConfig = """
+    maskers:
+      order-id: 'ORD-[0-9]{8}-[0-9]{4}'
+    policies:
+      default:
+        inspect: all
+        unknown: allow
+      masked:
+        inspect: all
+        unknown: allow
+        deny:
+          - host: blocked.example
+        mask:
+          detectors: all
+          fields: [password]
+          headers: [set-cookie]
+          on-error: block
+        record: true
+      masked-pass:
+        unknown: allow
+        mask:
+          detectors: [email, order-id]
+          on-error: pass
+    """
+
+extension EndToEnd {
+    static let masking = startShared("masking", port: 17_430, config: maskingConfig)
+
+    func withMasking(_ name: String, policy: String = "masked", _ body: (DaemonFixture, String) throws -> Void) throws {
+        try withGuardedCgroup(name, on: Self.masking, policy: policy, body)
+    }
+
+    func curl(_ cg: String, _ args: String) -> Harness.ShellResult {
+        Harness.sh(Harness.inCgroup(cg, "curl -sS --max-time 20 \(args)"))
+    }
+
+    func expectNoPII(_ text: String, _ what: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        for value in servedPII {
+            #expect(!text.contains(value), "\(what) holds '\(value)': \(text.prefix(400))", sourceLocation: sourceLocation)
+        }
+    }
+
+    @Test func aJSONResponseIsMaskedAndStaysJSON() throws {
+        try withMasking("mask-json") { d, cg in
+            let r = curl(cg, "http://\(Harness.host4)/pii.json")
+            #expect(r.status == 0, "curl: \(r.stderr)")
+            expectNoPII(r.stdout, "the body curl got")
+            let json = try #require(try? JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as? [String: Any], "not JSON: \(r.stdout)")
+            let customer = try #require((json["customers"] as? [[String: Any]])?.first)
+            #expect(customer["email"] as? String == "[EMAIL]")
+            #expect(customer["card"] as? String == "[CREDIT-CARD]")
+            #expect(customer["iban"] as? String == "[IBAN]")
+            #expect(customer["password"] as? String == "[REDACTED]")
+            #expect(customer["order"] as? String == "[ORDER-ID]")
+            #expect(customer["name"] as? String == "Ada")
+            let events = d.waitForEvents { all in all.contains { $0.type == .mask && $0.process?.cgroup == cg } }
+            let mask = try #require(events.first { $0.type == .mask && $0.process?.cgroup == cg })
+            #expect(mask.masked == ["email": 1, "credit-card": 1, "iban": 1, "order-id": 1, "field:password": 1])
+            #expect(mask.message == "GET /pii.json → 200")
+            #expect(mask.connection != nil)
+            #expect(mask.policy == "masked")
+        }
+    }
+
+    @Test func valuesSplitAcrossChunksAreFound() throws {
+        try withMasking("mask-chunked") { _, cg in
+            let r = curl(cg, "http://\(Harness.host4)/pii.chunked")
+            #expect(r.status == 0, "curl: \(r.stderr)")
+            #expect(r.stdout == "mail [EMAIL] card [CREDIT-CARD] iban [IBAN] end\n")
+        }
+    }
+
+    @Test func gzipAndDeflateBodiesAreDecodedMaskedAndSentAsIdentity() throws {
+        try withMasking("mask-gzip") { _, cg in
+            for path in ["pii.gz", "pii.deflate"] {
+                // curl asks for compression and would decode it; it gets identity, masked
+                let r = curl(cg, "--compressed -D /dev/stderr http://\(Harness.host4)/\(path)")
+                #expect(r.status == 0, "curl \(path): \(r.stderr)")
+                expectNoPII(r.stdout, "the body of \(path)")
+                #expect(r.stdout.contains("\"email\": \"[EMAIL]\""), "\(path): \(r.stdout)")
+                #expect(!r.stderr.lowercased().contains("content-encoding"), "\(path) headers: \(r.stderr)")
+                #expect(r.stderr.lowercased().contains("transfer-encoding: chunked"), "\(path) headers: \(r.stderr)")
+            }
+        }
+    }
+
+    @Test func binaryBodiesPassUntouchedAndTextWithoutATypeIsMasked() throws {
+        try withMasking("mask-binary") { _, cg in
+            let n = 1_000_000
+            let r = curl(cg, "http://\(Harness.host4)/bytes/\(n) | sha256sum")
+            let expected = Harness.sh("python3 -c 'import hashlib; b=bytes(range(256))*(\(n)//256+1); print(hashlib.sha256(b[:\(n)]).hexdigest())'")
+            #expect(r.stdout.split(separator: " ").first.map(String.init) == expected.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+            let untyped = curl(cg, "http://\(Harness.host4)/pii.untyped")
+            #expect(untyped.stdout == "mail [EMAIL]\n")
+        }
+    }
+
+    @Test func namedResponseHeadersAreMaskedOnTheWire() throws {
+        try withMasking("mask-header") { _, cg in
+            let r = curl(cg, "-D - -o /dev/null http://\(Harness.host4)/pii.cookie")
+            #expect(r.status == 0, "curl: \(r.stderr)")
+            expectNoPII(r.stdout, "the headers curl got")
+            #expect(r.stdout.lowercased().contains("set-cookie: [redacted]"), "headers: \(r.stdout)")
+        }
+    }
+
+    @Test func aLyingContentLengthCutsTheResponseOffAndSaysWhy() throws {
+        try withMasking("mask-lying") { d, cg in
+            let r = curl(cg, "http://\(Harness.host4)/pii.lying")
+            #expect(r.status != 0, "curl should see an incomplete response, got \(r.stdout)")
+            expectNoPII(r.stdout, "what curl got of the lying response")
+            let events = d.waitForEvents { all in all.contains { $0.type == .close && $0.process?.cgroup == cg } }
+            let close = try #require(events.first { $0.type == .close && $0.process?.cgroup == cg })
+            #expect(close.end == .proxyError)
+            #expect(close.error?.contains("the server broke HTTP in the response to GET /pii.lying") == true, "error: \(close.error ?? "none")")
+        }
+    }
+
+    @Test func anEncodingThatCannotBeDecodedIsBlockedOrPassedAsThePolicySays() throws {
+        try withMasking("mask-br") { d, cg in
+            let r = curl(cg, "-w '%{http_code}' http://\(Harness.host4)/pii.br")
+            #expect(r.stdout.hasSuffix("502"), "got \(r.stdout)")
+            #expect(r.stdout.contains("cannot mask a body in content-encoding br (on-error: block)"))
+            expectNoPII(r.stdout, "the 502")
+            _ = d
+        }
+        try withMasking("mask-br-pass", policy: "masked-pass") { _, cg in
+            let r = curl(cg, "http://\(Harness.host4)/pii.br")
+            #expect(r.stdout.contains("ada.lovelace@example.org"), "on-error: pass relays it as it is: \(r.stdout)")
+        }
+    }
+
+    @Test func everyRequestOnAKeptAliveConnectionIsDecided() throws {
+        try withMasking("mask-keepalive") { d, cg in
+            // Two requests on one connection, the second pipelined behind the first in one write.
+            let script = """
+                import socket
+                s = socket.create_connection(("\(Harness.host4)", 80), timeout=10)
+                s.sendall(b"GET /pii.json HTTP/1.1\\r\\nHost: \(Harness.host4)\\r\\n\\r\\n"
+                          b"GET / HTTP/1.1\\r\\nHost: blocked.example\\r\\n\\r\\n")
+                data = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                print(data.decode(errors="replace"))
+                """
+            let r = try Harness.python(script, inCgroup: cg)
+            expectNoPII(r.stdout, "the pipelined answers")
+            #expect(r.stdout.contains("HTTP/1.1 200"), "first: \(r.stdout)")
+            #expect(r.stdout.contains("[EMAIL]"))
+            #expect(r.stdout.contains("HTTP/1.1 403 Forbidden"), "second: \(r.stdout)")
+            #expect(r.stdout.contains("bordergate: host blocked.example"), "reason: \(r.stdout)")
+            let events = d.waitForEvents { all in all.connects().contains { $0.process?.cgroup == cg && $0.verdict == .deny } }
+            let deny = try #require(events.connects().first { $0.process?.cgroup == cg && $0.verdict == .deny })
+            #expect(deny.destination?.host == "blocked.example")
+            #expect(deny.protocol == .http)
+            // and urllib's keep-alive client: three requests on one connection, all masked
+            let keepAlive = """
+                import http.client
+                c = http.client.HTTPConnection("\(Harness.host4)", 80, timeout=10)
+                for path in ["/pii.json", "/pii.chunked", "/pii.gz"]:
+                    c.request("GET", path, headers={"Accept-Encoding": "gzip"})
+                    r = c.getresponse()
+                    print(r.status, r.read().decode(errors="replace"))
+                """
+            let k = try Harness.python(keepAlive, inCgroup: cg)
+            #expect(k.stdout.components(separatedBy: "200 ").count == 4, "three answers: \(k.stdout) \(k.stderr)")
+            expectNoPII(k.stdout, "the kept-alive answers")
+        }
+    }
+
+    @Test func headContinueAndUpgradesKeepHTTPWorking() throws {
+        try withMasking("mask-proto") { _, cg in
+            let head = curl(cg, "-I http://\(Harness.host4)/pii.json")
+            #expect(head.status == 0, "HEAD: \(head.stderr)")
+            #expect(head.stdout.lowercased().contains("content-length:"), "HEAD keeps its headers: \(head.stdout)")
+            // Expect: 100-continue with a body of 200 KB, hashed by the server
+            _ = Harness.sh("head -c 200000 /dev/urandom > /tmp/bge2e-continue.bin")
+            let post = curl(cg, "-H 'Expect: 100-continue' --data-binary @/tmp/bge2e-continue.bin http://\(Harness.host4)/sha256")
+            #expect(post.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == Harness.sha256("/tmp/bge2e-continue.bin"))
+            let upgrade = """
+                import socket
+                s = socket.create_connection(("\(Harness.host4)", 80), timeout=10)
+                s.sendall(b"GET /upgrade HTTP/1.1\\r\\nHost: x\\r\\nConnection: Upgrade\\r\\nUpgrade: echo\\r\\n\\r\\n")
+                head = b""
+                while b"\\r\\n\\r\\n" not in head:
+                    head += s.recv(1)
+                s.sendall(b"mail ada.lovelace@example.org")
+                print(head.split(b"\\r\\n")[0].decode(), s.recv(100).decode())
+                """
+            let u = try Harness.python(upgrade, inCgroup: cg)
+            #expect(u.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "HTTP/1.1 101 Switching Protocols mail ada.lovelace@example.org",
+                    "upgraded bytes are relayed as they are: \(u.stdout) \(u.stderr)")
+        }
+    }
+
+    @Test func aLargeTextBodyStreamsThroughTheMaskerInBoundedMemory() throws {
+        try withMasking("mask-large") { d, cg in
+            let n = 64 << 20
+            let pid = try #require(d.pid)
+            func kib(_ field: String) throws -> Int {
+                let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+                let line = try #require(status.split(separator: "\n").first { $0.hasPrefix(field + ":") })
+                return try #require(Int(line.split(separator: " ", omittingEmptySubsequences: true)[1]))
+            }
+            // Peak resident memory from here on (writing 5 to clear_refs resets VmHWM).
+            try "5".write(toFile: "/proc/\(pid)/clear_refs", atomically: false, encoding: .utf8)
+            let before = try kib("VmRSS")
+            let r = curl(cg, "http://\(Harness.host4)/text/\(n) | tee >(wc -c >&2) | grep -c '\\[EMAIL\\]'")
+            #expect(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == String(n / 4096), "masked values: \(r.stdout) \(r.stderr)")
+            #expect(r.stderr.trimmingCharacters(in: .whitespacesAndNewlines) == String(n - (n / 4096) * ("ada.lovelace@example.org".count - "[EMAIL]".count)),
+                    "bytes: \(r.stderr)")
+            // The daemon never held the body: its peak grew by far less than the body's size.
+            let peak = try kib("VmHWM")
+            #expect(peak - before < (n >> 10) / 4, "peak RSS grew by \(peak - before) KiB for a \(n >> 20) MiB body")
+        }
+    }
+
+    @Test func theStateDirectoryHoldsNoneOfTheServedValues() throws {
+        try withMasking("mask-state") { d, cg in
+            for path in ["pii.json", "pii.gz", "pii.chunked", "pii.cookie", "pii.untyped"] {
+                _ = curl(cg, "-o /dev/null http://\(Harness.host4)/\(path)")
+            }
+            _ = d.waitForEvents { all in all.filter { $0.type == .mask && $0.process?.cgroup == cg }.count >= 5 }
+            for value in servedPII {
+                let g = Harness.sh("grep -rlaF \(Harness.shellQuote(value)) \(Harness.shellQuote(d.stateDir)) || true")
+                #expect(g.stdout.isEmpty, "'\(value)' found in \(g.stdout)")
+            }
+        }
+    }
+}
