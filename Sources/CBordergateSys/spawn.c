@@ -95,11 +95,14 @@ static int drop_privileges(const struct bg_spawn_options *o)
     if (o->seccomp && bg_guard_seccomp() != 0)
         return 5;
     if (o->change_identity) {
-        if (setgroups((size_t)o->ngroups, o->groups) != 0)
+        // Raw system calls: glibc's wrappers broadcast the change to every thread it knows of
+        // (POSIX process-wide credentials), and in this child of a multithreaded parent those
+        // threads do not exist, so the wrapper would wait for them forever.
+        if (syscall(SYS_setgroups, (size_t)o->ngroups, o->groups) != 0)
             return 1;
-        if (setresgid(o->gid, o->gid, o->gid) != 0)
+        if (syscall(SYS_setresgid, o->gid, o->gid, o->gid) != 0)
             return 2;
-        if (setresuid(o->uid, o->uid, o->uid) != 0)
+        if (syscall(SYS_setresuid, o->uid, o->uid, o->uid) != 0)
             return 3;
         if (o->uid != 0) {
             // setresuid from root to another uid already emptied the permitted and effective sets;
