@@ -34,6 +34,13 @@ default_tables=/var/lib/bordergate/regions/default.bgrt
   echo "      - jurisdiction: EU"
   echo "    deny:"
   echo "      - host: blocked.example"
+  echo "  eu-masked:"
+  echo "    allow:"
+  echo "      - jurisdiction: EU"
+  echo "    mask:"
+  echo "      detectors: all"
+  echo "      fields: [password]"
+  echo "    record: true"
 } >"$BORDERGATE_STATE_DIR/config.yaml"
 export BORDERGATE_CONFIG="$BORDERGATE_STATE_DIR/config.yaml"
 
@@ -57,5 +64,11 @@ run "$bin" events
 echo
 echo "\$ bordergate events -o json --verdict deny | sed -n 1p"
 "$bin" events -o json --verdict deny | sed -n 1p  # reads everything: head could leave bordergate a SIGPIPE, failing the script under pipefail
+echo
+echo "Policy eu-masked also masks personal data in what the tools receive (the test host serves some):"
+echo "\$ bordergate exec --user $exec_user --policy eu-masked -- curl -s http://198.51.100.10/pii.json"
+"$bin" exec --quiet --user "$exec_user" --policy eu-masked -- curl -sS http://198.51.100.10/pii.json || true
+echo "\$ bordergate events -o json | grep '\"type\":\"mask\"'"
+"$bin" events -o json | grep '"type":"mask"' || true
 echo
 echo "Next: write /etc/bordergate/config.yaml, run 'sudo $bin daemon', then 'sudo $bin attach /your/ci/cgroup --policy NAME' and 'sudo $bin events -f'."

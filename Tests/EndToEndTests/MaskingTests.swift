@@ -201,9 +201,54 @@ extension EndToEnd {
                 s.sendall(b"mail ada.lovelace@example.org")
                 print(head.split(b"\\r\\n")[0].decode(), s.recv(100).decode())
                 """
-            let u = try Harness.python(upgrade, inCgroup: cg)
-            #expect(u.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "HTTP/1.1 101 Switching Protocols mail ada.lovelace@example.org",
-                    "upgraded bytes are relayed as they are: \(u.stdout) \(u.stderr)")
+            let u0 = try Harness.python(upgrade.replacingOccurrences(of: "s.sendall(b\"mail ada.lovelace@example.org\")", with: "pass"), inCgroup: cg)
+            // on-error: block offers no upgrade (its bytes could not be masked); a server that
+            // switches anyway gets the tool a 502
+            #expect(u0.stdout.hasPrefix("HTTP/1.1 502 Bad Gateway"), "got \(u0.stdout) \(u0.stderr)")
+            try withMasking("mask-upgrade-pass", policy: "masked-pass") { _, cgPass in
+                let u = try Harness.python(upgrade, inCgroup: cgPass)
+                #expect(u.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "HTTP/1.1 101 Switching Protocols mail ada.lovelace@example.org",
+                        "on-error: pass relays upgraded bytes as they are: \(u.stdout) \(u.stderr)")
+            }
+        }
+    }
+
+    @Test func requestsThatHideTheirHostAreRefused() throws {
+        try withMasking("mask-hosts") { d, cg in
+            func ask(_ request: String) throws -> String {
+                let script = """
+                    import socket
+                    s = socket.create_connection(("\(Harness.host4)", 80), timeout=10)
+                    s.sendall(\(request))
+                    data = b""
+                    while True:
+                        chunk = s.recv(65536)
+                        if not chunk:
+                            break
+                        data += chunk
+                    print(data.decode(errors="replace").split("\\r\\n")[0])
+                    """
+                return try Harness.python(script, inCgroup: cg).stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            // a URL in the query is not an absolute-form target: the Host header decides
+            let answer1 = try ask("b\"GET /go?u=http://\(Harness.host4)/ HTTP/1.1\\r\\nHost: blocked.example\\r\\n\\r\\n\"")
+            #expect(answer1 == "HTTP/1.1 403 Forbidden")
+            // absolute form: both the target's host and the Host header are decided
+            let answer2 = try ask("b\"GET http://\(Harness.host4)/ HTTP/1.1\\r\\nHost: blocked.example\\r\\n\\r\\n\"")
+            #expect(answer2 == "HTTP/1.1 403 Forbidden")
+            let answer3 = try ask("b\"GET / HTTP/1.1\\r\\nHost: \(Harness.host4)\\r\\nHost: blocked.example\\r\\n\\r\\n\"")
+            // two Host headers: refused by the first bytes' sniffer (a reset) or by the handler (400)
+            #expect(answer3.isEmpty || answer3 == "HTTP/1.1 400 Bad Request", "got \(answer3)")
+            let answer4 = try ask("b\"CONNECT blocked.example:443 HTTP/1.1\\r\\nHost: \(Harness.host4)\\r\\n\\r\\n\"")
+            #expect(answer4 == "HTTP/1.1 403 Forbidden")
+            let answer5 = try ask("b\"GET / HTTP/1.1\\r\\nHost: BLOCKED.example.:80\\r\\n\\r\\n\"")
+            #expect(answer5 == "HTTP/1.1 403 Forbidden")
+            // an ordinary request still works; the Range it asks for is dropped, the body masked whole
+            let ranged = curl(cg, "-H 'Range: bytes=0-20' http://\(Harness.host4)/pii.json")
+            #expect(ranged.stdout.contains("[EMAIL]") && ranged.stdout.contains("[IBAN]"), "got \(ranged.stdout)")
+            let events = d.waitForEvents { all in all.connects().filter { $0.process?.cgroup == cg && $0.verdict == .deny }.count >= 5 }
+            #expect(events.connects().filter { $0.process?.cgroup == cg && $0.verdict == .deny }.count >= 5)
+            for e in events where e.process?.cgroup == cg { #expect(!(e.message ?? "").contains("?u="), "events carry no query: \(e.message ?? "")") }
         }
     }
 

@@ -5,7 +5,7 @@ import NIOCore
 import NIOHTTP1
 
 /// What a response's headers say about masking its body.
-enum BodyKind: Equatable {
+enum BodyKind: Hashable {
     /// Text the detectors run over.
     case text
     /// JSON or NDJSON: field rules apply by key as well.
@@ -14,36 +14,48 @@ enum BodyKind: Equatable {
     case unknown
     /// Binary (images, archives, protobuf): relayed untouched; the exchange notes it.
     case binary(String)
+    /// Text the detectors cannot read as it is (UTF-16, UTF-32): `on-error` decides.
+    case unmaskable(String)
+
+    /// From every Content-Type header: several that disagree are decided from the bytes.
+    init(contentTypes: [String]) {
+        let kinds = Set(contentTypes.map { BodyKind(contentType: $0) })
+        self = kinds.count == 1 ? kinds.first! : .unknown
+    }
 
     init(contentType: String?) {
-        guard let raw = contentType?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased(),
-              !raw.isEmpty else {
+        guard let full = contentType?.lowercased(),
+              let raw = full.split(separator: ";").first?.trimmingCharacters(in: .whitespaces), !raw.isEmpty else {
             self = .unknown
             return
         }
         let parts = raw.split(separator: "/", maxSplits: 1).map(String.init)
         let type = parts[0], subtype = parts.count > 1 ? parts[1] : ""
-        if subtype == "json" || subtype.hasSuffix("+json") || ["x-ndjson", "ndjson", "jsonl", "x-jsonlines", "json-seq"].contains(subtype) {
+        let charset = full.split(separator: ";").dropFirst().map { $0.trimmingCharacters(in: .whitespaces) }
+            .first { $0.hasPrefix("charset=") }.map { $0.dropFirst(8).trimmingCharacters(in: CharacterSet(charactersIn: "\"' ")) }
+        if let charset, charset.hasPrefix("utf-16") || charset.hasPrefix("utf-32") || charset.hasPrefix("ucs") {
+            self = .unmaskable("charset \(charset)")
+        } else if subtype == "json" || subtype.hasSuffix("+json") || subtype.hasPrefix("x-amz-json")
+                    || ["x-json", "x-ndjson", "ndjson", "jsonl", "x-jsonlines", "json-seq"].contains(subtype) {
             self = .json
-        } else if type == "text" || subtype == "xml" || subtype.hasSuffix("+xml")
+        } else if type == "text" || type == "multipart" || type == "message" || subtype == "xml" || subtype.hasSuffix("+xml")
                     || ["x-www-form-urlencoded", "csv", "javascript", "x-javascript", "yaml", "x-yaml", "graphql", "sql", "x-sh"].contains(subtype) {
+            // multipart and message bodies are masked as text: a binary part may be altered, but
+            // a text part is never let through unmasked
             self = .text
         } else {
             self = .binary(raw)
         }
     }
 
-    /// Whether a body without a Content-Type is text, from its first bytes: UTF-8 without NUL
-    /// (a multi-byte character cut at the end of the sample is fine).
+    /// Whether a body without a Content-Type is text, from its first bytes: no NUL and few control
+    /// bytes. Any 8-bit text (UTF-8, Latin-1) counts: its ASCII values are what the detectors read,
+    /// and treating it as binary would let them through.
     static func looksLikeText(_ sample: ByteBuffer) -> Bool {
         let bytes = sample.readableBytesView.prefix(1024)
         if bytes.contains(0) { return false }
-        var end = bytes.endIndex
-        // Drop an incomplete UTF-8 sequence at the end of the sample (at most 3 bytes).
-        var back = 0
-        while back < 3, end > bytes.startIndex, bytes[end - 1] & 0xC0 == 0x80 { end -= 1; back += 1 }
-        if end > bytes.startIndex, bytes[end - 1] >= 0xC0 { end -= 1 }
-        return String(validating: bytes[bytes.startIndex..<end], as: UTF8.self) != nil
+        let control = bytes.lazy.filter { $0 < 0x20 && $0 != 9 && $0 != 10 && $0 != 13 && $0 != 12 }.count
+        return control * 10 <= bytes.count
     }
 }
 
@@ -61,7 +73,7 @@ enum BodyCoding: Equatable {
         case []: self = .identity
         case ["gzip"], ["x-gzip"]: self = .gzip
         case ["deflate"]: self = .deflate
-        default: self = .unsupported(codings.joined(separator: ", "))
+        default: self = .unsupported("content-encoding " + codings.joined(separator: ", "))
         }
     }
 }
@@ -70,51 +82,97 @@ enum BodyCoding: Equatable {
 /// each input: a small wrapper over zlib, which is the library here.
 final class Inflater {
     private var stream = z_stream()
+    private let gzip: Bool
     private var ended = false
+    private var started = false
+    private var produced = false
+    private var triedRaw = false
     private var output = [UInt8](repeating: 0, count: 64 * 1024)
+    /// Inflated bytes one piece of input may yield; past it the body is taken for a
+    /// decompression bomb (it would be held in memory at once).
+    static let expansionLimit = 32 << 20
 
     struct Failure: Error, CustomStringConvertible {
         let description: String
     }
 
     init(gzip: Bool) throws {
-        // 15: the largest window; +16: expect a gzip header and trailer.
-        guard bg_inflate_init2(&stream, gzip ? 15 + 16 : 15) == Z_OK else { throw Failure(description: "cannot start zlib") }
+        self.gzip = gzip
+        try start(windowBits: gzip ? 15 + 16 : 15) // 15: the largest window; +16: a gzip header and trailer
+    }
+
+    private func start(windowBits: Int32) throws {
+        guard bg_inflate_init2(&stream, windowBits) == Z_OK else { throw Failure(description: "cannot start zlib") }
     }
 
     deinit { inflateEnd(&stream) }
 
-    /// Inflates `input`, handing each piece of output to `emit`. Bytes after the end of the
-    /// compressed stream are ignored.
+    /// Inflates `input`, handing each piece of output to `emit`. A second gzip member after the
+    /// first is inflated too; other bytes after the end of the compressed stream are ignored.
     func inflate(_ input: ByteBufferView, emit: ([UInt8]) -> Void) throws {
-        guard !ended, !input.isEmpty else { return }
+        guard !input.isEmpty else { return }
         var rest = Array(input)
-        try rest.withUnsafeMutableBufferPointer { inp in
-            stream.next_in = inp.baseAddress
-            stream.avail_in = UInt32(inp.count)
-            defer { stream.next_in = nil; stream.avail_in = 0 }
-            repeat {
-                let (rc, produced) = output.withUnsafeMutableBufferPointer { out -> (Int32, Int) in
-                    stream.next_out = out.baseAddress
-                    stream.avail_out = UInt32(out.count)
-                    let rc = CZlib.inflate(&stream, Z_NO_FLUSH)
-                    return (rc, out.count - Int(stream.avail_out))
-                }
-                if produced > 0 { emit(Array(output[0..<produced])) }
-                switch rc {
-                case Z_OK: continue
-                case Z_STREAM_END: ended = true; return
-                case Z_BUF_ERROR: return // needs more input
-                default:
-                    let why = stream.msg.map { String(cString: $0) } ?? "error \(rc)"
-                    throw Failure(description: "the compressed body is corrupt (zlib: \(why))")
-                }
-            } while stream.avail_in > 0 || stream.avail_out == 0
+        var yielded = 0
+        var offset = 0
+        var restarted = false
+        while offset < rest.count {
+            restarted = false
+            if ended {
+                // another gzip member (1f 8b) continues the body; anything else is trailing garbage
+                guard gzip, rest.count - offset >= 2, rest[offset] == 0x1f, rest[offset + 1] == 0x8b else { return }
+                inflateReset(&stream)
+                ended = false
+            }
+            started = true
+            let consumed = try rest.withUnsafeMutableBufferPointer { inp -> Int in
+                stream.next_in = inp.baseAddress! + offset
+                stream.avail_in = UInt32(inp.count - offset)
+                defer { stream.next_in = nil; stream.avail_in = 0 }
+                repeat {
+                    let (rc, n) = output.withUnsafeMutableBufferPointer { out -> (Int32, Int) in
+                        stream.next_out = out.baseAddress
+                        stream.avail_out = UInt32(out.count)
+                        let rc = CZlib.inflate(&stream, Z_NO_FLUSH)
+                        return (rc, out.count - Int(stream.avail_out))
+                    }
+                    if n > 0 {
+                        produced = true
+                        yielded += n
+                        guard yielded <= Self.expansionLimit else {
+                            throw Failure(description: "the compressed body expands past \(Self.expansionLimit >> 20) MiB from \(input.count) bytes (a decompression bomb?)")
+                        }
+                        emit(Array(output[0..<n]))
+                    }
+                    switch rc {
+                    case Z_OK: continue
+                    case Z_STREAM_END:
+                        ended = true
+                        return inp.count - Int(stream.avail_in)
+                    case Z_BUF_ERROR:
+                        return inp.count - Int(stream.avail_in)
+                    case Z_DATA_ERROR where !gzip && !produced && !triedRaw:
+                        // "deflate" sent as a raw stream without the zlib header: start again raw
+                        inflateEnd(&stream)
+                        stream = z_stream()
+                        triedRaw = true
+                        restarted = true
+                        try start(windowBits: -15)
+                        return 0 // from the start of this input: nothing of it was inflated
+                    default:
+                        let why = stream.msg.map { String(cString: $0) } ?? "error \(rc)"
+                        throw Failure(description: "the compressed body is corrupt (zlib: \(why))")
+                    }
+                } while stream.avail_in > 0 || stream.avail_out == 0
+                return inp.count
+            }
+            if restarted { offset = 0; continue }
+            if consumed == offset, !ended { break } // zlib needs more input
+            offset = consumed
         }
     }
 
-    /// Whether the compressed stream was complete.
-    var isComplete: Bool { ended }
+    /// Whether the compressed stream was complete (or never began: an empty body).
+    var isComplete: Bool { ended || !started }
 }
 
 /// Masks one response body on its way to the tool: decodes gzip/deflate (the tool then gets it

@@ -61,11 +61,11 @@ public struct HTTPInspector: ProtocolHandler {
             }
             mask = found
         }
+        try connection.addAccounting()
         let conn = connection.connection
         let recording = recorder.open(SessionStart(
             id: conn.connectionID, startedAt: conn.connectedAt, process: conn.process, destination: conn.destination,
             policy: conn.policy, protocol: .http, content: connection.plan.record))
-        try connection.addAccounting()
         let relay = HTTPRelay(connection: connection, mask: mask, recording: recording,
                               recordContent: connection.plan.record, bodyCap: bodyCap, logger: logger)
         // The proxy frames nothing itself: what a response's headers say is what the tool gets,
@@ -75,14 +75,16 @@ public struct HTTPInspector: ProtocolHandler {
         // Built by hand rather than with configureHTTPServerPipeline, for a request decoder that
         // hands on what the tool sent after an upgrade request instead of dropping it.
         try connection.client.pipeline.syncOperations.addHandler(
-            ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes)))
+            // bounded: after an upgrade request the decoder holds what follows until it leaves
+            ByteToMessageHandler(HTTPRequestDecoder(leftOverBytesStrategy: .forwardBytes), maximumBufferSize: 1 << 20))
         try connection.client.pipeline.syncOperations.addHandler(HTTPResponseEncoder(configuration: encoder))
         try connection.client.pipeline.syncOperations.addHandler(relay.clientSide)
         var requestEncoder = HTTPRequestEncoder.Configuration()
         requestEncoder.automaticallySetFramingHeaders = false
         try connection.upstream.pipeline.syncOperations.addHandler(HTTPRequestEncoder(configuration: requestEncoder))
         try connection.upstream.pipeline.syncOperations.addHandler(
-            ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes, informationalResponseStrategy: .forward)))
+            ByteToMessageHandler(HTTPResponseDecoder(leftOverBytesStrategy: .forwardBytes, informationalResponseStrategy: .forward),
+                                 maximumBufferSize: 1 << 20))
         try connection.upstream.pipeline.syncOperations.addHandler(relay.upstreamSide)
         return Value(connection: connection, recording: recording)
     }

@@ -51,21 +51,83 @@ final class HTTPRelay: @unchecked Sendable {
 
     func requestHead(_ head: HTTPRequestHead) {
         guard refusal == nil, !finished else { return }
-        // Every request is decided, not only the first: a later one may name another host.
+        // A tunnel would carry anything past the masker and past per-request verdicts.
+        if head.method == .CONNECT {
+            refuse(head, reason: "CONNECT tunnels are not relayed by Bordergate's HTTP inspection")
+            return
+        }
+        let hosts: [String]
+        switch Self.hosts(of: head) {
+        case .failure(let bad):
+            refuse(head, reason: bad.why, status: .badRequest)
+            return
+        case .success(let h):
+            hosts = h
+        }
+        // Every request is decided, not only the first: a later one may name another host, and an
+        // absolute-form target is decided together with its Host header.
         if let decide = connection.connection.decide {
-            let verdict = decide(Self.host(of: head).map(HostObservation.name) ?? .none)
-            if !verdict.relay {
-                refuse(head, verdict: verdict)
-                return
+            for host in hosts.isEmpty ? [nil] : hosts.map(Optional.some) {
+                let verdict = decide(host.map(HostObservation.name) ?? .none)
+                if !verdict.relay {
+                    refuse(head, verdict: verdict)
+                    return
+                }
+                if verdict.verdict == .audit { publishVerdict(verdict, for: head) }
             }
         }
+        var head = head
         let exchange = Exchange(head: head, recordBody: recordContent, bodyCap: bodyCap)
+        exchange.recordedTarget = recordedTarget(head.uri, into: exchange)
         exchange.requestHeaders = recordedRequestHeaders(head.headers, into: exchange)
-        if recordContent, let mask { exchange.requestMasker = mask.engine.makeStream() }
+        if let mask {
+            if recordContent { exchange.requestMasker = mask.engine.makeStream() }
+            Self.prepareForMasking(&head, blockOnError: mask.blockOnError, exchange: exchange)
+        }
         pending.append(exchange)
         sending = exchange
         upstreamSide.write(.head(head))
     }
+
+    /// What a masked connection changes in a request so that the response can be masked: only
+    /// codings Bordergate decodes are offered, whole bodies are asked for (a range could cut a
+    /// value in two, or come as multipart/byteranges), and, under `on-error: block`, no protocol
+    /// switch is offered (the bytes after it could not be masked).
+    static func prepareForMasking(_ head: inout HTTPRequestHead, blockOnError: Bool, exchange: Exchange) {
+        if head.headers.contains(name: "accept-encoding") {
+            head.headers.replaceOrAdd(name: "accept-encoding", value: "gzip, deflate")
+        }
+        head.headers.remove(name: "te")
+        head.headers.remove(name: "range")
+        head.headers.remove(name: "if-range")
+        if head.headers.contains(name: "upgrade") {
+            if blockOnError {
+                head.headers.remove(name: "upgrade")
+                head.headers.remove(name: "http2-settings")
+                let tokens = head.headers["connection"].flatMap { $0.split(separator: ",") }
+                    .map { $0.trimmingCharacters(in: .whitespaces) }
+                    .filter { !["upgrade", "http2-settings"].contains($0.lowercased()) }
+                head.headers.remove(name: "connection")
+                if !tokens.isEmpty { head.headers.add(name: "connection", value: tokens.joined(separator: ", ")) }
+                exchange.note = "upgrade not offered: its bytes could not be masked (on-error: block)"
+            } else {
+                exchange.upgradeRequested = true
+            }
+        }
+    }
+
+    /// The verdict of a request that is let through but would have been refused (audit mode).
+    private func publishVerdict(_ verdict: ProxyVerdict, for head: HTTPRequestHead) {
+        let c = connection.connection
+        connection.publish(AuditEvent(
+            type: .connect, verdict: verdict.verdict, reason: verdict.reason, process: c.process, destination: verdict.destination,
+            protocol: .http, policy: verdict.policy, rule: verdict.rule, connection: c.connectionID,
+            message: "request \(head.method) \(Self.path(of: head.uri)) on a kept-alive connection"))
+    }
+
+    /// Requests sent and not yet answered; the tool is not read while there are this many.
+    static let pipelineLimit = 32
+    var backlogged: Bool { pending.count >= Self.pipelineLimit }
 
     func requestBody(_ body: ByteBuffer) {
         guard refusal == nil, !finished, let exchange = sending else { return }
@@ -106,7 +168,9 @@ final class HTTPRelay: @unchecked Sendable {
     func responseHead(_ head: HTTPResponseHead) {
         guard !finished else { return }
         if (100..<200).contains(head.status.code), head.status != .switchingProtocols {
-            clientSide.write(.head(head)) // 100 Continue, 103 Early Hints: relayed as they are
+            var interim = head // 100 Continue, 103 Early Hints
+            interim.headers = maskedResponseHeaders(head.headers, into: nil)
+            clientSide.write(.head(interim))
             return
         }
         guard let exchange = pending.first else {
@@ -117,6 +181,13 @@ final class HTTPRelay: @unchecked Sendable {
         exchange.status = Int(head.status.code)
         var state = ResponseState(exchange: exchange, head: head)
         state.head.headers = maskedResponseHeaders(head.headers, into: exchange)
+        if head.status == .switchingProtocols, mask != nil, !exchange.upgradeRequested {
+            // Upgrades were not offered (on-error: block): what follows could not be masked.
+            state.mode = .discard
+            response = state
+            blockBeforeHead("the server switched protocols, whose bytes cannot be masked (on-error: block)")
+            return
+        }
         if head.status == .switchingProtocols {
             // The switch happens at the end of this message (the decoder is still delivering it).
             exchange.note = "upgraded to \(head.headers["upgrade"].first ?? "another protocol"): relayed unmasked"
@@ -130,7 +201,12 @@ final class HTTPRelay: @unchecked Sendable {
         if !hasBody {
             // No body follows, whatever the framing headers say: the encoder must not end a chunked one.
             state.head.headers.remove(name: "transfer-encoding")
+        } else if Self.framing(of: head) == .chunked, Self.onlyChunked(head) {
+            // The encoder chunks only for exactly "chunked" (not "Chunked", not two headers).
+            state.head.headers.replaceOrAdd(name: "transfer-encoding", value: "chunked")
         }
+        // The request decoder stops for good after an upgrade request that was not switched.
+        if exchange.upgradeRequested { state.closeAfter = true }
         guard hasBody, let mask else {
             state.mode = .relay
             state.closeAfter = hasBody && Self.framing(of: head) == .closeDelimited
@@ -138,8 +214,13 @@ final class HTTPRelay: @unchecked Sendable {
             clientSide.write(.head(state.head))
             return
         }
-        let coding = BodyCoding(contentEncoding: head.headers["content-encoding"])
-        switch BodyKind(contentType: head.headers["content-type"].first) {
+        var coding = BodyCoding(contentEncoding: head.headers["content-encoding"])
+        if !Self.onlyChunked(head) {
+            // a transfer coding NIO does not take off (gzip, chunked)
+            coding = .unsupported("transfer-encoding " + head.headers["transfer-encoding"].joined(separator: ", "))
+        }
+        let kind = BodyKind(contentTypes: head.headers["content-type"])
+        switch kind {
         case .binary(let type):
             exchange.note = "binary body (\(type)) not masked"
             state.mode = .relay
@@ -151,7 +232,10 @@ final class HTTPRelay: @unchecked Sendable {
             response = state // the head waits for the first bytes of the body
         case .text, .json:
             response = state
-            startMasking(json: BodyKind(contentType: head.headers["content-type"].first) == .json, coding: coding, mask: mask)
+            startMasking(json: kind == .json, coding: coding, mask: mask)
+        case .unmaskable(let why):
+            response = state
+            startMasking(json: false, coding: .unsupported(why), mask: mask)
         }
     }
 
@@ -201,7 +285,8 @@ final class HTTPRelay: @unchecked Sendable {
         guard !finished, var state = response else { return }
         if case .undecided(let coding) = state.mode {
             startMasking(json: false, coding: coding, mask: mask!) // an empty body
-            state = response!
+            guard let started = response else { return } // answered already (a 502)
+            state = started
         }
         if case .masking(var masker) = state.mode {
             do {
@@ -210,7 +295,7 @@ final class HTTPRelay: @unchecked Sendable {
                 cannotMask("\(error)")
                 return
             }
-            state.exchange.masked.add(masker.counts)
+            state.exchange.addWire(masker.counts)
         }
         if case .upgrading = state.mode {
             // On the next turn of the loop, outside the decoders' callbacks.
@@ -244,10 +329,10 @@ final class HTTPRelay: @unchecked Sendable {
     func upstreamClosed() {
         guard !finished else { return }
         if response != nil || !pending.isEmpty {
-            let what = (response?.exchange ?? pending.first).map { "\($0.method) \($0.target)" } ?? "a request"
+            let what = (response?.exchange ?? pending.first).map { "\($0.method) \(Self.path(of: $0.target))" } ?? "a request"
             connection.fail(end: .closedBy(.server), error: "the server closed the connection before it finished answering \(what)")
             if response == nil, let first = pending.first, refusal == nil {
-                answerError(.badGateway, reason: "the server closed the connection without answering \(first.method) \(first.target)")
+                answerError(.badGateway, reason: "the server closed the connection without answering \(first.method) \(Self.path(of: first.target))")
                 return
             }
         }
@@ -260,7 +345,7 @@ final class HTTPRelay: @unchecked Sendable {
         guard var state = response else { return }
         if case .unsupported(let name) = coding {
             guard mask.blockOnError else {
-                state.exchange.note = "body in content-encoding \(name) not masked (on-error: pass)"
+                state.exchange.note = "body in \(name) not masked (on-error: pass)"
                 state.mode = .relay
                 state.closeAfter = Self.framing(of: state.head) == .closeDelimited
                 response = state
@@ -269,7 +354,7 @@ final class HTTPRelay: @unchecked Sendable {
             }
             state.mode = .discard
             response = state
-            blockBeforeHead("cannot mask a body in content-encoding \(name) (on-error: block)")
+            blockBeforeHead("cannot mask a body in \(name) (on-error: block)")
             return
         }
         do {
@@ -285,6 +370,11 @@ final class HTTPRelay: @unchecked Sendable {
         var headers = state.head.headers
         headers.remove(name: "content-length")
         if coding != .identity { headers.remove(name: "content-encoding") }
+        if !state.head.isKeepAlive || Self.framing(of: state.head) == .closeDelimited {
+            // upstream ends this connection after the body: the tool must not reuse it either
+            headers.replaceOrAdd(name: "connection", value: "close")
+            state.closeAfter = true
+        }
         if state.exchange.version.major == 1, state.exchange.version.minor >= 1 {
             headers.replaceOrAdd(name: "transfer-encoding", value: "chunked")
         } else {
@@ -309,7 +399,8 @@ final class HTTPRelay: @unchecked Sendable {
     /// rest cannot be relayed as it was once the coding was taken off.
     private func cannotMask(_ why: String) {
         guard let state = response else { return }
-        let what = "\(state.exchange.method) \(state.exchange.target)"
+        let what = "\(state.exchange.method) \(Self.path(of: state.exchange.target))"
+        if case .masking(let masker) = state.mode { state.exchange.addWire(masker.counts) }
         state.exchange.note = "masking stopped: \(why); the response was cut off"
         connection.fail(end: .proxyError, error: "cannot mask the response to \(what): \(why); the response was cut off")
         finishExchange(state.exchange)
@@ -321,7 +412,10 @@ final class HTTPRelay: @unchecked Sendable {
     private func blockBeforeHead(_ why: String) {
         guard let state = response else { return }
         state.exchange.note = why
-        connection.fail(end: .proxyError, error: "\(state.exchange.method) \(state.exchange.target): \(why)")
+        state.exchange.status = 502
+        connection.fail(end: .proxyError, error: "\(state.exchange.method) \(Self.path(of: state.exchange.target)): \(why)")
+        finishExchange(state.exchange)
+        response = nil
         answer(.badGateway, reason: why, version: state.exchange.version)
     }
 
@@ -332,28 +426,43 @@ final class HTTPRelay: @unchecked Sendable {
         connection.publish(AuditEvent(
             type: .connect, verdict: .deny, reason: verdict.reason, process: c.process, destination: verdict.destination,
             protocol: .http, policy: verdict.policy, rule: verdict.rule, connection: c.connectionID,
-            message: "request \(head.method) \(head.uri) refused on a kept-alive connection"))
+            message: "request \(head.method) \(Self.path(of: head.uri)) refused"))
+        refuse(head, reason: verdict.reason, published: true)
+    }
+
+    /// Refuses a request in its turn: a 403 (or `status`) once the answers before it are sent.
+    private func refuse(_ head: HTTPRequestHead, reason: String, status: HTTPResponseStatus = .forbidden, published: Bool = false) {
+        let c = connection.connection
+        if !published {
+            connection.publish(AuditEvent(
+                type: .connect, verdict: .deny, reason: reason, process: c.process, destination: c.destination,
+                protocol: .http, policy: c.policy, connection: c.connectionID,
+                message: "request \(head.method) \(Self.path(of: head.uri)) refused"))
+        }
         let exchange = Exchange(head: head, recordBody: false, bodyCap: 0)
+        exchange.recordedTarget = recordedTarget(head.uri, into: exchange)
         exchange.requestHeaders = recordedRequestHeaders(head.headers, into: exchange)
-        exchange.status = 403
-        exchange.note = "refused: \(verdict.reason)"
-        refusal = (head, verdict.reason)
+        exchange.status = Int(status.code)
+        exchange.note = "refused: \(reason)"
+        refusalStatus = status
+        refusal = (head, reason)
         if pending.isEmpty {
             recordRefused(exchange)
-            answerRefusal(head, reason: verdict.reason)
+            answerRefusal(head, reason: reason)
         } else {
             pendingRefused = exchange
         }
     }
 
     private var pendingRefused: Exchange?
+    private var refusalStatus = HTTPResponseStatus.forbidden
 
     private func answerRefusal(_ head: HTTPRequestHead, reason: String) {
         if let refused = pendingRefused {
             pendingRefused = nil
             recordRefused(refused)
         }
-        answer(.forbidden, reason: reason, version: head.version)
+        answer(refusalStatus, reason: reason, version: head.version)
     }
 
     private func recordRefused(_ exchange: Exchange) {
@@ -389,7 +498,7 @@ final class HTTPRelay: @unchecked Sendable {
     /// incomplete message rather than a wrong one.
     func brokenUpstream(_ why: String) {
         guard !finished else { return }
-        let what = (response?.exchange ?? pending.first).map { " in the response to \($0.method) \($0.target)" } ?? ""
+        let what = (response?.exchange ?? pending.first).map { " in the response to \($0.method) \(Self.path(of: $0.target))" } ?? ""
         connection.fail(end: .proxyError, error: "the server broke HTTP\(what): \(why); the tool's connection was cut off")
         if let state = response {
             state.exchange.note = "the server broke HTTP: \(why)"
@@ -417,6 +526,9 @@ final class HTTPRelay: @unchecked Sendable {
     private func closeClientOutput() {
         clientSide.closeOutputAfterWrites()
         if clientInputClosed { upstream.close(promise: nil) }
+        // A tool that keeps its side open after the last answer does not hold the connection.
+        let client = self.client
+        client.eventLoop.scheduleTask(in: .seconds(30)) { client.close(promise: nil) }
     }
 
     func closeBoth() {
@@ -458,11 +570,13 @@ final class HTTPRelay: @unchecked Sendable {
         if pop, !pending.isEmpty, pending[0] === exchange { pending.removeFirst() }
         let entry = exchange.entry(finishedAt: Date())
         recording.append(.http(entry))
-        guard !entry.masked.isEmpty else { return }
+        if pop { clientSide.partnerWritable() } // below the pipelining limit again
+        guard !exchange.maskedOnWire.isEmpty else { return }
         let c = connection.connection
         var event = AuditEvent(type: .mask, process: c.process, destination: c.destination, protocol: .http, policy: c.policy,
-                               connection: c.connectionID, message: "\(entry.method) \(entry.target) → \(entry.status.map(String.init) ?? "no response")")
-        event.masked = entry.masked
+                               connection: c.connectionID,
+                               message: "\(entry.method) \(Self.path(of: entry.target)) → \(entry.status.map(String.init) ?? "no response")")
+        event.masked = Exchange.eventCounts(exchange.maskedOnWire)
         connection.publish(event)
     }
 
@@ -481,19 +595,37 @@ final class HTTPRelay: @unchecked Sendable {
         }
     }
 
-    /// Response headers the policy names, masked whole on the wire.
-    private func maskedResponseHeaders(_ headers: HTTPHeaders, into exchange: Exchange) -> HTTPHeaders {
+    /// The request target for the recording: through the detectors when the policy masks (a
+    /// query can carry an e-mail address or a token).
+    private func recordedTarget(_ target: String, into exchange: Exchange) -> String {
+        guard let mask else { return target }
+        let r = mask.engine.mask(Array(target.utf8))
+        exchange.masked.add(r.counts)
+        return String(decoding: r.bytes, as: UTF8.self)
+    }
+
+    /// Framing and caching headers, which hold no personal data and must stay as they are.
+    static let structuralHeaders: Set<String> = [
+        "content-length", "content-type", "content-encoding", "transfer-encoding", "connection", "keep-alive",
+        "date", "last-modified", "expires", "etag", "upgrade", "vary", "cache-control", "age", "accept-ranges", "server",
+    ]
+
+    /// Response headers on the wire: those the policy names masked whole, the others (but the
+    /// structural ones) through the detectors (`Location` can carry an e-mail address).
+    func maskedResponseHeaders(_ headers: HTTPHeaders, into exchange: Exchange?) -> HTTPHeaders {
         var out = headers
-        if let mask, !mask.headers.isEmpty {
+        if let mask {
             out = HTTPHeaders(headers.map { name, value in
                 let lower = name.lowercased()
-                guard mask.headers.contains(lower) else { return (name, value) }
-                let r = mask.engine.maskWhole(Array(value.utf8), countedAs: "header:\(lower)")
-                exchange.masked.add(r.counts)
+                if Self.structuralHeaders.contains(lower) { return (name, value) }
+                let r = mask.headers.contains(lower)
+                    ? mask.engine.maskWhole(Array(value.utf8), countedAs: "header:\(lower)")
+                    : mask.engine.mask(Array(value.utf8))
+                exchange?.addWire(r.counts)
                 return (name, String(decoding: r.bytes, as: UTF8.self))
             })
         }
-        exchange.responseHeaders = out.map { RecordedHeader(name: $0.name, value: $0.value) }
+        exchange?.responseHeaders = out.map { RecordedHeader(name: $0.name, value: $0.value) }
         return out
     }
 
@@ -501,28 +633,70 @@ final class HTTPRelay: @unchecked Sendable {
 
     enum Framing { case contentLength, chunked, closeDelimited }
 
+    /// Whether every transfer coding is `chunked` (or there is none).
+    static func onlyChunked(_ head: HTTPResponseHead) -> Bool {
+        head.headers["transfer-encoding"].flatMap { $0.split(separator: ",") }
+            .allSatisfy { $0.trimmingCharacters(in: .whitespaces).lowercased() == "chunked" }
+    }
+
     static func framing(of head: HTTPResponseHead) -> Framing {
         if head.headers["transfer-encoding"].contains(where: { $0.lowercased().contains("chunked") }) { return .chunked }
         if head.headers["content-length"].first != nil { return .contentLength }
         return .closeDelimited
     }
 
-    /// The host a request names: the absolute-form target's, else the Host header's; lowercased,
-    /// without port or brackets.
-    static func host(of head: HTTPRequestHead) -> String? {
-        var authority: Substring?
-        if let r = head.uri.range(of: "://") {
-            authority = head.uri[r.upperBound...].prefix { $0 != "/" && $0 != "?" && $0 != "#" }
-        } else if let h = head.headers["host"].first {
-            authority = Substring(h)
+    /// The hosts a request names, each to be decided: the absolute-form target's authority and
+    /// the Host header, lowercased, without port, brackets or a trailing dot. A request whose Host
+    /// is repeated or malformed is refused: a server might route by a name other than the one decided.
+    static func hosts(of head: HTTPRequestHead) -> Result<[String], BadHost> {
+        var out: [String] = []
+        if let scheme = head.uri.range(of: "://"), isScheme(head.uri[..<scheme.lowerBound]) {
+            let authority = head.uri[scheme.upperBound...].prefix { $0 != "/" && $0 != "?" && $0 != "#" }
+            guard let h = hostName(authority) else { return .failure(BadHost(why: "the request target's host is not a valid name")) }
+            out.append(h)
         }
-        guard var a = authority?.trimmingCharacters(in: .whitespaces)[...], !a.isEmpty else { return nil }
-        if let at = a.lastIndex(of: "@") { a = a[a.index(after: at)...] }
-        if a.hasPrefix("["), let close = a.firstIndex(of: "]") {
-            return String(a[a.index(after: a.startIndex)..<close]).lowercased()
+        let values = head.headers["host"]
+        guard values.count <= 1 else { return .failure(BadHost(why: "the request has \(values.count) Host headers; expected one")) }
+        if let value = values.first {
+            guard let h = hostName(Substring(value)) else { return .failure(BadHost(why: "the Host header is not a valid host name")) }
+            if !out.contains(h) { out.append(h) }
         }
-        if let colon = a.lastIndex(of: ":") { a = a[..<colon] }
-        return a.isEmpty ? nil : a.lowercased()
+        return .success(out)
+    }
+
+    struct BadHost: Error { let why: String }
+
+    private static func isScheme(_ s: Substring) -> Bool {
+        guard let first = s.first, first.isASCII, first.isLetter else { return false }
+        return s.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "+" || $0 == "-" || $0 == ".") }
+    }
+
+    /// `name`, `name:port`, `1.2.3.4:port`, `[v6]:port` → the name; anything else (user info,
+    /// lists, spaces) → nil.
+    static func hostName(_ raw: Substring) -> String? {
+        var a = raw.trimmingCharacters(in: .whitespaces)[...]
+        if a.hasPrefix("[") {
+            guard let close = a.firstIndex(of: "]") else { return nil }
+            let rest = a[a.index(after: close)...]
+            guard rest.isEmpty || (rest.first == ":" && rest.dropFirst().allSatisfy(\.isNumber)) else { return nil }
+            let v6 = a[a.index(after: a.startIndex)..<close]
+            guard !v6.isEmpty, v6.allSatisfy({ $0.isHexDigit || $0 == ":" || $0 == "." }) else { return nil }
+            return v6.lowercased()
+        }
+        if let colon = a.firstIndex(of: ":") {
+            let port = a[a.index(after: colon)...]
+            guard port.allSatisfy(\.isNumber) else { return nil }
+            a = a[..<colon]
+        }
+        if a.hasSuffix(".") { a = a.dropLast() }
+        guard !a.isEmpty, a.count <= 253,
+              a.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "." || $0 == "_") }) else { return nil }
+        return a.lowercased()
+    }
+
+    /// A target without its query or fragment, for events (a query often carries tokens).
+    static func path(of target: String) -> String {
+        String(target.prefix { $0 != "?" && $0 != "#" })
     }
 }
 
@@ -547,14 +721,23 @@ final class Exchange {
     var note: String?
     /// Masks the request body for the recording (the wire gets it as sent).
     var requestMasker: MaskingStream?
+    /// The target as the recording keeps it (masked when the policy masks).
+    var recordedTarget: String
+    /// What was masked on the wire (the `mask` event); ``masked`` adds what only the recording masked.
+    var maskedOnWire = MaskCounts()
+    /// The tool asked to switch protocols and the policy lets it (`on-error: pass`).
+    var upgradeRequested = false
 
     init(head: HTTPRequestHead, recordBody: Bool, bodyCap: Int) {
         method = head.method
         target = head.uri
+        recordedTarget = Self.eventPath(head.uri)
         version = head.version
         self.recordBody = recordBody
         self.bodyCap = bodyCap
     }
+
+    static func eventPath(_ target: String) -> String { HTTPRelay.path(of: target) }
 
     func keepRequest(_ bytes: some Collection<UInt8>) { keep(bytes, in: &requestBody) }
     func keepResponse(_ bytes: some Collection<UInt8>) { keep(bytes, in: &responseBody) }
@@ -565,11 +748,23 @@ final class Exchange {
         if room > 0 { body.append(contentsOf: bytes.prefix(room)) }
     }
 
+    func addWire(_ counts: MaskCounts) {
+        maskedOnWire.add(counts)
+        masked.add(counts)
+    }
+
+    /// Counts as events and recordings name them: detectors by name, field rules as `field:NAME`,
+    /// header rules as `header:NAME`.
+    static func eventCounts(_ c: MaskCounts) -> [String: Int] {
+        var counts: [String: Int] = c.detectors
+        for (k, v) in c.fields { counts[k.hasPrefix("header:") ? k : "field:\(k)", default: 0] += v }
+        return counts
+    }
+
     func entry(finishedAt: Date) -> HTTPExchange {
-        var counts: [String: Int] = masked.detectors
-        for (k, v) in masked.fields { counts[k.hasPrefix("header:") ? k : "field:\(k)", default: 0] += v }
+        let counts = Self.eventCounts(masked)
         return HTTPExchange(
-            method: method.rawValue, target: target, version: "HTTP/\(version.major).\(version.minor)", status: status,
+            method: method.rawValue, target: recordedTarget, version: "HTTP/\(version.major).\(version.minor)", status: status,
             requestHeaders: requestHeaders, responseHeaders: responseHeaders, requestBody: requestBody, responseBody: responseBody,
             requestBodyBytes: requestBodyBytes, responseBodyBytes: responseBodyBytes, truncated: truncated, startedAt: startedAt,
             respondedAt: respondedAt, finishedAt: finishedAt, masked: counts, note: note)

@@ -88,7 +88,8 @@ final class ClientSide: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func read(context: ChannelHandlerContext) {
-        if relay?.upstream.isWritable ?? true { context.read() } else { pendingRead = true }
+        // Back-pressure, and a bound on pipelining: requests wait in the tool's socket, not here.
+        if let relay, !relay.upstream.isWritable || relay.backlogged { pendingRead = true } else { context.read() }
     }
 }
 
