@@ -80,7 +80,8 @@ let package = Package(
         ),
         .target(
             name: "BordergateService",
-            dependencies: ["BordergateKernel", "BordergateAudit", "BordergateProxy", "BordergateInspection", "BordergatePolicy", "BordergateRegions", "CBordergateSys",
+            dependencies: ["BordergateKernel", "BordergateAudit", "BordergateProxy", "BordergateInspection", "BordergatePolicy", "BordergateRegions",
+                           "BordergateRecording", "CBordergateSys",
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),
                            .product(name: "Logging", package: "swift-log"),
@@ -90,7 +91,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "BordergateCLI",
-            dependencies: ["BordergateService", "BordergateAudit", "BordergatePolicy", "BordergateRegions",
+            dependencies: ["BordergateService", "BordergateAudit", "BordergatePolicy", "BordergateRegions", "BordergateRecording",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
@@ -111,10 +112,12 @@ let package = Package(
                                                                 .product(name: "NIOPosix", package: "swift-nio"),
                                                                 .product(name: "NIOEmbedded", package: "swift-nio"),
                                                                 .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "BordergateServiceTests", dependencies: ["BordergateService", "BordergateKernel",
-                                                          .product(name: "NIOCore", package: "swift-nio")],
+        .testTarget(name: "BordergateServiceTests", dependencies: ["BordergateService", "BordergateKernel", "BordergateRecording",
+                                                          "BordergatePolicy",
+                                                          .product(name: "NIOCore", package: "swift-nio"),
+                                                          .product(name: "Logging", package: "swift-log")],
                     swiftSettings: swiftSettings),
-        .testTarget(name: "BordergateCLITests", dependencies: ["BordergateCLI", "BordergateAudit", "BordergateService",
+        .testTarget(name: "BordergateCLITests", dependencies: ["BordergateCLI", "BordergateAudit", "BordergateService", "BordergateRecording",
                                                               .product(name: "ArgumentParser", package: "swift-argument-parser")],
                     swiftSettings: swiftSettings),
         .testTarget(

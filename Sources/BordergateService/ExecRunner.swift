@@ -87,6 +87,9 @@ public enum ExecRunner {
         let status: Int32
         do {
             try await interceptor.start()
+            // No daemon keeps the store in bounds: this run does, beside the command.
+            let retention = Task.detached { await interceptor.applyRecordingRetentionInBackground() }
+            defer { retention.cancel() }
             _ = try interceptor.attach(cgroup: cgroupName, policy: options.policy)
             status = try await spawnAndWait(options.arguments, in: dir)
             stopLeftovers(in: dir, cgroups: cgroups, command: command, quiet: options.quiet)

@@ -4,6 +4,7 @@ import BordergateKernel
 import BordergatePolicy
 import BordergateInspection
 import BordergateProxy
+import BordergateRecording
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -20,6 +21,11 @@ public final class Interceptor: @unchecked Sendable {
     public let hub: AuditHub
     public let proxy: TransparentProxy
     public let residency: Residency
+    /// Where the protocol handlers record sessions: the store in the state directory, or (when it
+    /// cannot be opened) a recorder that keeps nothing, the daemon running on with an error logged.
+    public let recorder: any SessionRecorder
+    /// The store behind ``recorder``; nil when recording is off.
+    public let sessionStore: SessionStore?
     public private(set) var proxyAddresses: [String] = []
     public let startedAt = Date()
     let describer: ProcessDescriber
@@ -46,12 +52,67 @@ public final class Interceptor: @unchecked Sendable {
         residency = Residency(kernel: kernel, settings: settings, hub: hub, logger: logger, initial: residencyConfig,
                               persist: mode != .ephemeral)
         describer = ProcessDescriber(kernel: kernel, cgroups: cgroups)
+        (sessionStore, recorder) = Self.openRecording(settings: settings, config: residencyConfig.config.recording,
+                                                      owner: mode != .ephemeral, hub: hub, logger: logger)
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount))
         let resolver = KernelResolver(kernel: kernel, describer: describer, residency: residency)
         proxy = TransparentProxy(configuration: .init(port: settings.proxyPort, upstreamMark: KernelGuard.proxyMark),
                                  group: group, resolver: resolver,
                                  sink: hub, handlers: Inspection.handlers(), logger: logger)
     }
+
+    /// Opens the session store. Nothing here stops the interceptor: a store that cannot be opened
+    /// turns recording off, said once in the log and in the audit log. The daemon (the `owner`)
+    /// also closes the sessions a daemon that died left open; a standalone `exec` may run beside
+    /// another one and leaves them.
+    static func openRecording(settings: Settings, config: RecordingConfig, owner: Bool, hub: AuditHub,
+                              logger: Logger) -> (SessionStore?, any SessionRecorder) {
+        do {
+            let store = try SessionStore(path: settings.recordingsPath, logger: logger)
+            if let aside = store.setAside {
+                hub.publish(AuditEvent(type: .daemon, error: "the session store \(settings.recordingsPath) was unreadable; moved it to \(aside) and started a new one"))
+            }
+            if owner {
+                let n = store.closeAbandoned()
+                if n > 0 { logger.info("closed \(n) recorded session(s) a stopped daemon left open (ending: incomplete)") }
+            }
+            let recorder = StoreRecorder(store: store, maxSessionBodyBytes: config.maxSessionBodyBytes,
+                                         sink: { [hub] in hub.publish($0) })
+            return (store, recorder)
+        } catch {
+            let text = "recording is off: \(error); fix it and restart (connections are still guarded and audited)"
+            logger.error("\(text)")
+            hub.publish(AuditEvent(type: .daemon, error: text))
+            return (nil, DiscardingRecorder())
+        }
+    }
+
+    /// Applies the config's `recording:` retention to the store (the config in force: a reload
+    /// changes it). Blocks while it deletes and vacuums: the daemon calls it off the event loops.
+    public func applyRecordingRetention() {
+        guard let store = sessionStore else { return }
+        let c = residency.config.config.recording
+        do {
+            let r = try store.applyRetention(RetentionPolicy(retain: c.retain, maxBytes: c.maxBytes))
+            if r.deleted > 0 {
+                logger.info("recording retention: deleted \(r.expired) session(s) past \(Int(c.retain / 86400)) day(s) and \(r.evictedForSize) for size; \(r.bytesBefore >> 20) MiB -> \(r.bytesAfter >> 20) MiB")
+            }
+        } catch {
+            logger.error("recording retention failed on \(store.path): \(error); recordings are kept until it works")
+        }
+    }
+
+    /// Runs ``applyRecordingRetention()`` on a queue of its own.
+    func applyRecordingRetentionInBackground() async {
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            Self.recordingQueue.async { [self] in
+                applyRecordingRetention()
+                done.resume()
+            }
+        }
+    }
+
+    static let recordingQueue = DispatchQueue(label: "bg-recording-retention")
 
     /// A proxied connection holds two descriptors; the default soft limit (often 1024) would cap
     /// the proxy near 500 connections, so take everything the hard limit allows, and say so.
@@ -137,6 +198,7 @@ public final class Interceptor: @unchecked Sendable {
     func finish() async {
         stopping.withLockedValue { $0 = true }
         try? await group.shutdownGracefully()
+        sessionStore?.flush() // the last sessions' rows and events
         kernel.close()
     }
 

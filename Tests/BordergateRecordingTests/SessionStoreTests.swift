@@ -98,7 +98,7 @@ import Testing
         let dir = try temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let path = SessionStore.path(stateDirectory: dir)
-        _ = try SessionStore(path: path, logger: LogLines().logger)
+        #expect(try SessionStore(path: path, logger: LogLines().logger).setAside == nil)
         var st = stat()
         #expect(stat(dir + "/recordings", &st) == 0 && st.st_mode & 0o777 == 0o700)
         #expect(stat(path, &st) == 0 && st.st_mode & 0o777 == 0o600)
@@ -156,6 +156,7 @@ import Testing
         let aside = try FileManager.default.contentsOfDirectory(atPath: dir + "/recordings")
             .filter { $0.hasPrefix("sessions.sqlite.corrupt-") }
         #expect(aside.count == 1)
+        #expect(store.setAside == dir + "/recordings/" + (aside.first ?? "?"))
         #expect(try Data(contentsOf: URL(fileURLWithPath: dir + "/recordings/" + aside[0])) == garbage, "nothing recorded is deleted")
         #expect(log.errors.count == 1)
         let line = try #require(log.errors.first)

@@ -13,6 +13,8 @@ public final class SessionStore: Sendable {
     public let path: String
     let pool: DatabasePool
     let logger: Logger
+    /// Where a corrupt file found at open was moved; nil when the store opened as it was.
+    public let setAside: String?
 
     /// Where the store of a state directory lives.
     public static func path(stateDirectory: String) -> String {
@@ -27,8 +29,10 @@ public final class SessionStore: Sendable {
         self.logger = logger
         do {
             pool = try Self.openWriter(path: path)
+            setAside = nil
         } catch let e as DatabaseError where Self.isCorruption(e) {
             let aside = try Self.setAside(path)
+            setAside = aside
             logger.error("the session store \(path) is unreadable (\(e.resultCode): \(e.message ?? "corrupt")); moved it to \(aside) and started a new one; inspect or delete the old file")
             do {
                 pool = try Self.openWriter(path: path)
@@ -176,7 +180,7 @@ public final class SessionStore: Sendable {
 
     /// Waits for every write handed to the store so far (tests, and a stopping daemon).
     public func flush() {
-        _ = try? pool.writeWithoutTransaction { _ in }
+        pool.writeWithoutTransaction { _ in }
     }
 
     /// Sessions a daemon that died left open: ended at their last entry (or start), ending
