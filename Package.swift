@@ -118,7 +118,8 @@ let package = Package(
                                                           .product(name: "Logging", package: "swift-log")],
                     swiftSettings: swiftSettings),
         .testTarget(name: "BordergateCLITests", dependencies: ["BordergateCLI", "BordergateAudit", "BordergateService", "BordergateRecording",
-                                                              .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                                                              .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                                                              .product(name: "Logging", package: "swift-log")],
                     swiftSettings: swiftSettings),
         .testTarget(
             name: "EndToEndTests",
