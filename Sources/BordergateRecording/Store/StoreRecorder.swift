@@ -14,19 +14,32 @@ import Logging
 ///
 /// On close the session's digest is computed over what was stored (``SessionDigest``), written
 /// to its row, and a `session` audit event goes to `sink`.
+///
+/// The disk may be slower than the network: content waiting to be written is bounded by
+/// ``maxPendingBytes`` over all sessions. Past it an entry keeps its metadata only, is marked
+/// truncated and says why in its note; the proxy never waits and memory stays bounded.
 public final class StoreRecorder: SessionRecorder {
     public static let defaultMaxSessionBodyBytes: UInt64 = 64 << 20
+    public static let defaultMaxPendingBytes: UInt64 = 256 << 20
+    static let fellBehind = "the recording fell behind the disk: content not kept"
 
     public let store: SessionStore
     public let maxSessionBodyBytes: UInt64
+    public let maxPendingBytes: UInt64
     let sink: @Sendable (AuditEvent) -> Void
+    let pending = PendingBytes()
 
     public init(store: SessionStore, maxSessionBodyBytes: UInt64 = StoreRecorder.defaultMaxSessionBodyBytes,
+                maxPendingBytes: UInt64 = StoreRecorder.defaultMaxPendingBytes,
                 sink: @escaping @Sendable (AuditEvent) -> Void) {
         self.store = store
         self.maxSessionBodyBytes = maxSessionBodyBytes
+        self.maxPendingBytes = maxPendingBytes
         self.sink = sink
     }
+
+    /// Content bytes handed to the writer queue and not yet written.
+    public var pendingBytes: UInt64 { pending.value }
 
     public func open(_ start: SessionStart) -> any SessionRecording {
         let r = StoreRecording(start: start, recorder: self)
@@ -40,8 +53,8 @@ public final class StoreRecorder: SessionRecorder {
                                  s.process.user, s.process.comm, s.process.exe, s.process.cgroup, s.destination.host,
                                  s.destination.ip, s.destination.port, s.destination.region, s.destination.country,
                                  s.policy, s.protocol.rawValue, s.content])
-        }, completion: { [weak r] _, result in
-            if case .failure(let error) = result { r?.failed("cannot store the session", error) }
+        }, completion: { _, result in
+            if case .failure(let error) = result { r.failed("cannot store the session", error) }
         })
         return r
     }
@@ -90,6 +103,7 @@ final class StoreRecording: SessionRecording, @unchecked Sendable {
         let content = start.content
         let arguments: StatementArguments
         let sql: String
+        var reserved: UInt64 = 0
         let n: Int? = lock.withLock {
             guard !closed, failure == nil else { return nil }
             seq += 1
@@ -98,11 +112,27 @@ final class StoreRecording: SessionRecording, @unchecked Sendable {
         guard let n else { return }
         switch entry {
         case .http(let x):
-            let (request, requestCut, response, responseCut) = lock.withLock { () -> ([UInt8], Bool, [UInt8], Bool) in
+            var (request, requestCut, response, responseCut) = lock.withLock { () -> ([UInt8], Bool, [UInt8], Bool) in
                 masked += x.masked.values.reduce(0, +)
                 let q = keep(x.requestBody)
                 let r = keep(x.responseBody)
                 return (q.kept, q.cut, r.kept, r.cut)
+            }
+            var note = x.note
+            var keepContent = content
+            if content {
+                let size = UInt64(request.count + response.count)
+                    + x.requestHeaders.reduce(0) { $0 + UInt64($1.name.utf8.count + $1.value.utf8.count + 32) }
+                    + x.responseHeaders.reduce(0) { $0 + UInt64($1.name.utf8.count + $1.value.utf8.count + 32) }
+                if recorder.pending.reserve(size, limit: recorder.maxPendingBytes) {
+                    reserved = size
+                } else {
+                    keepContent = false
+                    requestCut = !x.requestBody.isEmpty
+                    responseCut = !x.responseBody.isEmpty
+                    (request, response) = ([], [])
+                    note = [x.note, StoreRecorder.fellBehind].compactMap { $0 }.joined(separator: "; ")
+                }
             }
             sql = """
                 INSERT INTO entries (session_id, seq, kind, started_at, responded_at, finished_at, method, target, version,
@@ -112,11 +142,11 @@ final class StoreRecording: SessionRecording, @unchecked Sendable {
                 """
             arguments = [id, n, StoreTime.micros(x.startedAt), x.respondedAt.map(StoreTime.micros), StoreTime.micros(x.finishedAt),
                          x.method, x.target, x.version, x.status,
-                         content ? StoredJSON.headers(x.requestHeaders) : nil,
-                         content ? StoredJSON.headers(x.responseHeaders) : nil,
-                         content ? Data(request) : nil, content ? Data(response) : nil,
+                         keepContent ? StoredJSON.headers(x.requestHeaders) : nil,
+                         keepContent ? StoredJSON.headers(x.responseHeaders) : nil,
+                         keepContent ? Data(request) : nil, keepContent ? Data(response) : nil,
                          Int64(clamping: x.requestBodyBytes), Int64(clamping: x.responseBodyBytes),
-                         x.truncated || requestCut || responseCut, StoredJSON.masked(x.masked), x.note]
+                         x.truncated || requestCut || responseCut, StoredJSON.masked(x.masked), note]
         case .sql(let s):
             lock.withLock { masked += s.masked.values.reduce(0, +) }
             sql = """
@@ -128,10 +158,12 @@ final class StoreRecording: SessionRecording, @unchecked Sendable {
                          s.text, content ? StoredJSON.parameters(s.parameters) : nil, Int64(clamping: s.rows), s.outcome,
                          s.guardrail]
         }
+        let held = reserved
         store.pool.asyncWrite({ db in
             try db.execute(sql: sql, arguments: arguments)
-        }, completion: { [weak self] _, result in
-            if case .failure(let error) = result { self?.failed("cannot store an entry of session", error) }
+        }, completion: { [self] _, result in
+            recorder.pending.release(held)
+            if case .failure(let error) = result { failed("cannot store an entry of session", error) }
         })
     }
 
@@ -177,6 +209,22 @@ final class StoreRecording: SessionRecording, @unchecked Sendable {
             sink(e)
         })
     }
+}
+
+/// A byte count under a lock: content on its way to the disk.
+final class PendingBytes: @unchecked Sendable {
+    private let lock = NSLock()
+    private var bytes: UInt64 = 0
+    var value: UInt64 { lock.withLock { bytes } }
+    /// Adds `n` if that stays within `limit` (one entry larger than the limit passes when nothing waits).
+    func reserve(_ n: UInt64, limit: UInt64) -> Bool {
+        lock.withLock {
+            guard bytes == 0 || bytes + n <= limit else { return false }
+            bytes += n
+            return true
+        }
+    }
+    func release(_ n: UInt64) { lock.withLock { bytes -= min(n, bytes) } }
 }
 
 /// The JSON columns: headers as `[{"name","value"}]` in order, masked counts and SQL parameters
