@@ -102,6 +102,9 @@ import Testing
         var st = stat()
         #expect(stat(dir + "/recordings", &st) == 0 && st.st_mode & 0o777 == 0o700)
         #expect(stat(path, &st) == 0 && st.st_mode & 0o777 == 0o600)
+        // freed pages can go back to the file system without a full VACUUM
+        #expect(try DatabaseQueue(path: path).read { try Int.fetchOne($0, sql: "PRAGMA auto_vacuum") } == 2)
+        #expect(try DatabaseQueue(path: path).read { try String.fetchOne($0, sql: "PRAGMA journal_mode") } == "wal")
     }
 
     @Test func theEventsDigestMatchesARecomputation() throws {

@@ -79,11 +79,18 @@ public final class SessionStore: Sendable {
     }
 
     static func openWriter(path: String) throws -> DatabasePool {
-        try prepareFile(path)
+        if try prepareFile(path) {
+            // A new file gets `auto_vacuum = INCREMENTAL`, so the pages deleted sessions free go back
+            // to the file system with `PRAGMA incremental_vacuum`. It must be set before the first
+            // table and before WAL mode (which writes the header), so on a plain connection first.
+            let queue = try DatabaseQueue(path: path, configuration: configuration(readonly: false))
+            try queue.writeWithoutTransaction { db in try db.execute(sql: "PRAGMA auto_vacuum = INCREMENTAL") }
+            try migrator.migrate(queue)
+            try queue.close()
+        }
         let pool = try DatabasePool(path: path, configuration: configuration(readonly: false))
         try pool.writeWithoutTransaction { db in
-            // Only takes effect before the first table: then deleted sessions free pages that
-            // `PRAGMA incremental_vacuum` returns to the file system.
+            // An older file without it is converted by the next full VACUUM retention runs.
             try db.execute(sql: "PRAGMA auto_vacuum = INCREMENTAL")
         }
         try migrator.migrate(pool)
@@ -93,8 +100,9 @@ public final class SessionStore: Sendable {
     }
 
     /// The directory 0700 and the file 0600, created before SQLite does (it gives the WAL
-    /// files the database's mode).
-    static func prepareFile(_ path: String) throws {
+    /// files the database's mode). True when the file is new (empty).
+    @discardableResult
+    static func prepareFile(_ path: String) throws -> Bool {
         let dir = (path as NSString).deletingLastPathComponent
         do {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true,
@@ -108,7 +116,10 @@ public final class SessionStore: Sendable {
             throw StoreError(path: path, problem: "cannot create the session store: \(String(cString: strerror(errno)))")
         }
         fchmod(fd, 0o600)
+        var st = stat()
+        let empty = fstat(fd, &st) == 0 && st.st_size == 0
         close(fd)
+        return empty
     }
 
     /// The schema. Times are microseconds since the epoch (INTEGER), so the digest's canonical
