@@ -81,7 +81,7 @@ func parseError(_ text: String) -> String {
     @Test(arguments: [
         ("policies:\n  p:\n    mode: strict\n", "cfg.yaml:3:11: mode is 'strict'; expected one of enforce, audit"),
         ("policies:\n  p:\n    alow: []\n", "cfg.yaml:3:5: unknown key 'alow' in policy p; expected mode, inspect, unknown, loopback, private, default, allow or deny"),
-        ("policy:\n  p: {}\n", "cfg.yaml:1:1: unknown key 'policy'; expected tables, regions, groups, default-policy, policies or cgroups"),
+        ("policy:\n  p: {}\n", "cfg.yaml:1:1: unknown key 'policy'; expected tables, regions, groups, default-policy, policies, cgroups or recording"),
         ("default-policy: nope\npolicies:\n  p: {}\n", "cfg.yaml:1:17: default-policy names 'nope', which is not defined; expected one of p"),
         ("policies:\n  p:\n    allow:\n      - country: XX\n", "cfg.yaml:4:9: 'XX' is not a country code; expected ISO 3166 alpha-2, such as DE or US"),
         ("policies:\n  p:\n    deny:\n      - host: 'bad host'\n", "cfg.yaml:4:15: 'bad host' is not a hostname pattern; expected names like api.example.com or *.example.com (letters, digits, '-', '.', '*')"),
