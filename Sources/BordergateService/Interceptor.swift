@@ -95,7 +95,7 @@ public final class Interceptor: @unchecked Sendable {
         do {
             let r = try store.applyRetention(RetentionPolicy(retain: c.retain, maxBytes: c.maxBytes))
             if r.deleted > 0 {
-                logger.info("recording retention: deleted \(r.expired) session(s) past \(Int(c.retain / 86400)) day(s) and \(r.evictedForSize) for size; \(r.bytesBefore >> 20) MiB -> \(r.bytesAfter >> 20) MiB")
+                logger.info("recording retention: deleted \(r.expired) session(s) older than \(Self.durationText(c.retain)) and \(r.evictedForSize) for size; \(r.bytesBefore >> 20) MiB -> \(r.bytesAfter >> 20) MiB")
             }
         } catch {
             logger.error("recording retention failed on \(store.path): \(error); recordings are kept until it works")
@@ -305,7 +305,7 @@ public final class Interceptor: @unchecked Sendable {
         let pinRoot: String
         if case .pinned(let root) = kernel.mode { pinRoot = root } else { pinRoot = "(not pinned)" }
         let audit = hub.counters
-        return DaemonStatus(
+        var status = DaemonStatus(
             pid: getpid(), version: bordergateVersion, startedAt: startedAt, proxy: proxyAddresses, pinRoot: pinRoot,
             stateDirectory: settings.stateDirectory, auditLog: hub.log.path, cgroupRoot: cgroups.mountPoint,
             programs: kernel.programSections,
@@ -315,6 +315,23 @@ public final class Interceptor: @unchecked Sendable {
             config: residency.config.config.path, policies: residency.config.config.policyOrder,
             defaultPolicy: residency.config.config.defaultPolicy, tables: residency.config.tableNotes,
             kernelTables: residency.kernelTableSummary(), heapInUse: bg_heap_in_use())
+        status.recordings = recordingSummary()
+        return status
+    }
+
+    /// `30d`, `12h`, `90m`, `45s`: as the config writes it.
+    static func durationText(_ t: Double) -> String {
+        let s = Int(t)
+        for (unit, size) in [("d", 86400), ("h", 3600), ("m", 60)] where s % size == 0 && s >= size { return "\(s / size)\(unit)" }
+        return "\(s)s"
+    }
+
+    /// `status`'s line on the session store.
+    func recordingSummary() -> String {
+        guard let store = sessionStore else { return "off: the store could not be opened (see the daemon's log)" }
+        let c = residency.config.config.recording
+        let mib = { (n: UInt64) in String(format: "%.1f MiB", Double(n) / 1048576) }
+        return "\(store.path): \(mib(store.fileBytes())); retain \(Self.durationText(c.retain)) or \(mib(c.maxBytes)), \(mib(c.maxSessionBodyBytes)) of bodies per session"
     }
 
     // MARK: Kernel events

@@ -64,4 +64,11 @@ import Testing
         let error = try #require(try Self.events(settings).first { $0.type == .daemon }?.error)
         #expect(error.hasPrefix("recording is off: ") && error.contains(settings.recordingsPath), "\(error)")
     }
+
+    @Test func retentionIsWrittenAsTheConfigWritesIt() {
+        #expect(Interceptor.durationText(30 * 86400) == "30d")
+        #expect(Interceptor.durationText(12 * 3600) == "12h")
+        #expect(Interceptor.durationText(90 * 60) == "90m")
+        #expect(Interceptor.durationText(45) == "45s")
+    }
 }

@@ -20,6 +20,9 @@ extension EndToEnd {
 
         try withOwnDaemon("recording", port: 17_437) { d, _ in
             #expect(d.daemonLog.contains("recordings      \(d.stateDir)/recordings/sessions.sqlite"), "\(d.daemonLog)")
+            let status = d.cli("status")
+            #expect(status.stdout.contains("recordings  \(d.stateDir)/recordings/sessions.sqlite: ") && status.stdout.contains("retain 30d"),
+                    "\(status.stdout)")
             let list = d.cli("sessions list -o json")
             #expect(list.status == 0 && list.stdout.isEmpty, "read while the daemon writes: \(list.stderr)")
             let unknown = d.cli("sessions show 0000-nope")
