@@ -256,6 +256,8 @@ public final class Interceptor: @unchecked Sendable {
     /// Re-reads config and tables, then applies the config's `cgroups:`; on error nothing changes.
     public func reload(trigger: String) throws -> String {
         let summary = try residency.reload(trigger: trigger)
+        // retention reads the config in force each time; the body cap applies to new sessions
+        (recorder as? StoreRecorder)?.maxSessionBodyBytes = residency.config.config.recording.maxSessionBodyBytes
         applyConfiguredCgroups()
         return summary
     }

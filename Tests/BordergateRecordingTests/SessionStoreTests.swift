@@ -92,6 +92,10 @@ import Testing
         #expect(e[0].truncated)
         #expect(e[0].responseBodyBytes == 8, "the wire size is kept")
         #expect(e[1].requestBody == [] && e[1].truncated)
+        recorder.maxSessionBodyBytes = 100
+        record(recorder, start("t-2"), [exchange(request: "123456", response: Array("abcdefgh".utf8))])
+        let later = try SessionArchive(path: path).entries("t-2")
+        #expect(later[0].responseBody == Array("abcdefgh".utf8) && !later[0].truncated, "a reload's cap applies to new sessions")
     }
 
     @Test func filesAreOnlyTheOwners() throws {
@@ -143,6 +147,31 @@ import Testing
         let digest = try next.digest(of: "o-1")
         #expect(s.ending == "incomplete" && s.endedAt != nil && s.sha256 == digest)
         #expect(next.closeAbandoned() == 0)
+    }
+}
+
+extension SessionStoreTests {
+    @Test func closeCountsOnceAndSinceKeepsOpenSessions() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let path = SessionStore.path(stateDirectory: dir)
+        let events = EventSink()
+        let recorder = StoreRecorder(store: try SessionStore(path: path, logger: LogLines().logger), sink: events.sink)
+        let now = Date()
+        let r = recorder.open(start("twice", at: now.addingTimeInterval(-7200)))
+        r.close(end(at: now.addingTimeInterval(-3600 * 1.5)))
+        r.close(end(at: now))
+        r.append(exchange()) // after close: ignored
+        let open = recorder.open(start("long-lived", at: now.addingTimeInterval(-2 * 86400)))
+        open.append(exchange())
+        recorder.store.flush()
+        #expect(events.all.count == 1)
+        let archive = try SessionArchive(path: path)
+        let twice = try #require(try archive.session("twice"))
+        #expect(twice.entries == 0 && abs((twice.duration ?? 0) - 1800) < 0.01, "the first close stands")
+        let recent = try archive.list(SessionQuery(since: now.addingTimeInterval(-3600))).map(\.id)
+        #expect(recent == ["long-lived"], "open since two days, active now; 'twice' ended before: \(recent)")
+        open.close(end(at: now))
     }
 }
 
@@ -243,12 +272,12 @@ import Testing
         let recorder = StoreRecorder(store: try SessionStore(path: path, logger: LogLines().logger), sink: { _ in })
         record(recorder, start("h-1"), [exchange(), exchange("GET", "/img", response: [0x89, 0x50, 0x4e, 0x47, 0, 1])])
         let archive = try SessionArchive(path: path)
-        let data = try SessionExport.data(try archive.require("h-1"), entries: try archive.entries("h-1"), format: .har)
+        let data = try SessionExport.data(try archive.require("h-1"), entries: try archive.entries("h-1"), format: .har, version: "9.9.9")
         let root = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         let log = try #require(root["log"] as? [String: Any])
         #expect(log["version"] as? String == "1.2")
         let creator = try #require(log["creator"] as? [String: Any])
-        #expect(creator["name"] as? String == "bordergate" && creator["version"] is String)
+        #expect(creator["name"] as? String == "bordergate" && creator["version"] as? String == "9.9.9")
         let entries = try #require(log["entries"] as? [[String: Any]])
         #expect(entries.count == 2)
         for e in entries {
@@ -294,7 +323,7 @@ import Testing
             .sql(SQLStatement(text: "DELETE FROM t", outcome: "ERROR 42501: refused", guardrail: "no-delete", startedAt: t0, finishedAt: t0)),
         ])
         let archive = try SessionArchive(path: path)
-        let data = try SessionExport.data(try archive.require("j-1"), entries: try archive.entries("j-1"), format: .json)
+        let data = try SessionExport.data(try archive.require("j-1"), entries: try archive.entries("j-1"), format: .json, version: "9.9.9")
         let root = try #require(try JSONSerialization.jsonObject(with: data) as? [String: Any])
         let session = try #require(root["session"] as? [String: Any])
         #expect(session["id"] as? String == "j-1" && session["protocol"] as? String == "postgresql")

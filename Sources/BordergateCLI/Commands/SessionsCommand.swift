@@ -151,7 +151,7 @@ struct SessionsCommand: AsyncParsableCommand {
         func render() throws -> Data {
             let archive = try SessionsCommand.archive(common)
             let session = try archive.require(id)
-            var data = try SessionExport.data(session, entries: try archive.entries(id), format: format)
+            var data = try SessionExport.data(session, entries: try archive.entries(id), format: format, version: bordergateVersion)
             data.append(UInt8(ascii: "\n"))
             return data
         }

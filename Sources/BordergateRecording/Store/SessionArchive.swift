@@ -108,7 +108,7 @@ public final class SessionArchive: Sendable {
         var sql = "SELECT * FROM sessions WHERE 1"
         var args: [(any DatabaseValueConvertible)?] = []
         if let since = query.since {
-            sql += " AND coalesce(ended_at, started_at) >= ?"
+            sql += " AND (ended_at IS NULL OR ended_at >= ?)" // still open, or active after it
             args.append(StoreTime.micros(since))
         }
         if let pid = query.pid {

@@ -6,9 +6,10 @@ import Foundation
 public enum SessionExport {
     public enum Format: String, Sendable, CaseIterable { case har, json }
 
-    public static func data(_ session: StoredSession, entries: [StoredEntry], format: Format) throws -> Data {
+    /// `version` is the creator's in HAR (Bordergate's version).
+    public static func data(_ session: StoredSession, entries: [StoredEntry], format: Format, version: String) throws -> Data {
         let object: [String: Any] = switch format {
-        case .har: har(session, entries: entries)
+        case .har: har(session, entries: entries, version: version)
         case .json: json(session, entries: entries)
         }
         return try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
@@ -16,11 +17,11 @@ public enum SessionExport {
 
     // MARK: HAR 1.2
 
-    public static func har(_ s: StoredSession, entries: [StoredEntry]) -> [String: Any] {
+    public static func har(_ s: StoredSession, entries: [StoredEntry], version: String) -> [String: Any] {
         let http = entries.filter { $0.kind == .http }
         var log: [String: Any] = [
             "version": "1.2",
-            "creator": ["name": "bordergate", "version": "0.1.0"],
+            "creator": ["name": "bordergate", "version": version],
             "pages": [] as [Any],
             "entries": http.map { harEntry($0, session: s) },
         ]

@@ -24,8 +24,8 @@ public final class StoreRecorder: SessionRecorder {
     static let fellBehind = "the recording fell behind the disk: content not kept"
 
     public let store: SessionStore
-    public let maxSessionBodyBytes: UInt64
     public let maxPendingBytes: UInt64
+    private let cap: PendingBytes
     let sink: @Sendable (AuditEvent) -> Void
     let pending = PendingBytes()
 
@@ -33,9 +33,15 @@ public final class StoreRecorder: SessionRecorder {
                 maxPendingBytes: UInt64 = StoreRecorder.defaultMaxPendingBytes,
                 sink: @escaping @Sendable (AuditEvent) -> Void) {
         self.store = store
-        self.maxSessionBodyBytes = maxSessionBodyBytes
+        cap = PendingBytes(maxSessionBodyBytes)
         self.maxPendingBytes = maxPendingBytes
         self.sink = sink
+    }
+
+    /// Body bytes kept per session; a change (a config reload) applies to sessions opened after it.
+    public var maxSessionBodyBytes: UInt64 {
+        get { cap.value }
+        set { cap.set(newValue) }
     }
 
     /// Content bytes handed to the writer queue and not yet written.
@@ -63,6 +69,8 @@ public final class StoreRecorder: SessionRecorder {
 final class StoreRecording: SessionRecording, @unchecked Sendable {
     let start: SessionStart
     let recorder: StoreRecorder
+    /// The recorder's cap when the session opened.
+    let maxBodyBytes: UInt64
     private let lock = NSLock()
     private var seq = 0
     private var bodyBytesKept: UInt64 = 0
@@ -73,6 +81,7 @@ final class StoreRecording: SessionRecording, @unchecked Sendable {
     init(start: SessionStart, recorder: StoreRecorder) {
         self.start = start
         self.recorder = recorder
+        maxBodyBytes = recorder.maxSessionBodyBytes
     }
 
     var store: SessionStore { recorder.store }
@@ -89,7 +98,7 @@ final class StoreRecording: SessionRecording, @unchecked Sendable {
     /// What of `body` fits under the session's cap (and counts it).
     private func keep(_ body: [UInt8]) -> (kept: [UInt8], cut: Bool) {
         guard start.content else { return ([], false) }
-        let room = recorder.maxSessionBodyBytes > bodyBytesKept ? recorder.maxSessionBodyBytes - bodyBytesKept : 0
+        let room = maxBodyBytes > bodyBytesKept ? maxBodyBytes - bodyBytesKept : 0
         if UInt64(body.count) <= room {
             bodyBytesKept += UInt64(body.count)
             return (body, false)
@@ -168,10 +177,11 @@ final class StoreRecording: SessionRecording, @unchecked Sendable {
     }
 
     func close(_ end: SessionEnd) {
-        let (masked, failure): (Int, String?) = lock.withLock {
-            closed = true
-            return (self.masked, self.failure)
+        let (wasClosed, masked, failure): (Bool, Int, String?) = lock.withLock {
+            defer { closed = true }
+            return (closed, self.masked, self.failure)
         }
+        guard !wasClosed else { return } // once; a second close would rewrite the ending and digest
         let s = start
         let sink = recorder.sink
         let logger = store.logger
@@ -211,11 +221,13 @@ final class StoreRecording: SessionRecording, @unchecked Sendable {
     }
 }
 
-/// A byte count under a lock: content on its way to the disk.
+/// A byte count under a lock: content on its way to the disk, or the body cap.
 final class PendingBytes: @unchecked Sendable {
     private let lock = NSLock()
-    private var bytes: UInt64 = 0
+    private var bytes: UInt64
+    init(_ initial: UInt64 = 0) { bytes = initial }
     var value: UInt64 { lock.withLock { bytes } }
+    func set(_ v: UInt64) { lock.withLock { bytes = v } }
     /// Adds `n` if that stays within `limit` (one entry larger than the limit passes when nothing waits).
     func reserve(_ n: UInt64, limit: UInt64) -> Bool {
         lock.withLock {
