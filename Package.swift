@@ -118,6 +118,7 @@ let package = Package(
                                                           .product(name: "Logging", package: "swift-log")],
                     swiftSettings: swiftSettings),
         .testTarget(name: "BordergateCLITests", dependencies: ["BordergateCLI", "BordergateAudit", "BordergateService", "BordergateRecording",
+                                                              "BordergatePolicy",
                                                               .product(name: "ArgumentParser", package: "swift-argument-parser"),
                                                               .product(name: "Logging", package: "swift-log")],
                     swiftSettings: swiftSettings),

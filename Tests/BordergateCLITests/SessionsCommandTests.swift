@@ -1,10 +1,19 @@
 import ArgumentParser
 import BordergateAudit
+import BordergatePolicy
 import BordergateRecording
 import Foundation
 import Logging
 import Testing
 @testable import BordergateCLI
+
+@Suite struct RecordingSettingsTextTests {
+    @Test func policyCheckSaysWhatRecordingKeeps() {
+        #expect(Output.recordingSettings(RecordingConfig()) == "recording: retain 30d, max-size 2.0 GiB, max-session-body 64.0 MiB")
+        #expect(Output.recordingSettings(RecordingConfig(retain: 90 * 60, maxBytes: 500 << 20, maxSessionBodyBytes: 1000))
+            == "recording: retain 90m, max-size 500.0 MiB, max-session-body 1000 B")
+    }
+}
 
 /// `bordergate sessions` against a store populated here, in a state directory of its own.
 @Suite final class SessionsCommandTests {

@@ -108,6 +108,7 @@ enum Output {
         }
         for (cg, p) in c.cgroups { print("  cgroup \(cg) -> \(p)") }
         for t in cfg.tableNotes { print("  table \(t)") }
+        print("  " + recordingSettings(c.recording))
     }
 }
 
@@ -242,6 +243,13 @@ extension Output {
         let s = Int(t.rounded())
         if s < 3600 { return String(format: "%dm%02ds", s / 60, s % 60) }
         return String(format: "%dh%02dm", s / 3600, (s % 3600) / 60)
+    }
+
+    /// `policy check`'s line on the config's `recording:`.
+    static func recordingSettings(_ r: RecordingConfig) -> String {
+        let t = Int(r.retain)
+        let retain = [(86400, "d"), (3600, "h"), (60, "m")].first { t >= $0.0 && t % $0.0 == 0 }.map { "\(t / $0.0)\($0.1)" } ?? "\(t)s"
+        return "recording: retain \(retain), max-size \(size(r.maxBytes)), max-session-body \(size(r.maxSessionBodyBytes))"
     }
 
     /// `2026-12-04 18:50:15Z`: seconds are enough in a table.
