@@ -31,3 +31,28 @@ import Testing
         #expect(e[1].note?.contains("fell behind") == true && e[1].status == 200 && e[1].target == "/second")
     }
 }
+
+@Suite struct WriteFailureTests {
+    @Test func aFailedWriteIsLoggedOnceAndTheEventSaysTheRecordingIsIncomplete() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let log = LogLines()
+        let store = try SessionStore(path: SessionStore.path(stateDirectory: dir), logger: log.logger)
+        // the writer's connection refuses the second entry, as a full disk would
+        try store.pool.writeWithoutTransaction { db in
+            try db.execute(sql: """
+                CREATE TEMP TRIGGER refuse BEFORE INSERT ON entries WHEN NEW.seq = 2
+                BEGIN SELECT RAISE(ABORT, 'disk says no'); END
+                """)
+        }
+        let events = EventSink()
+        record(StoreRecorder(store: store, sink: events.sink), start("f-1"), [exchange(), exchange(), exchange()])
+        let e = try #require(events.all.first)
+        #expect(events.all.count == 1)
+        #expect(e.error?.hasPrefix("the recording is incomplete: cannot store an entry of session f-1") == true, "\(e.error ?? "nil")")
+        #expect(e.error?.contains("disk says no") == true)
+        #expect(e.session?.sha256.count == 64, "what was stored is still digested")
+        #expect(log.errors.count == 1 && log.errors[0].contains("the rest of this session is not recorded"), "\(log.errors)")
+        #expect(try SessionArchive(path: store.path).entries("f-1").map(\.seq).contains(1))
+    }
+}

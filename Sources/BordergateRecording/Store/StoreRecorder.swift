@@ -177,9 +177,9 @@ final class StoreRecording: SessionRecording, @unchecked Sendable {
     }
 
     func close(_ end: SessionEnd) {
-        let (wasClosed, masked, failure): (Bool, Int, String?) = lock.withLock {
+        let (wasClosed, masked): (Bool, Int) = lock.withLock {
             defer { closed = true }
-            return (closed, self.masked, self.failure)
+            return (closed, self.masked)
         }
         guard !wasClosed else { return } // once; a second close would rewrite the ending and digest
         let s = start
@@ -202,7 +202,9 @@ final class StoreRecording: SessionRecording, @unchecked Sendable {
             try db.execute(sql: "UPDATE sessions SET sha256 = ? WHERE id = ?", arguments: [digest, s.id])
             let row = try Row.fetchOne(db, sql: "SELECT entries, stored_bytes FROM sessions WHERE id = ?", arguments: [s.id])
             return (row?["entries"] ?? 0, UInt64(row?["stored_bytes"] as Int64? ?? 0), digest)
-        }, completion: { _, result in
+        }, completion: { [self] _, result in
+            // after every write queued before this one, so a failed append has been counted
+            let failure = lock.withLock { self.failure }
             var e = AuditEvent(time: end.endedAt, type: .session, process: s.process, destination: s.destination,
                                protocol: s.protocol, policy: s.policy, connection: s.id, bytes: end.bytes,
                                duration_ms: (end.endedAt.timeIntervalSince(s.startedAt) * 1000 * 1000).rounded() / 1000,
