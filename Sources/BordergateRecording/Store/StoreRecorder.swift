@@ -110,7 +110,8 @@ final class StoreRecording: SessionRecording, @unchecked Sendable {
     func append(_ entry: SessionEntry) {
         let id = start.id
         let content = start.content
-        let arguments: StatementArguments
+        // Built on the writer queue: encoding headers and copying bodies is not the event loop's work.
+        let arguments: @Sendable () -> StatementArguments
         let sql: String
         var reserved: UInt64 = 0
         let n: Int? = lock.withLock {
@@ -130,9 +131,10 @@ final class StoreRecording: SessionRecording, @unchecked Sendable {
             var note = x.note
             var keepContent = content
             if content {
-                let size = UInt64(request.count + response.count)
-                    + x.requestHeaders.reduce(0) { $0 + UInt64($1.name.utf8.count + $1.value.utf8.count + 32) }
-                    + x.responseHeaders.reduce(0) { $0 + UInt64($1.name.utf8.count + $1.value.utf8.count + 32) }
+                let headers = (x.requestHeaders + x.responseHeaders).reduce(0) { (sum: Int, h: RecordedHeader) in
+                    sum + h.name.utf8.count + h.value.utf8.count + 32
+                }
+                let size = UInt64(request.count + response.count + headers)
                 if recorder.pending.reserve(size, limit: recorder.maxPendingBytes) {
                     reserved = size
                 } else {
@@ -149,13 +151,17 @@ final class StoreRecording: SessionRecording, @unchecked Sendable {
                   response_body_bytes, truncated, masked, note)
                 VALUES (?, ?, 'http', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """
-            arguments = [id, n, StoreTime.micros(x.startedAt), x.respondedAt.map(StoreTime.micros), StoreTime.micros(x.finishedAt),
-                         x.method, x.target, x.version, x.status,
-                         keepContent ? StoredJSON.headers(x.requestHeaders) : nil,
-                         keepContent ? StoredJSON.headers(x.responseHeaders) : nil,
-                         keepContent ? Data(request) : nil, keepContent ? Data(response) : nil,
-                         Int64(clamping: x.requestBodyBytes), Int64(clamping: x.responseBodyBytes),
-                         x.truncated || requestCut || responseCut, StoredJSON.masked(x.masked), note]
+            let (withContent, requestKept, responseKept, truncated, entryNote) = (keepContent, request, response,
+                                                                             x.truncated || requestCut || responseCut, note)
+            arguments = {
+                [id, n, StoreTime.micros(x.startedAt), x.respondedAt.map(StoreTime.micros), StoreTime.micros(x.finishedAt),
+                 x.method, x.target, x.version, x.status,
+                 withContent ? StoredJSON.headers(x.requestHeaders) : nil,
+                 withContent ? StoredJSON.headers(x.responseHeaders) : nil,
+                 withContent ? Data(requestKept) : nil, withContent ? Data(responseKept) : nil,
+                 Int64(clamping: x.requestBodyBytes), Int64(clamping: x.responseBodyBytes),
+                 truncated, StoredJSON.masked(x.masked), entryNote]
+            }
         case .sql(let s):
             lock.withLock { masked += s.masked.values.reduce(0, +) }
             sql = """
@@ -163,13 +169,14 @@ final class StoreRecording: SessionRecording, @unchecked Sendable {
                   sql_rows, sql_outcome, sql_guardrail)
                 VALUES (?, ?, 'sql', ?, ?, ?, ?, ?, ?, ?, ?)
                 """
-            arguments = [id, n, StoreTime.micros(s.startedAt), StoreTime.micros(s.finishedAt), StoredJSON.masked(s.masked),
-                         s.text, content ? StoredJSON.parameters(s.parameters) : nil, Int64(clamping: s.rows), s.outcome,
-                         s.guardrail]
+            arguments = {
+                [id, n, StoreTime.micros(s.startedAt), StoreTime.micros(s.finishedAt), StoredJSON.masked(s.masked),
+                 s.text, content ? StoredJSON.parameters(s.parameters) : nil, Int64(clamping: s.rows), s.outcome, s.guardrail]
+            }
         }
         let held = reserved
         store.pool.asyncWrite({ db in
-            try db.execute(sql: sql, arguments: arguments)
+            try db.execute(sql: sql, arguments: arguments())
         }, completion: { [self] _, result in
             recorder.pending.release(held)
             if case .failure(let error) = result { failed("cannot store an entry of session", error) }
