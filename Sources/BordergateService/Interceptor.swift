@@ -332,8 +332,9 @@ public final class Interceptor: @unchecked Sendable {
     func recordingSummary() -> String {
         guard let store = sessionStore else { return "off: the store could not be opened (see the daemon's log)" }
         let c = residency.config.config.recording
+        let cap = (recorder as? StoreRecorder)?.maxSessionBodyBytes ?? c.maxSessionBodyBytes
         let mib = { (n: UInt64) in String(format: "%.1f MiB", Double(n) / 1048576) }
-        return "\(store.path): \(mib(store.fileBytes())); retain \(Self.durationText(c.retain)) or \(mib(c.maxBytes)), \(mib(c.maxSessionBodyBytes)) of bodies per session"
+        return "\(store.path): \(mib(store.fileBytes())); retain \(Self.durationText(c.retain)) or \(mib(c.maxBytes)), \(mib(cap)) of bodies per session"
     }
 
     // MARK: Kernel events

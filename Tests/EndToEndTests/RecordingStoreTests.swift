@@ -23,6 +23,14 @@ extension EndToEnd {
             let status = d.cli("status")
             #expect(status.stdout.contains("recordings  \(d.stateDir)/recordings/sessions.sqlite: ") && status.stdout.contains("retain 30d"),
                     "\(status.stdout)")
+            // a reload applies the config's recording: settings
+            let config = try String(contentsOfFile: d.configPath, encoding: .utf8)
+            try (config + "recording:\n  retain: 12h\n  max-size: 500MiB\n  max-session-body: 1MiB\n")
+                .write(toFile: d.configPath, atomically: true, encoding: .utf8)
+            let reload = d.cli("reload")
+            #expect(reload.status == 0, "\(reload.stderr)")
+            let reloaded = d.cli("status").stdout
+            #expect(reloaded.contains("retain 12h or 500.0 MiB, 1.0 MiB of bodies per session"), "\(reloaded)")
             let list = d.cli("sessions list -o json")
             #expect(list.status == 0 && list.stdout.isEmpty, "read while the daemon writes: \(list.stderr)")
             let unknown = d.cli("sessions show 0000-nope")
