@@ -7,14 +7,16 @@ import Logging
 /// mode so the CLI reads it while the daemon writes. The directory is 0700 and the file 0600:
 /// recordings hold what tools sent and received.
 ///
-/// Writes go through GRDB's writer queue (``DatabasePool/asyncWrite(_:completion:)``), one
-/// serial queue per store, so a recording's appends never wait on the disk and stay in order.
+/// Recordings' writes go through ``WriteQueue`` onto GRDB's one serial writer queue, batched
+/// into a transaction per turn, so a recording's appends never wait on the disk and stay in order.
 public final class SessionStore: Sendable {
     public let path: String
     let pool: DatabasePool
     let logger: Logger
     /// Where a corrupt file found at open was moved; nil when the store opened as it was.
     public let setAside: String?
+    /// The recordings' writes, batched into one transaction per turn of the writer.
+    let writes: WriteQueue
 
     /// Where the store of a state directory lives.
     public static func path(stateDirectory: String) -> String {
@@ -44,6 +46,7 @@ public final class SessionStore: Sendable {
         } catch {
             throw StoreError(path: path, problem: "cannot open the session store: \(Self.describe(error))")
         }
+        writes = WriteQueue(pool: pool)
     }
 
     static func isCorruption(_ e: DatabaseError) -> Bool {

@@ -4,8 +4,8 @@ import GRDB
 import Logging
 
 /// Records sessions into a ``SessionStore``. `open`, `append` and `close` only take a lock for
-/// a few counters and hand the rows to the store's writer queue: they never wait on the disk,
-/// so handlers call them from their event loops.
+/// a few counters and hand the rows to the store's writer queue (``WriteQueue``, batched): they
+/// never wait on the disk, so handlers call them from their event loops.
 ///
 /// Content (headers, bodies, SQL parameters) is kept only when ``SessionStart/content`` says
 /// so; metadata (method, target, status, sizes, timings, masked counts, the normalised SQL
@@ -50,7 +50,7 @@ public final class StoreRecorder: SessionRecorder {
     public func open(_ start: SessionStart) -> any SessionRecording {
         let r = StoreRecording(start: start, recorder: self)
         let s = start
-        store.pool.asyncWrite({ db in
+        store.writes.enqueue({ db in
             try db.execute(sql: """
                 INSERT INTO sessions (id, started_at, pid, ppid, uid, user, comm, exe, cgroup, host, ip, port, region,
                   country, policy, protocol, content)
@@ -59,7 +59,7 @@ public final class StoreRecorder: SessionRecorder {
                                  s.process.user, s.process.comm, s.process.exe, s.process.cgroup, s.destination.host,
                                  s.destination.ip, s.destination.port, s.destination.region, s.destination.country,
                                  s.policy, s.protocol.rawValue, s.content])
-        }, completion: { _, result in
+        }, done: { result in
             if case .failure(let error) = result { r.failed("cannot store the session", error) }
         })
         return r
@@ -175,9 +175,9 @@ final class StoreRecording: SessionRecording, @unchecked Sendable {
             }
         }
         let held = reserved
-        store.pool.asyncWrite({ db in
-            try db.execute(sql: sql, arguments: arguments())
-        }, completion: { [self] _, result in
+        store.writes.enqueue({ db in
+            try db.cachedStatement(sql: sql).execute(arguments: arguments())
+        }, done: { [self] result in
             recorder.pending.release(held)
             if case .failure(let error) = result { failed("cannot store an entry of session", error) }
         })
@@ -192,7 +192,8 @@ final class StoreRecording: SessionRecording, @unchecked Sendable {
         let s = start
         let sink = recorder.sink
         let logger = store.logger
-        store.pool.asyncWrite({ db -> (entries: Int, bytes: UInt64, sha256: String) in
+        let stored = Stored()
+        store.writes.enqueue({ db in
             try db.execute(sql: """
                 UPDATE sessions SET ended_at = :ended, bytes_sent = :sent, bytes_received = :received, ending = :ending,
                   entries = (SELECT count(*) FROM entries WHERE session_id = :id),
@@ -208,8 +209,8 @@ final class StoreRecording: SessionRecording, @unchecked Sendable {
             let digest = try SessionDigest.compute(db, id: s.id)
             try db.execute(sql: "UPDATE sessions SET sha256 = ? WHERE id = ?", arguments: [digest, s.id])
             let row = try Row.fetchOne(db, sql: "SELECT entries, stored_bytes FROM sessions WHERE id = ?", arguments: [s.id])
-            return (row?["entries"] ?? 0, UInt64(row?["stored_bytes"] as Int64? ?? 0), digest)
-        }, completion: { [self] _, result in
+            stored.set(entries: row?["entries"] ?? 0, bytes: UInt64(row?["stored_bytes"] as Int64? ?? 0), sha256: digest)
+        }, done: { [self] result in
             // after every write queued before this one, so a failed append has been counted
             let failure = lock.withLock { self.failure }
             var e = AuditEvent(time: end.endedAt, type: .session, process: s.process, destination: s.destination,
@@ -217,8 +218,8 @@ final class StoreRecording: SessionRecording, @unchecked Sendable {
                                duration_ms: (end.endedAt.timeIntervalSince(s.startedAt) * 1000 * 1000).rounded() / 1000,
                                end: end.ending)
             switch result {
-            case .success(let stored):
-                e.session = AuditEvent.Session(id: s.id, entries: stored.entries, bytes: stored.bytes, sha256: stored.sha256)
+            case .success:
+                e.session = stored.session(id: s.id)
                 if let failure { e.error = "the recording is incomplete: \(failure)" }
             case .failure(let error):
                 let text = "cannot close session \(s.id) in the store: \(SessionStore.describe(error))"
@@ -227,6 +228,16 @@ final class StoreRecording: SessionRecording, @unchecked Sendable {
             }
             sink(e)
         })
+    }
+}
+
+/// What a close stored, from the writer queue to its completion.
+final class Stored: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: (entries: Int, bytes: UInt64, sha256: String) = (0, 0, "")
+    func set(entries: Int, bytes: UInt64, sha256: String) { lock.withLock { value = (entries, bytes, sha256) } }
+    func session(id: String) -> AuditEvent.Session {
+        lock.withLock { AuditEvent.Session(id: id, entries: value.entries, bytes: value.bytes, sha256: value.sha256) }
     }
 }
 
