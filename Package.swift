@@ -18,6 +18,8 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        // The session recording store (SQLite; on Linux the system library, Debian: libsqlite3-dev).
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
     ],
     targets: [
         // libbpf, found through pkg-config (Debian: libbpf-dev).
@@ -66,7 +68,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         // Sessions of proxied connections: the seam handlers record through, and the store.
-        .target(name: "BordergateRecording", dependencies: ["BordergateAudit"], swiftSettings: swiftSettings),
+        .target(name: "BordergateRecording", dependencies: ["BordergateAudit",
+                                                            .product(name: "GRDB", package: "GRDB.swift"),
+                                                            .product(name: "Crypto", package: "swift-crypto"),
+                                                            .product(name: "Logging", package: "swift-log")],
+                swiftSettings: swiftSettings),
         // The protocol handlers the proxy runs on inspected connections (HTTP, TLS, PostgreSQL,
         // recording); NIOHTTP1 and NIOSSL belong here, never in BordergateProxy.
         .target(
@@ -90,12 +96,16 @@ let package = Package(
         ),
         .executableTarget(
             name: "BordergateCLI",
-            dependencies: ["BordergateService", "BordergateAudit", "BordergatePolicy", "BordergateRegions",
+            dependencies: ["BordergateService", "BordergateAudit", "BordergatePolicy", "BordergateRegions", "BordergateRecording",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "BordergateAuditTests", dependencies: ["BordergateAudit", .product(name: "Crypto", package: "swift-crypto")],
+                    swiftSettings: swiftSettings),
+        .testTarget(name: "BordergateRecordingTests", dependencies: ["BordergateRecording", "BordergateAudit",
+                                                                    .product(name: "GRDB", package: "GRDB.swift"),
+                                                                    .product(name: "Logging", package: "swift-log")],
                     swiftSettings: swiftSettings),
         .testTarget(name: "BordergateRegionsTests", dependencies: ["BordergateRegions"], swiftSettings: swiftSettings),
         .testTarget(name: "BordergatePolicyTests", dependencies: ["BordergatePolicy", "BordergateRegions"], swiftSettings: swiftSettings),
@@ -107,11 +117,15 @@ let package = Package(
                                                                 .product(name: "NIOPosix", package: "swift-nio"),
                                                                 .product(name: "NIOEmbedded", package: "swift-nio"),
                                                                 .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "BordergateServiceTests", dependencies: ["BordergateService", "BordergateKernel",
-                                                          .product(name: "NIOCore", package: "swift-nio")],
+        .testTarget(name: "BordergateServiceTests", dependencies: ["BordergateService", "BordergateKernel", "BordergateRecording",
+                                                          "BordergatePolicy",
+                                                          .product(name: "NIOCore", package: "swift-nio"),
+                                                          .product(name: "Logging", package: "swift-log")],
                     swiftSettings: swiftSettings),
-        .testTarget(name: "BordergateCLITests", dependencies: ["BordergateCLI", "BordergateAudit", "BordergateService",
-                                                              .product(name: "ArgumentParser", package: "swift-argument-parser")],
+        .testTarget(name: "BordergateCLITests", dependencies: ["BordergateCLI", "BordergateAudit", "BordergateService", "BordergateRecording",
+                                                              "BordergatePolicy",
+                                                              .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                                                              .product(name: "Logging", package: "swift-log")],
                     swiftSettings: swiftSettings),
         .testTarget(
             name: "EndToEndTests",

@@ -109,6 +109,8 @@ public struct DaemonStatus: Codable, Sendable {
     public var kernelTables: [String: UInt64]?
     /// Bytes the daemon's allocator has handed out and not got back (free lists not counted).
     public var heapInUse: UInt64?
+    /// The session recording store, in words: its path, size and retention, or why it is off.
+    public var recordings: String?
 
     public init(pid: Int32, version: String, startedAt: Date, proxy: [String], pinRoot: String, stateDirectory: String,
                 auditLog: String, cgroupRoot: String, programs: [String], guards: [Guard], kernel: [String: UInt64],

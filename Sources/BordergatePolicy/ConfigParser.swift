@@ -68,6 +68,47 @@ public enum ConfigParser {
         return try Reader(path: path).config(root)
     }
 
+    /// `30d`, `12h`, `90m`, `45s`, `2w`: a whole number and a unit, in seconds.
+    public static func duration(_ text: String) -> TimeInterval? {
+        let s = text.trimmingCharacters(in: .whitespaces)
+        guard let unit = s.last, let n = UInt64(s.dropLast()), n <= 1_000_000_000 else { return nil }
+        let scale: Double
+        switch unit {
+        case "s": scale = 1
+        case "m": scale = 60
+        case "h": scale = 3600
+        case "d": scale = 86400
+        case "w": scale = 7 * 86400
+        default: return nil
+        }
+        return Double(n) * scale
+    }
+
+    /// `2GiB`, `500MiB`, `1GB`, `64KiB`, `4096` (bytes): binary units are powers of 1024, decimal
+    /// ones of 1000. Nil for anything else, or past 2^63.
+    public static func byteSize(_ text: String) -> UInt64? {
+        let s = text.trimmingCharacters(in: .whitespaces)
+        let digits = s.prefix { $0.isASCII && $0.isNumber }
+        guard !digits.isEmpty, let n = UInt64(digits) else { return nil }
+        let unit = s.dropFirst(digits.count).trimmingCharacters(in: .whitespaces)
+        let scale: UInt64
+        switch unit {
+        case "", "B": scale = 1
+        case "KB", "kB": scale = 1000
+        case "MB": scale = 1000 * 1000
+        case "GB": scale = 1000 * 1000 * 1000
+        case "TB": scale = 1000 * 1000 * 1000 * 1000
+        case "KiB": scale = 1 << 10
+        case "MiB": scale = 1 << 20
+        case "GiB": scale = 1 << 30
+        case "TiB": scale = 1 << 40
+        default: return nil
+        }
+        let (v, overflow) = n.multipliedReportingOverflow(by: scale)
+        guard !overflow, v <= UInt64(Int64.max) else { return nil }
+        return v
+    }
+
     static func describe(_ e: YamlError, path: String) -> ConfigError {
         switch e {
         case .scanner(let context, let problem, let mark, _), .parser(let context, let problem, let mark, _),
@@ -197,8 +238,10 @@ public enum ConfigParser {
                             throw fail(pattern, "masker \(name): '\(text)' is not a regular expression (\(error)); expected e.g. 'EMP-[0-9]{6}'")
                         }
                     }
+                case "recording":
+                    c.recording = try recording(v)
                 default:
-                    throw fail(k, "unknown key '\(key)'; expected tables, regions, groups, default-policy, policies, cgroups or maskers")
+                    throw fail(k, "unknown key '\(key)'; expected tables, regions, groups, default-policy, policies, cgroups, maskers or recording")
                 }
             }
             guard !c.policyOrder.isEmpty else {
@@ -227,6 +270,30 @@ public enum ConfigParser {
                 try checkMaskers(c.policies[name]!, maskers: c.maskers)
             }
             return c
+        }
+
+        func recording(_ n: Node) throws -> RecordingConfig {
+            var r = RecordingConfig()
+            if n.null != nil { return r }
+            for (key, k, v) in try mapping(n, "recording") {
+                switch key {
+                case "retain":
+                    let s = try string(v, "retain")
+                    guard let d = ConfigParser.duration(s), d > 0 else {
+                        throw fail(v, "retain is '\(s)'; expected a duration such as 30d, 12h or 90m")
+                    }
+                    r.retain = d
+                case "max-size", "max-session-body":
+                    let s = try string(v, key)
+                    guard let b = ConfigParser.byteSize(s), b > 0 else {
+                        throw fail(v, "\(key) is '\(s)'; expected a size such as 2GiB, 500MiB or 1GB")
+                    }
+                    if key == "max-size" { r.maxBytes = b } else { r.maxSessionBodyBytes = b }
+                default:
+                    throw fail(k, "unknown key '\(key)' in recording; expected retain, max-size or max-session-body")
+                }
+            }
+            return r
         }
 
         func table(_ n: Node) throws -> BordergateConfig.TableSource {

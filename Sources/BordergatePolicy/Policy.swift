@@ -43,6 +43,27 @@ public struct Policy: Sendable {
     public var effectiveDefault: PolicyAction { fallback ?? (allow.isEmpty ? .allow : .deny) }
 }
 
+/// `recording: {retain: 30d, max-size: 2GiB, max-session-body: 64MiB}`: retention of the
+/// session store (sessions that ended longer ago than `retain` go, then the oldest until the
+/// store fits in `max-size`) and the cap on body bytes kept per session.
+public struct RecordingConfig: Sendable, Equatable {
+    public static let defaultRetain: Double = 30 * 86400
+    public static let defaultMaxBytes: UInt64 = 2 << 30
+    public static let defaultMaxSessionBodyBytes: UInt64 = 64 << 20
+
+    /// Seconds.
+    public var retain: Double
+    public var maxBytes: UInt64
+    public var maxSessionBodyBytes: UInt64
+
+    public init(retain: Double = RecordingConfig.defaultRetain, maxBytes: UInt64 = RecordingConfig.defaultMaxBytes,
+                maxSessionBodyBytes: UInt64 = RecordingConfig.defaultMaxSessionBodyBytes) {
+        self.retain = retain
+        self.maxBytes = maxBytes
+        self.maxSessionBodyBytes = maxSessionBodyBytes
+    }
+}
+
 /// One allow or deny entry.
 public struct Rule: Sendable {
     public enum Target: Sendable {
@@ -137,6 +158,8 @@ public struct BordergateConfig: Sendable {
     public var maskers: [String: CustomDetector] = [:]
     /// Cgroups the daemon guards when it starts, with their policy.
     public var cgroups: [(cgroup: String, policy: String)] = []
+    /// How long session recordings are kept and how much disk they may take (`recording:`).
+    public var recording = RecordingConfig()
 
     public init(path: String, defaultPolicy: String) {
         self.path = path

@@ -1,6 +1,7 @@
 import BordergateAudit
 import BordergateKernel
 import BordergatePolicy
+import BordergateRecording
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -43,6 +44,7 @@ public enum Daemon {
                   proxy           \(interceptor.proxyAddresses.joined(separator: ", "))
                   control socket  \(settings.controlSocket)
                   audit log       \(settings.auditLogPath)
+                  recordings      \(interceptor.sessionStore?.path ?? "off (see the error above)")
                   pins            \(settings.pinRoot)
                   config          \(config.config.path) (default policy \(config.config.defaultPolicy))
                   tables          \(config.tableNotes.joined(separator: "\n                              "))
@@ -50,12 +52,13 @@ public enum Daemon {
                 watch with: bordergate events -f\n
                 """.utf8))
         }
-        // Shut down in reverse: reload, control, grants, proxy, pump.
+        // Shut down in reverse: reload, control, retention, grants, proxy, pump.
         let group = ServiceGroup(
             services: [
                 KernelEventPumpService(interceptor: interceptor),
                 ProxyService(interceptor: interceptor),
                 GrantExpiryService(interceptor: interceptor),
+                RecordingRetentionService(interceptor: interceptor),
                 ControlService(control: control, hub: hub, logger: logger, stoppedBy: stoppedBy, onListening: announce),
                 ReloadService(interceptor: interceptor, hangups: hangups),
             ],
@@ -122,6 +125,22 @@ struct ProxyService: Service {
     func run() async {
         try? await gracefulShutdown() // or cancellation: stopping fails closed all the same
         await interceptor.stopProxy(failClosed: true)
+    }
+}
+
+/// The recording store's retention: once at startup, then hourly, off the concurrency pool
+/// (deleting and vacuuming may take a while on a large store).
+struct RecordingRetentionService: Service {
+    let interceptor: Interceptor
+    static let interval: Duration = .seconds(3600)
+
+    func run() async {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                await interceptor.applyRecordingRetentionInBackground()
+                try? await Task.sleep(for: Self.interval)
+            }
+        }
     }
 }
 

@@ -101,6 +101,9 @@ public enum ExecRunner {
         let status: Int32
         do {
             try await interceptor.start()
+            // No daemon keeps the store in bounds: this run does, beside the command.
+            let retention = Task.detached { await interceptor.applyRecordingRetentionInBackground() }
+            defer { retention.cancel() }
             _ = try interceptor.attach(cgroup: cgroupName, policy: options.policy)
             status = try await spawn()
             stopLeftovers(in: dir, cgroups: cgroups, command: command, quiet: options.quiet)

@@ -21,9 +21,12 @@ public final class Interceptor: @unchecked Sendable {
     public let hub: AuditHub
     public let proxy: TransparentProxy
     public let residency: Residency
+    /// Where the protocol handlers record sessions: the store in the state directory, or (when it
+    /// cannot be opened) a recorder that keeps nothing, the daemon running on with an error logged.
+    public let recorder: any SessionRecorder
+    /// The store behind ``recorder``; nil when recording is off.
+    public let sessionStore: SessionStore?
     public private(set) var proxyAddresses: [String] = []
-    /// Where the protocol handlers record sessions.
-    public let recorder: any SessionRecorder = DiscardingRecorder()
     public let startedAt = Date()
     let describer: ProcessDescriber
     private let group: MultiThreadedEventLoopGroup
@@ -49,6 +52,8 @@ public final class Interceptor: @unchecked Sendable {
         residency = Residency(kernel: kernel, settings: settings, hub: hub, logger: logger, initial: residencyConfig,
                               persist: mode != .ephemeral)
         describer = ProcessDescriber(kernel: kernel, cgroups: cgroups)
+        (sessionStore, recorder) = Self.openRecording(settings: settings, config: residencyConfig.config.recording,
+                                                      owner: mode != .ephemeral, hub: hub, logger: logger)
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount))
         let resolver = KernelResolver(kernel: kernel, describer: describer, residency: residency)
         let masking = MaskingRulesProvider(residency: residency, hashKey: try MaskingRulesProvider.hashKey(settings: settings))
@@ -56,6 +61,59 @@ public final class Interceptor: @unchecked Sendable {
                                  group: group, resolver: resolver, sink: hub,
                                  handlers: Inspection.handlers(httpRules: masking.rules(for:), recorder: recorder), logger: logger)
     }
+
+    /// Opens the session store. Nothing here stops the interceptor: a store that cannot be opened
+    /// turns recording off, said once in the log and in the audit log. The daemon (the `owner`)
+    /// also closes the sessions a daemon that died left open; a standalone `exec` may run beside
+    /// another one and leaves them.
+    static func openRecording(settings: Settings, config: RecordingConfig, owner: Bool, hub: AuditHub,
+                              logger: Logger) -> (SessionStore?, any SessionRecorder) {
+        do {
+            let store = try SessionStore(path: settings.recordingsPath, logger: logger)
+            if let aside = store.setAside {
+                hub.publish(AuditEvent(type: .daemon, error: "the session store \(settings.recordingsPath) was unreadable; moved it to \(aside) and started a new one"))
+            }
+            if owner {
+                let n = store.closeAbandoned()
+                if n > 0 { logger.info("closed \(n) recorded session(s) a stopped daemon left open (ending: incomplete)") }
+            }
+            let recorder = StoreRecorder(store: store, maxSessionBodyBytes: config.maxSessionBodyBytes,
+                                         sink: { [hub] in hub.publish($0) })
+            return (store, recorder)
+        } catch {
+            let text = "recording is off: \(error); fix it and restart (connections are still guarded and audited)"
+            logger.error("\(text)")
+            hub.publish(AuditEvent(type: .daemon, error: text))
+            return (nil, DiscardingRecorder())
+        }
+    }
+
+    /// Applies the config's `recording:` retention to the store (the config in force: a reload
+    /// changes it). Blocks while it deletes and vacuums: the daemon calls it off the event loops.
+    public func applyRecordingRetention() {
+        guard let store = sessionStore else { return }
+        let c = residency.config.config.recording
+        do {
+            let r = try store.applyRetention(RetentionPolicy(retain: c.retain, maxBytes: c.maxBytes))
+            if r.deleted > 0 {
+                logger.info("recording retention: deleted \(r.expired) session(s) older than \(Self.durationText(c.retain)) and \(r.evictedForSize) for size; \(r.bytesBefore >> 20) MiB -> \(r.bytesAfter >> 20) MiB")
+            }
+        } catch {
+            logger.error("recording retention failed on \(store.path): \(error); recordings are kept until it works")
+        }
+    }
+
+    /// Runs ``applyRecordingRetention()`` on a queue of its own.
+    func applyRecordingRetentionInBackground() async {
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            Self.recordingQueue.async { [self] in
+                applyRecordingRetention()
+                done.resume()
+            }
+        }
+    }
+
+    static let recordingQueue = DispatchQueue(label: "bg-recording-retention")
 
     /// A proxied connection holds two descriptors; the default soft limit (often 1024) would cap
     /// the proxy near 500 connections, so take everything the hard limit allows, and say so.
@@ -141,6 +199,7 @@ public final class Interceptor: @unchecked Sendable {
     func finish() async {
         stopping.withLockedValue { $0 = true }
         try? await group.shutdownGracefully()
+        sessionStore?.flush() // the last sessions' rows and events
         kernel.close()
     }
 
@@ -198,6 +257,8 @@ public final class Interceptor: @unchecked Sendable {
     /// Re-reads config and tables, then applies the config's `cgroups:`; on error nothing changes.
     public func reload(trigger: String) throws -> String {
         let summary = try residency.reload(trigger: trigger)
+        // retention reads the config in force each time; the body cap applies to new sessions
+        (recorder as? StoreRecorder)?.maxSessionBodyBytes = residency.config.config.recording.maxSessionBodyBytes
         applyConfiguredCgroups()
         return summary
     }
@@ -247,7 +308,7 @@ public final class Interceptor: @unchecked Sendable {
         let pinRoot: String
         if case .pinned(let root) = kernel.mode { pinRoot = root } else { pinRoot = "(not pinned)" }
         let audit = hub.counters
-        return DaemonStatus(
+        var status = DaemonStatus(
             pid: getpid(), version: bordergateVersion, startedAt: startedAt, proxy: proxyAddresses, pinRoot: pinRoot,
             stateDirectory: settings.stateDirectory, auditLog: hub.log.path, cgroupRoot: cgroups.mountPoint,
             programs: kernel.programSections,
@@ -257,6 +318,24 @@ public final class Interceptor: @unchecked Sendable {
             config: residency.config.config.path, policies: residency.config.config.policyOrder,
             defaultPolicy: residency.config.config.defaultPolicy, tables: residency.config.tableNotes,
             kernelTables: residency.kernelTableSummary(), heapInUse: bg_heap_in_use())
+        status.recordings = recordingSummary()
+        return status
+    }
+
+    /// `30d`, `12h`, `90m`, `45s`: as the config writes it.
+    static func durationText(_ t: Double) -> String {
+        let s = Int(t)
+        for (unit, size) in [("d", 86400), ("h", 3600), ("m", 60)] where s % size == 0 && s >= size { return "\(s / size)\(unit)" }
+        return "\(s)s"
+    }
+
+    /// `status`'s line on the session store.
+    func recordingSummary() -> String {
+        guard let store = sessionStore else { return "off: the store could not be opened (see the daemon's log)" }
+        let c = residency.config.config.recording
+        let cap = (recorder as? StoreRecorder)?.maxSessionBodyBytes ?? c.maxSessionBodyBytes
+        let mib = { (n: UInt64) in String(format: "%.1f MiB", Double(n) / 1048576) }
+        return "\(store.path): \(mib(store.fileBytes())); retain \(Self.durationText(c.retain)) or \(mib(c.maxBytes)), \(mib(cap)) of bodies per session"
     }
 
     // MARK: Kernel events

@@ -1,3 +1,4 @@
+import BordergateRecording
 import Foundation
 
 /// Where Bordergate keeps its state and how it is reached. Every path can be overridden by a flag
@@ -31,6 +32,8 @@ public struct Settings: Sendable {
     public var defaultTablesPath: String { stateDirectory + "/regions/default.bgrt" }
     /// Which policy each guarded cgroup has, so a restarted daemon recompiles the same ones.
     public var attachmentsPath: String { stateDirectory + "/attachments.json" }
+    /// The session recording store (SQLite, WAL) that `bordergate sessions` reads.
+    public var recordingsPath: String { SessionStore.path(stateDirectory: stateDirectory) }
 }
 
 public let bordergateVersion = "0.1.0"

@@ -439,6 +439,7 @@ extension EndToEnd {
         #expect(ok.status == 0, "\(ok.stderr)")
         #expect(ok.stdout.contains("policy eu-only (default)"))
         #expect(ok.stdout.contains("table test"))
+        #expect(ok.stdout.contains("recording: retain 30d, max-size 2.0 GiB"), "\(ok.stdout)")
     }
 
     @Test func statusReportsTablesAndKernelMemory() throws {

@@ -17,6 +17,7 @@ struct BordergateCommand: AsyncParsableCommand {
               bordergate daemon --config /etc/bordergate/config.yaml
               bordergate attach /ci/runner --policy eu-only     guard an existing cgroup
               bordergate events -f                              watch connections live
+              bordergate sessions list --since 1h               recorded sessions (show, replay, export)
               bordergate regions lookup 198.51.100.7            which region, and which table says so
 
             'bordergate help COMMAND' (or 'bordergate COMMAND --help') explains one command.
@@ -24,6 +25,6 @@ struct BordergateCommand: AsyncParsableCommand {
         version: bordergateVersion,
         subcommands: [DaemonCommand.self, ExecCommand.self, AttachCommand.self, DetachCommand.self,
                       StatusCommand.self, EventsCommand.self, ReloadCommand.self, GrantCommand.self,
-                      PolicyCommand.self, RegionsCommand.self, AuditCommand.self]
+                      PolicyCommand.self, RegionsCommand.self, AuditCommand.self, SessionsCommand.self]
     )
 }

@@ -1,5 +1,6 @@
 import BordergateAudit
 import BordergatePolicy
+import BordergateRecording
 import BordergateRegions
 import BordergateService
 import Foundation
@@ -55,6 +56,7 @@ enum Output {
         print("kernel      " + counters(s.kernel))
         print("proxy       " + counters(s.proxyCounters))
         print("audit       " + counters(s.audit) + " live_readers=\(s.subscribers)")
+        if let r = s.recordings { print("recordings  \(r)") }
         if let heap = s.heapInUse { print("memory      heap in use \(String(format: "%.1f", Double(heap) / 1048576)) MiB") }
     }
 
@@ -106,5 +108,153 @@ enum Output {
         }
         for (cg, p) in c.cgroups { print("  cgroup \(cg) -> \(p)") }
         for t in cfg.tableNotes { print("  table \(t)") }
+        print("  " + recordingSettings(c.recording))
+    }
+}
+
+// MARK: Sessions
+
+extension Output {
+    /// `sessions list`: a table (ID, START, DURATION, PID, EXE, DEST, PROTOCOL, ENTRIES, BYTES,
+    /// MASKED) or one JSON object per session and line.
+    static func sessions(_ sessions: [StoredSession], as format: TextOrJSON) throws -> String {
+        switch format {
+        case .json:
+            return try sessions.map { s in
+                let data = try JSONSerialization.data(withJSONObject: SessionExport.sessionObject(s),
+                                                      options: [.sortedKeys, .withoutEscapingSlashes])
+                return String(decoding: data, as: UTF8.self) + "\n"
+            }.joined()
+        case .text:
+            let header = ["ID", "START", "DURATION", "PID", "EXE", "DEST", "PROTOCOL", "ENTRIES", "BYTES", "MASKED"]
+            let rows = sessions.map { s -> [String] in
+                [s.id, shortTime(s.startedAt), s.duration.map(duration) ?? "open", "\(s.process.pid)",
+                 s.process.exe.map { ($0 as NSString).lastPathComponent } ?? s.process.comm, destination(s), s.protocol,
+                 "\(s.entries)", s.bytes.map { size($0.sent + $0.received) } ?? "-", "\(s.masked)"]
+            }
+            if rows.isEmpty { return "no recorded sessions match\n" }
+            return table([header] + rows)
+        }
+    }
+
+    /// Columns padded to their widest cell, two spaces apart, like `kubectl get`.
+    static func table(_ rows: [[String]]) -> String {
+        guard let first = rows.first else { return "" }
+        let widths = (0..<first.count).map { c in rows.map { $0[c].count }.max() ?? 0 }
+        return rows.map { row in
+            row.enumerated().map { i, cell in
+                i == row.count - 1 ? cell : cell.padding(toLength: widths[i], withPad: " ", startingAt: 0)
+            }.joined(separator: "  ")
+        }.joined(separator: "\n") + "\n"
+    }
+
+    /// `sessions show`: what the session was, then each entry with its headers and bodies.
+    /// Bodies past `bodyLimit` bytes are cut, with a word on how to see all of it.
+    static func session(_ s: StoredSession, entries: [StoredEntry], bodyLimit: Int? = 4096) -> String {
+        var out: [String] = []
+        let p = s.process
+        out.append("session   \(s.id)")
+        out.append("process   \(p.exe ?? p.comm) (pid \(p.pid), uid \(p.uid)\(p.user.map { " \($0)" } ?? "")) in \(p.cgroup)")
+        var place = [s.destination.ip]
+        if let r = s.destination.region { place.append(r) }
+        if let c = s.destination.country { place.append(c) }
+        out.append("dest      \(destination(s)) (\(place.joined(separator: ", ")))")
+        out.append("policy    \(s.policy), protocol \(s.protocol), \(s.content ? "content recorded" : "metadata only (no headers or bodies)")")
+        let ended = s.endedAt.map { "\(AuditTime.format($0)) (\(duration($0.timeIntervalSince(s.startedAt))))" } ?? "still open"
+        out.append("time      \(AuditTime.format(s.startedAt)) -> \(ended)\(s.ending.map { ", \($0)" } ?? "")")
+        if let b = s.bytes { out.append("bytes     sent \(size(b.sent)), received \(size(b.received)); stored \(size(s.storedBytes))") }
+        out.append("entries   \(s.entries), \(s.masked) value(s) masked")
+        if let sha = s.sha256 { out.append("sha256    \(sha)") }
+        for e in entries {
+            out.append("")
+            out.append(entryLine(e, session: s))
+            switch e.kind {
+            case .http:
+                if let h = e.requestHeaders { out += h.map { "    > \($0.name): \($0.value)" } }
+                if let b = e.requestBody, !b.isEmpty { out.append(body(b, truncated: false, limit: bodyLimit)) }
+                if let h = e.responseHeaders, e.status != nil { out += h.map { "    < \($0.name): \($0.value)" } }
+                if let b = e.responseBody, !b.isEmpty { out.append(body(b, truncated: e.truncated, limit: bodyLimit)) }
+            case .sql:
+                for (i, v) in (e.sqlParameters ?? []).enumerated() { out.append("    $\(i + 1) = \(v.map { "'\($0)'" } ?? "NULL")") }
+            }
+            if let note = e.note { out.append("    note: \(note)") }
+        }
+        return out.joined(separator: "\n") + "\n"
+    }
+
+    /// The first line `sessions replay` prints.
+    static func sessionHeadline(_ s: StoredSession) -> String {
+        "session \(s.id): \(s.process.exe ?? s.process.comm) (pid \(s.process.pid)) -> \(destination(s)) \(s.protocol), started \(AuditTime.format(s.startedAt))"
+    }
+
+    /// `#1 +0.010s GET /path -> 200 (1.2 KiB, 3 masked: email 2, credit-card 1)`.
+    static func entryLine(_ e: StoredEntry, session s: StoredSession) -> String {
+        let at = String(format: "+%.3fs", e.startedAt.timeIntervalSince(s.startedAt))
+        var details: [String] = []
+        let line: String
+        switch e.kind {
+        case .http:
+            let answer = e.status.map { "\($0)" } ?? "no response"
+            line = "#\(e.seq)  \(at)  \(e.method ?? "?") \(e.target ?? "?") -> \(answer)"
+            if e.status != nil { details.append(size(e.responseBodyBytes)) }
+        case .sql:
+            line = "#\(e.seq)  \(at)  SQL \(e.sqlText ?? "?") -> \(e.sqlOutcome ?? "?")"
+            if let rows = e.sqlRows { details.append("\(rows) row\(rows == 1 ? "" : "s")") }
+            if let g = e.sqlGuardrail { details.append("guardrail \(g)") }
+        }
+        if e.maskedTotal > 0 { details.append("\(e.maskedTotal) masked: \(SessionExport.maskedText(e.masked))") }
+        if e.truncated { details.append("truncated") }
+        return details.isEmpty ? line : "\(line) (\(details.joined(separator: ", ")))"
+    }
+
+    /// A body indented under its headers: as text when it is text, else its size.
+    static func body(_ b: [UInt8], truncated: Bool, limit: Int? = nil) -> String {
+        guard SessionExport.textual(b) != nil else { return "    <\(b.count) bytes binary>" }
+        var shown = b
+        if let limit, b.count > limit {
+            shown = Array(b.prefix(limit))
+            while !shown.isEmpty && String(validating: shown, as: UTF8.self) == nil { shown.removeLast() } // whole characters
+        }
+        var text = String(decoding: shown, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+            .map { "    | " + $0 }.joined(separator: "\n")
+        if shown.count < b.count { text += "\n    <\(b.count - shown.count) more bytes: --full shows all, export writes all>" }
+        return truncated ? text + "\n    <truncated: the recording keeps \(size(UInt64(b.count)))>" : text
+    }
+
+    static func destination(_ s: StoredSession) -> String {
+        let name = s.destination.host ?? (s.destination.ip.contains(":") ? "[\(s.destination.ip)]" : s.destination.ip)
+        return "\(name):\(s.destination.port)"
+    }
+
+    /// `512 B`, `1.2 KiB`, `3.4 MiB`, `2.0 GiB`.
+    static func size(_ n: UInt64) -> String {
+        if n < 1024 { return "\(n) B" }
+        let units = ["KiB", "MiB", "GiB", "TiB"]
+        var v = Double(n) / 1024
+        var i = 0
+        while v >= 1024 && i < units.count - 1 { v /= 1024; i += 1 }
+        return String(format: "%.1f %@", v, units[i])
+    }
+
+    /// `850ms`, `12.4s`, `3m04s`, `2h05m`.
+    static func duration(_ t: TimeInterval) -> String {
+        if t < 1 { return "\(Int((t * 1000).rounded()))ms" }
+        if t < 60 { return String(format: "%.1fs", t) }
+        let s = Int(t.rounded())
+        if s < 3600 { return String(format: "%dm%02ds", s / 60, s % 60) }
+        return String(format: "%dh%02dm", s / 3600, (s % 3600) / 60)
+    }
+
+    /// `policy check`'s line on the config's `recording:`.
+    static func recordingSettings(_ r: RecordingConfig) -> String {
+        let t = Int(r.retain)
+        let retain = [(86400, "d"), (3600, "h"), (60, "m")].first { t >= $0.0 && t % $0.0 == 0 }.map { "\(t / $0.0)\($0.1)" } ?? "\(t)s"
+        return "recording: retain \(retain), max-size \(size(r.maxBytes)), max-session-body \(size(r.maxSessionBodyBytes))"
+    }
+
+    /// `2026-12-04 18:50:15Z`: seconds are enough in a table.
+    static func shortTime(_ d: Date) -> String {
+        let full = AuditTime.format(d)
+        return String(full.prefix(19)).replacingOccurrences(of: "T", with: " ") + "Z"
     }
 }
