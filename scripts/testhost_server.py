@@ -77,6 +77,7 @@ class HTTP(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self):
+        self.path = self.path.split("?", 1)[0]  # routes by path; a query is the client's business
         if self.path == "/":
             self._send(b"hello from the test host\n")
         elif self.path == "/peer":

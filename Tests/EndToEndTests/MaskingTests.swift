@@ -287,3 +287,44 @@ extension EndToEnd {
         }
     }
 }
+
+extension EndToEnd {
+    @Test func aMaskedExchangeIsRecordedAsTheToolSawItAndExports() throws {
+        try withMasking("mask-record") { d, cg in
+            let r = curl(cg, "-H 'Authorization: Bearer ghp_0123456789abcdefghijklmnopqrstuvwxyzAB' 'http://\(Harness.host4)/pii.json?mail=ada.lovelace@example.org'")
+            #expect(r.status == 0, "curl: \(r.stderr)")
+            // the session closes with the connection: its event carries the digest
+            let events = d.waitForEvents { all in all.contains { $0.type == .session && $0.process?.cgroup == cg } }
+            let session = try #require(events.first { $0.type == .session && $0.process?.cgroup == cg })
+            let id = try #require(session.session?.id)
+            #expect(session.session?.entries == 1)
+            #expect(session.session?.sha256.count == 64)
+            #expect(events.contains { $0.type == .mask && $0.connection == id }, "the mask event and the session agree on the id")
+
+            let list = d.cli("sessions list --cgroup \(cg) -o json")
+            #expect(list.status == 0, "sessions list: \(list.stderr)")
+            #expect(list.stdout.contains(id))
+            let show = d.cli("sessions show \(id)")
+            #expect(show.status == 0, "sessions show: \(show.stderr)")
+            #expect(show.stdout.contains("[EMAIL]") && show.stdout.contains("[CREDIT-CARD]"), "show: \(show.stdout)")
+            expectNoPII(show.stdout, "sessions show")
+            #expect(!show.stdout.contains("ghp_0123456789"), "the token in the request's Authorization is masked in the recording")
+            let har = d.cli("sessions export \(id) --format har")
+            #expect(har.status == 0, "export: \(har.stderr)")
+            let doc = try #require(try? JSONSerialization.jsonObject(with: Data(har.stdout.utf8)) as? [String: Any], "not JSON: \(har.stdout.prefix(300))")
+            let log = try #require(doc["log"] as? [String: Any])
+            #expect(log["version"] as? String == "1.2")
+            let entry = try #require((log["entries"] as? [[String: Any]])?.first)
+            let response = try #require(entry["response"] as? [String: Any])
+            #expect(response["status"] as? Int == 200)
+            let text = ((response["content"] as? [String: Any])?["text"] as? String) ?? ""
+            #expect(text.contains("\"email\": \"[EMAIL]\""), "HAR body: \(text.prefix(300))")
+            expectNoPII(har.stdout, "the HAR export")
+            // and nothing the test host served is anywhere in the state directory, the store included
+            for value in servedPII + ["ghp_0123456789abcdefghijklmnopqrstuvwxyzAB"] {
+                let g = Harness.sh("grep -rlaF \(Harness.shellQuote(value)) \(Harness.shellQuote(d.stateDir)) || true")
+                #expect(g.stdout.isEmpty, "'\(value)' found in \(g.stdout)")
+            }
+        }
+    }
+}
