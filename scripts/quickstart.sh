@@ -71,4 +71,9 @@ echo "\$ bordergate exec --user $exec_user --policy eu-masked -- curl -s http://
 echo "\$ bordergate events -o json | grep '\"type\":\"mask\"'"
 "$bin" events -o json | grep '"type":"mask"' || true
 echo
+echo "It is recorded as the tool saw it (policy eu-masked has record: true):"
+run "$bin" sessions list
+session=$("$bin" sessions list -o json | tail -n 1 | python3 -c 'import json,sys; print(json.loads(sys.stdin.read())["id"])' 2>/dev/null || true)
+if [ -n "$session" ]; then run "$bin" sessions show "$session"; fi
+echo
 echo "Next: write /etc/bordergate/config.yaml, run 'sudo $bin daemon', then 'sudo $bin attach /your/ci/cgroup --policy NAME' and 'sudo $bin events -f'."

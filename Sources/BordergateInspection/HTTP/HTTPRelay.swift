@@ -384,6 +384,7 @@ final class HTTPRelay: @unchecked Sendable {
         }
         state.head.headers = headers
         state.head.version = state.exchange.version
+        state.exchange.responseHeaders = headers.map { RecordedHeader(name: $0.name, value: $0.value) } // as the tool gets them
         response = state
         clientSide.write(.head(state.head))
     }
