@@ -15,3 +15,4 @@ _Static_assert(sizeof(struct bg_cgroup_policy) == 24, "bg_cgroup_policy layout")
 _Static_assert(sizeof(struct bg_config) == 32, "bg_config layout");
 _Static_assert(offsetof(struct bg_config, reserved_port) == 6, "bg_config layout");
 _Static_assert(sizeof(struct bg_proxy_netns) == 8, "bg_proxy_netns layout");
+_Static_assert(offsetof(struct bg_proc, exe_ino) == 24 && offsetof(struct bg_proc, exe) == 32, "bg_proc layout");

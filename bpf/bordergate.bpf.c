@@ -299,6 +299,12 @@ int BPF_PROG(bg_exec, struct task_struct *p, int old_pid, struct linux_binprm *b
     proc.since_ns = bpf_ktime_get_ns();
     proc.ppid = p->real_parent->tgid;
     bpf_probe_read_kernel_str(proc.exe, sizeof(proc.exe), bprm->filename);
+    /* the file executed, whatever path named it */
+    struct file *file = bprm->file;
+    if (file) {
+        proc.exe_ino = file->f_inode->i_ino;
+        proc.exe_dev = file->f_inode->i_sb->s_dev;
+    }
     bpf_map_update_elem(&procs, &tgid, &proc, BPF_ANY);
     bump_proc_gen(tgid);
     return 0;
@@ -318,6 +324,8 @@ int BPF_PROG(bg_fork, struct task_struct *parent, struct task_struct *child)
         proc.exit_time_ns = 0;
         proc.ppid = ptgid;
         __builtin_memcpy(proc.exe, pp->exe, BG_EXE_LEN);
+        proc.exe_ino = pp->exe_ino;
+        proc.exe_dev = pp->exe_dev;
         bpf_map_update_elem(&procs, &tgid, &proc, BPF_ANY);
     } else {
         /* a child of a process older than the guard: user space falls back to /proc, and an

@@ -262,12 +262,27 @@ public struct ProcessRecord: Sendable, Equatable {
     /// CLOCK_MONOTONIC nanoseconds since which the record names this process id (its exec, or
     /// the fork that made it): a connect made earlier was made by another program.
     public var since: UInt64
+    /// The executed file's device (kernel encoding: major << 20 | minor) and inode; 0 when the
+    /// kernel could not read them.
+    public var exeDevice: UInt32
+    public var exeInode: UInt64
 
     init(_ p: bg_proc) {
         ppid = p.ppid
         exe = cString(p.exe)
         exited = p.exit_time_ns != 0
         since = p.since_ns
+        exeDevice = p.exe_dev
+        exeInode = p.exe_ino
+    }
+
+    public init(ppid: UInt32, exe: String, exited: Bool, since: UInt64, exeDevice: UInt32 = 0, exeInode: UInt64 = 0) {
+        self.ppid = ppid
+        self.exe = exe
+        self.exited = exited
+        self.since = since
+        self.exeDevice = exeDevice
+        self.exeInode = exeInode
     }
 
     /// Whether the record names whoever made a connect at `monotonicNanos`.

@@ -101,13 +101,22 @@ final class ProcessDescriber: @unchecked Sendable {
         if exe.isEmpty || ppid == 0, let rec = kernel.process(tgid: id.tgid) {
             // a record begun after the connect (and /proc) name a later program: no fallback
             guard rec.names(connectAt: id.monotonicNanos) else { return (process(id, ppid: ppid, exe: exe), nil) }
-            if exe.isEmpty { exe = rec.exe }
+            if exe.isEmpty {
+                exe = rec.exe
+                // The path was read in the process's own mount namespace: it names the program
+                // only if the file there is the file that was executed.
+                if exe.hasPrefix("/"), !Self.isExecuted(path: exe, device: rec.exeDevice, inode: rec.exeInode) {
+                    return (process(id, ppid: ppid == 0 ? rec.ppid : ppid, exe: ""), nil)
+                }
+            }
             if ppid == 0 { ppid = rec.ppid }
             if exe.hasPrefix("/") && ppid != 0 { since = rec.since }
         }
         // /proc only when the kernel's table falls short (a process older than the guard, or an
         // exec by relative path): this runs for every proxied connection.
-        if !exe.hasPrefix("/"), let live = Self.liveExe(pid: id.tgid) { exe = live }
+        if !exe.hasPrefix("/"), let live = Self.liveExe(pid: id.tgid) {
+            exe = Self.isLiveExecutable(pid: id.tgid, path: live) ? live : ""
+        }
         if ppid == 0, let p = Self.liveParent(pid: id.tgid) { ppid = p }
         return (process(id, ppid: ppid, exe: exe), since)
     }
@@ -115,6 +124,44 @@ final class ProcessDescriber: @unchecked Sendable {
     private func process(_ id: ConnectIdentity, ppid: UInt32, exe: String) -> AuditEvent.Process {
         AuditEvent.Process(pid: Int(id.tgid), ppid: ppid == 0 ? nil : Int(ppid), uid: Int(id.uid), user: userName(id.uid),
                            comm: id.comm, exe: exe.isEmpty ? nil : exe, cgroup: cgroupName(id.cgroupID))
+    }
+
+    /// Whether the file at `path`, in this process's mount namespace (the host's), is the file the
+    /// kernel executed (its device, in the kernel's encoding, and inode). For a script the kernel
+    /// executed its interpreter: the interpreter its `#!` line names must be that file. A tool in
+    /// a mount namespace of its own that bind-mounted one program over another's path fails this,
+    /// and gets no executable: `exe:` rules cannot match it.
+    static func isExecuted(path: String, device: UInt32, inode: UInt64) -> Bool {
+        guard inode != 0 else { return false }
+        func same(_ p: String) -> Bool {
+            var st = stat()
+            guard stat(p, &st) == 0 else { return false }
+            let dev = UInt64(st.st_dev)
+            let major = UInt32((dev >> 8) & 0xfff) | UInt32((dev >> 32) & 0xffff_f000)
+            let minor = UInt32(dev & 0xff) | UInt32((dev >> 12) & 0xffff_ff00)
+            return UInt64(st.st_ino) == inode && (major << 20 | minor) == device
+        }
+        if same(path) { return true }
+        guard let interpreter = shebangInterpreter(path) else { return false }
+        return same(interpreter)
+    }
+
+    /// The interpreter a script's first line names (`#!/bin/sh -e` → /bin/sh).
+    static func shebangInterpreter(_ path: String) -> String? {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? handle.close() }
+        guard let head = try? handle.read(upToCount: 256), head.starts(with: [0x23, 0x21]) else { return nil }
+        let line = head.dropFirst(2).prefix { $0 != 0x0a }
+        let words = String(decoding: line, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\t" })
+        guard let first = words.first, first.hasPrefix("/") else { return nil }
+        return String(first)
+    }
+
+    /// For a process the kernel's table does not know: whether /proc's path for it is its file.
+    static func isLiveExecutable(pid: UInt32, path: String) -> Bool {
+        var exe = stat(), named = stat()
+        guard stat("/proc/\(pid)/exe", &exe) == 0, stat(path, &named) == 0 else { return false }
+        return exe.st_dev == named.st_dev && exe.st_ino == named.st_ino
     }
 
     static func liveExe(pid: UInt32) -> String? {

@@ -450,3 +450,30 @@ extension EndToEnd {
         #expect(r.stdout.contains("test ("), "\(r.stdout)")
     }
 }
+
+extension EndToEnd {
+    @Test func aProgramBindMountedOverAnAllowedOnesPathIsNotThatProgram() throws {
+        // Finding 2: in `unshare -Urm` a tool bind-mounted one program over another's path and
+        // exec'd it; the path was read in its own mount namespace, so an `exe:` rule for the
+        // other program let it out. Now the executed file must be the file at that path here.
+        try withUserNamespaces {
+            try withPolicy("res-exe-spoof", policy: "eu-for-one-program") { d, cg in
+                let dir = (oneProgram as NSString).deletingLastPathComponent
+                try Harness.withRenamedPython(in: dir) { _ in
+                    let honest = Harness.sh(Harness.inCgroup(cg, "setpriv --reuid=65534 --regid=65534 --clear-groups "
+                        + "\(oneProgram) -c \"import urllib.request as u; print(u.urlopen('http://\(Harness.host4)/', timeout=10).read().decode().strip())\""))
+                    #expect(honest.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "hello from the test host",
+                            "the allowed program itself gets out: \(honest.stdout) \(honest.stderr)")
+                    let spoof = Harness.sh(Harness.inCgroup(cg, "setpriv --reuid=65534 --regid=65534 --clear-groups unshare -Urm sh -c "
+                        + Harness.shellQuote("mount --bind /usr/bin/curl \(oneProgram) && exec \(oneProgram) -sS --max-time 10 http://\(Harness.host4)/")))
+                    #expect(!spoof.stdout.contains("hello from the test host"), "curl under python's name got out: \(spoof.stdout) \(spoof.stderr)")
+                    #expect(spoof.stdout.hasPrefix("bordergate: "), "refused by the proxy: \(spoof.stdout) \(spoof.stderr)")
+                    let events = d.waitForEvents { all in all.connects().contains { $0.process?.cgroup == cg && $0.verdict == .deny } }
+                    let deny = try #require(events.connects().first { $0.process?.cgroup == cg && $0.verdict == .deny })
+                    #expect(deny.process?.exe == nil, "named by a program that is not the one at that path: \(deny.process?.exe ?? "")")
+                    #expect(deny.process?.comm == "python3", "\(String(describing: deny.process))")
+                }
+            }
+        }
+    }
+}

@@ -191,7 +191,11 @@ struct bg_proc {
     __u64 since_ns;
     __u64 exit_time_ns; /* 0 while the process lives; kept after exit for events still in flight */
     __u32 ppid;
-    __u32 _pad;
+    /* The executed file's device (the kernel's encoding, major << 20 | minor) and inode: what a
+     * program bind-mounted over another's path in a mount namespace of its own cannot fake. User
+     * space checks them against the path in its own namespace before an `exe:` rule may match. */
+    __u32 exe_dev;
+    __u64 exe_ino;
     char exe[BG_EXE_LEN];
 };
 

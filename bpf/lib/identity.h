@@ -13,7 +13,21 @@ struct task_struct {
     struct task_struct *real_parent;
 } __attribute__((preserve_access_index));
 
+struct super_block {
+    unsigned int s_dev; /* dev_t */
+} __attribute__((preserve_access_index));
+
+struct inode {
+    unsigned long i_ino;
+    struct super_block *i_sb;
+} __attribute__((preserve_access_index));
+
+struct file {
+    struct inode *f_inode;
+} __attribute__((preserve_access_index));
+
 struct linux_binprm {
+    struct file *file;
     const char *filename;
 } __attribute__((preserve_access_index));
 
