@@ -7,17 +7,19 @@ let package = Package(
     name: "BordergateFuzz",
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
     ],
     targets: [
         .plugin(name: "EmbedDataPlugin", capability: .buildTool(), path: "Plugins/EmbedDataPlugin"),
         .target(name: "BordergateRegions", exclude: ["Data"], plugins: ["EmbedDataPlugin"]),
-        .target(name: "BordergatePolicy", dependencies: ["BordergateRegions", .product(name: "Yams", package: "Yams")]),
+        .target(name: "BordergateMasking", dependencies: [.product(name: "Crypto", package: "swift-crypto")]),
+        .target(name: "BordergatePolicy", dependencies: ["BordergateRegions", "BordergateMasking", .product(name: "Yams", package: "Yams")]),
         // The proxy's sniffers: plain Swift, no NIO (see ProtocolSniffer.swift).
         .target(name: "BordergateSniffing"),
         // One binary for every target (one link); FUZZ_TARGET picks the parser. libFuzzer brings main().
         .executableTarget(
             name: "bordergate-fuzz",
-            dependencies: ["BordergateRegions", "BordergatePolicy", "BordergateSniffing"],
+            dependencies: ["BordergateRegions", "BordergatePolicy", "BordergateSniffing", "BordergateMasking"],
             path: "Harness",
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),

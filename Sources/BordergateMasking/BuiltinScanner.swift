@@ -93,7 +93,27 @@ struct BuiltinScanner: Sendable {
         // Keep the trailing word (at most 64 bytes): a value may start there and go on in the next chunk.
         var tail = n
         while tail > floor && n - tail < 64 && !isSpaceByte(p[tail - 1]) { tail -= 1 }
-        return min(pending ?? n, tail)
+        return chainStart(min(pending ?? n, tail), floor: floor, p)
+    }
+
+    /// `at`, moved back to the start of the digit (and capital letter) groups it is inside of:
+    /// the next scan starts there, as a scan of the whole body would have met the chain (a failed
+    /// IBAN's or card's inner groups are not retried as a phone). At most 1 KiB back.
+    private func chainStart(_ at: Int, floor: Int, _ p: UnsafeBufferPointer<UInt8>) -> Int {
+        @inline(__always) func chainByte(_ c: UInt8) -> Bool { isDigit(c) || isUpper(c) }
+        var k = at
+        while k > floor && at - k < 1024 {
+            let c = p[k - 1]
+            if chainByte(c) {
+                k -= 1
+            } else if (c == UInt8(ascii: " ") || c == UInt8(ascii: "-") || c == UInt8(ascii: ".")) && k - 2 >= floor
+                        && chainByte(p[k - 2]) && k < p.count && chainByte(p[k]) {
+                k -= 1
+            } else {
+                break
+            }
+        }
+        return k
     }
 
     /// The end of the digit groups from `i` on (single separators, alnum groups when an IBAN's

@@ -50,6 +50,15 @@ public struct JSONMaskingStream: Sendable {
             let c = bytes[i]
             switch mode {
             case .maskedString:
+                if c == 10 || c == 13 {
+                    // No JSON string holds a raw line break: the value ended with its line (NDJSON
+                    // that is not valid JSON). The break itself is kept, as every break is.
+                    out.append(contentsOf: field.finish(engine))
+                    mode = .normal
+                    escaped = false
+                    segment = i
+                    continue
+                }
                 if escaped {
                     escaped = false
                 } else if c == UInt8(ascii: "\\") {

@@ -51,4 +51,18 @@ import BordergateMasking
         for _ in 0..<100 { _ = w.feed([UInt8](repeating: UInt8(ascii: "x"), count: 1000)) }
         #expect(w.heldBytes <= 64)
     }
+
+    /// Found by fuzzing: a field-ruled JSON value with a raw line break (NDJSON that is not valid
+    /// JSON) lost the break, which the stream must never do.
+    @Test func aRawLineBreakInAMaskedJSONValueIsKept() {
+        let e = MaskingEngine(MaskingConfiguration(fields: ["password"]))
+        for strategy in MaskStrategy.allCases {
+            let e2 = MaskingEngine(MaskingConfiguration(strategy: strategy, fields: ["password"], hashKey: [1]))
+            var stream = (strategy == .redact ? e : e2).makeJSONStream()
+            let body = Array("{\"password\": \"hunter\n2\"}\n{\"a\": 1}\n".utf8)
+            let out = stream.feed(body) + stream.finish()
+            #expect(out.filter { $0 == 10 }.count == 3, "\(strategy): \(String(decoding: out, as: UTF8.self))")
+            #expect(!String(decoding: out, as: UTF8.self).contains("hunter"), "\(strategy)")
+        }
+    }
 }

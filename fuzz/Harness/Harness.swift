@@ -1,3 +1,4 @@
+import BordergateMasking
 import BordergatePolicy
 import BordergateRegions
 import BordergateSniffing
@@ -8,7 +9,7 @@ import Glibc
 
 /// The parser this process fuzzes, from FUZZ_TARGET (scripts/fuzz sets it).
 enum Target: String, CaseIterable {
-    case mmdb, compiled, csv, json, tls, http, config
+    case mmdb, compiled, csv, json, tls, http, config, masking
 }
 
 let target: Target = {
@@ -84,6 +85,40 @@ func sniff(_ bytes: [UInt8]) {
     }
 }
 
+/// Every detector, and a JSON key rule, for the masking target.
+let fuzzEngine = MaskingEngine(MaskingConfiguration(fields: ["password", "*_token"], hashKey: Array(repeating: 7, count: 32)))
+
+/// The streams must give exactly what masking the whole body at once gives, wherever the body is
+/// cut (the first byte picks the chunk size), and never add or remove a line break.
+func mask(_ input: [UInt8]) {
+    guard let first = input.first else { return }
+    let body = Array(input.dropFirst())
+    let whole = fuzzEngine.mask(body)
+    let step = Int(first % 61) + 1
+    var stream = fuzzEngine.makeStream()
+    var out: [UInt8] = []
+    var i = 0
+    while i < body.count {
+        out += stream.feed(body[i..<min(i + step, body.count)])
+        i += step
+    }
+    out += stream.finish()
+    check(out == whole.bytes, "the stream cut every \(step) bytes differs from masking the whole body")
+    check(stream.counts == whole.counts, "the stream's counts differ")
+    let lines = { (b: [UInt8]) in b.lazy.filter { $0 == 10 }.count }
+    check(lines(whole.bytes) == lines(body), "masking changed the number of line breaks")
+    // The JSON stream must not trap or lose line breaks on any input either.
+    var json = fuzzEngine.makeJSONStream()
+    var jout: [UInt8] = []
+    i = 0
+    while i < body.count {
+        jout += json.feed(body[i..<min(i + step, body.count)])
+        i += step
+    }
+    jout += json.finish()
+    check(lines(jout) == lines(body), "JSON masking changed the number of line breaks")
+}
+
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let bytes = Array(UnsafeBufferPointer(start: data, count: size))
@@ -115,6 +150,8 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         } catch {
             fatalError("not a ConfigError: \(error)")
         }
+    case .masking:
+        mask(bytes)
     }
     return 0
 }
