@@ -21,7 +21,7 @@ public enum Inspection {
     public static func handlers(httpRules: @escaping HTTPInspector.Rules = { _ in nil },
                                 recorder: any SessionRecorder = DiscardingRecorder()) -> ProtocolHandlers {
         var handlers = ProtocolHandlers()
-        handlers.registerFallback(RawRelay())
+        handlers.registerFallback(RawRelay(recorder: recorder))
         handlers.register(HTTPInspector(rules: httpRules, recorder: recorder), for: [.http])
         return handlers
     }

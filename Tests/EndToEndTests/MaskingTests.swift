@@ -254,7 +254,7 @@ extension EndToEnd {
 
     @Test func aLargeTextBodyStreamsThroughTheMaskerInBoundedMemory() throws {
         try withMasking("mask-large") { d, cg in
-            let n = 64 << 20
+            let n = 100 << 20
             let pid = try #require(d.pid)
             func kib(_ field: String) throws -> Int {
                 let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
@@ -325,6 +325,33 @@ extension EndToEnd {
                 let g = Harness.sh("grep -rlaF \(Harness.shellQuote(value)) \(Harness.shellQuote(d.stateDir)) || true")
                 #expect(g.stdout.isEmpty, "'\(value)' found in \(g.stdout)")
             }
+        }
+    }
+}
+
+extension EndToEnd {
+    @Test func whatNoHandlerReadsIsRecordedAsMetadataOnly() throws {
+        // on-error: pass relays TLS it cannot inspect as it is: the session keeps sizes and
+        // timings, no content, and the connect event says its content was not inspected
+        try withMasking("mask-raw-session", policy: "masked-pass") { d, cg in
+            let script = """
+                import socket, ssl
+                s = socket.create_connection(("\(Harness.host4)", 80), timeout=10)
+                try:
+                    ssl.create_default_context().wrap_socket(s, server_hostname="tls.example")
+                except (ssl.SSLError, OSError) as e:
+                    print("no handshake")
+                """
+            let r = try Harness.python(script, inCgroup: cg)
+            #expect(r.stdout.contains("no handshake"), "\(r.stdout) \(r.stderr)")
+            let events = d.waitForEvents { all in all.contains { $0.type == .session && $0.process?.cgroup == cg } }
+            let connect = try #require(events.connects().first { $0.process?.cgroup == cg })
+            #expect(connect.reason?.contains("tls content not inspected") == true, "\(connect.reason ?? "")")
+            let session = try #require(events.first { $0.type == .session && $0.process?.cgroup == cg })
+            #expect(session.session?.entries == 0)
+            #expect(session.connection == connect.connection)
+            let list = d.cli("sessions list --cgroup \(cg) -o json")
+            #expect(list.stdout.contains(connect.connection ?? "?") && list.stdout.contains("tls"), "\(list.stdout)")
         }
     }
 }
