@@ -101,10 +101,15 @@ struct FieldGlob: Sendable {
     init(_ text: String) { pattern = Array(text.utf8).map(asciiLower) }
 
     func matches(_ name: some Collection<UInt8>) -> Bool {
-        let s = name.map(asciiLower)
+        // asked for every JSON key: no copy of the name when it is contiguous already
+        if let r = name.withContiguousStorageIfAvailable({ matches($0) }) { return r }
+        return Array(name).withUnsafeBufferPointer { matches($0) }
+    }
+
+    private func matches(_ s: UnsafeBufferPointer<UInt8>) -> Bool {
         var p = 0, i = 0, star = -1, mark = 0
         while i < s.count {
-            if p < pattern.count && (pattern[p] == UInt8(ascii: "?") || pattern[p] == s[i]) {
+            if p < pattern.count && (pattern[p] == UInt8(ascii: "?") || pattern[p] == asciiLower(s[i])) {
                 p += 1; i += 1
             } else if p < pattern.count && pattern[p] == UInt8(ascii: "*") {
                 star = p; mark = i; p += 1

@@ -83,20 +83,26 @@ public struct JSONMaskingStream: Sendable {
                 field.add(c, into: &out)
                 i += 1
             case .string:
+                if !escaped && !inKey {
+                    // most of a body is inside strings: skip to the next quote or backslash
+                    while i < bytes.count, bytes[i] != UInt8(ascii: "\""), bytes[i] != UInt8(ascii: "\\") { i += 1 }
+                    if i == bytes.count { continue }
+                }
+                let c = bytes[i]
                 if escaped {
                     escaped = false
                 } else if c == UInt8(ascii: "\\") {
                     escaped = true
                 } else if c == UInt8(ascii: "\"") {
                     mode = .normal
-                    if inKey { inKey = false; keyDone = key }
+                    if inKey { inKey = false; keyDone = engine.isMaskedField(key) ? key : nil } // a copy only for a masked key
                 }
                 if inKey && mode == .string && key.count < 256 { key.append(c) }
                 i += 1
             case .normal:
                 if afterColon && !isSpaceByte(c) {
                     afterColon = false
-                    if let name = keyDone, engine.isMaskedField(name),
+                    if let name = keyDone,
                        c == UInt8(ascii: "\"") || c == UInt8(ascii: "-") || isDigit(c) || c == UInt8(ascii: "t") || c == UInt8(ascii: "f") {
                         let quoted = c == UInt8(ascii: "\"")
                         let end = quoted ? i + 1 : i

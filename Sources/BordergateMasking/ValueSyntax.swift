@@ -43,6 +43,9 @@ enum IPv6Syntax {
                 guard len >= 1, len <= 3, value <= 255 else { return false }
                 parts += 1; value = 0; len = 0
             } else if isDigit(p[j]) {
+                // a fourth digit already fails: without this, a long run of digits overflowed
+                // `value` and trapped (found by fuzzing: "D:0.4444…" in a body crashed the proxy)
+                guard len < 3 else { return false }
                 value = value * 10 + Int(p[j] - 48); len += 1
             } else {
                 return false

@@ -65,4 +65,11 @@ import BordergateMasking
             #expect(!String(decoding: out, as: UTF8.self).contains("hunter"), "\(strategy)")
         }
     }
+
+    /// Found by fuzzing: an IPv6-looking text with an "embedded IPv4" part of many digits
+    /// overflowed the octet's value and trapped, which took the proxy down with it.
+    @Test func aLongDigitRunAfterAnIPv6PrefixDoesNotTrap() {
+        let r = engine.mask(" D:0.44444444444444444440 ::1:2.3333333333333333333333")
+        #expect(r.text == " D:0.44444444444444444440 ::1:2.3333333333333333333333")
+    }
 }
