@@ -49,7 +49,7 @@ struct BuiltinScanner: Sendable {
                         // is not the phone "1111 1111 1112"), nor are an IBAN's groups
                         skipTo = numericChainEnd(i, &probe)
                         if skipTo >= n && !final && n - i < 1024 {
-                            pending = max(floor, i - 66)   // the rest of the chain comes next
+                            pending = wordStart(max(floor, i - 66), floor: floor, p)   // the rest of the chain comes next
                             return
                         }
                     }
@@ -77,7 +77,7 @@ struct BuiltinScanner: Sendable {
                 }
                 if probe.touched && !final {
                     // Keep what this trigger and any later one may look back at (65 bytes at most).
-                    pending = max(floor, i - 66)
+                    pending = wordStart(max(floor, i - 66), floor: floor, p)
                     return
                 }
                 if let h = hit, h.0 >= floor {
@@ -94,6 +94,20 @@ struct BuiltinScanner: Sendable {
         var tail = n
         while tail > floor && n - tail < 64 && !isSpaceByte(p[tail - 1]) { tail -= 1 }
         return chainStart(min(pending ?? n, tail), floor: floor, p)
+    }
+
+    /// `at`, moved back to the start of the word it is inside of (at most 64 bytes): the scan that
+    /// resumes there must see a key (`password=`) or an address's local part whole, as a scan of
+    /// the whole body does, since no probe looks back past where a scan began.
+    private func wordStart(_ at: Int, floor: Int, _ p: UnsafeBufferPointer<UInt8>) -> Int {
+        var k = at
+        while k > floor && at - k < 64 {
+            let c = p[k - 1]
+            guard isAlnum(c) || c == UInt8(ascii: ".") || c == UInt8(ascii: "-") || c == UInt8(ascii: "_")
+                    || c == UInt8(ascii: "+") || c == UInt8(ascii: "%") else { break }
+            k -= 1
+        }
+        return k
     }
 
     /// `at`, moved back to the start of the digit (and capital letter) groups it is inside of:
