@@ -3,12 +3,74 @@ import BordergateProxy
 import NIOCore
 import NIOHTTP1
 
-/// On the tool's channel: requests in, responses out. Reads from the tool only while the upstream
-/// channel can take more (back-pressure both ways, as the raw relay does).
-final class ClientSide: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
+/// What differs between the relay's two channel handlers: which parts they read, what the relay
+/// does with them, and whose writability lets them read.
+protocol HTTPSideRole {
+    associatedtype Inbound
+    associatedtype Outbound
+    static var side: Side { get }
+    static func read(_ part: Inbound, _ relay: HTTPRelay)
+    static func readComplete(_ relay: HTTPRelay)
+    static func inputClosed(_ relay: HTTPRelay)
+    static func inactive(_ relay: HTTPRelay)
+    /// The peer's bytes are not HTTP.
+    static func broken(_ why: String, _ relay: HTTPRelay)
+    /// Whether this side may read now (the other channel can take what it reads).
+    static func mayRead(_ relay: HTTPRelay) -> Bool
+    /// This channel can take more: the other side may read again.
+    static func becameWritable(_ relay: HTTPRelay)
+}
+
+/// The tool's channel: requests in, responses out. It reads only while upstream can take more
+/// and fewer than ``HTTPRelay/pipelineLimit`` requests wait for answers.
+enum ToolRole: HTTPSideRole {
+    typealias Inbound = HTTPServerRequestPart
+    typealias Outbound = HTTPServerResponsePart
+    static let side = Side.client
+    static func read(_ part: HTTPServerRequestPart, _ relay: HTTPRelay) {
+        switch part {
+        case .head(let head): relay.requestHead(head)
+        case .body(let body): relay.requestBody(body)
+        case .end(let trailers): relay.requestEnd(trailers)
+        }
+    }
+    static func readComplete(_ relay: HTTPRelay) { relay.requestsFlushed() }
+    static func inputClosed(_ relay: HTTPRelay) { relay.clientEOF() }
+    static func inactive(_ relay: HTTPRelay) { relay.upstream.close(promise: nil) }
+    static func broken(_ why: String, _ relay: HTTPRelay) { relay.brokenClient(why) }
+    static func mayRead(_ relay: HTTPRelay) -> Bool { relay.upstream.isWritable && !relay.backlogged }
+    static func becameWritable(_ relay: HTTPRelay) { relay.upstreamSide.partnerWritable() }
+}
+
+/// The upstream channel: requests out, responses in.
+enum ServerRole: HTTPSideRole {
+    typealias Inbound = HTTPClientResponsePart
+    typealias Outbound = HTTPClientRequestPart
+    static let side = Side.server
+    static func read(_ part: HTTPClientResponsePart, _ relay: HTTPRelay) {
+        switch part {
+        case .head(let head): relay.responseHead(head)
+        case .body(let body): relay.responseBody(body)
+        case .end(let trailers): relay.responseEnd(trailers)
+        }
+    }
+    static func readComplete(_ relay: HTTPRelay) { relay.responsesFlushed() }
+    static func inputClosed(_ relay: HTTPRelay) { relay.upstreamClosed() }
+    static func inactive(_ relay: HTTPRelay) { relay.upstreamClosed() }
+    static func broken(_ why: String, _ relay: HTTPRelay) { relay.brokenUpstream(why) }
+    static func mayRead(_ relay: HTTPRelay) -> Bool { relay.client.isWritable }
+    static func becameWritable(_ relay: HTTPRelay) { relay.clientSide.partnerWritable() }
+}
+
+typealias ClientSide = HTTPSide<ToolRole>
+typealias UpstreamSide = HTTPSide<ServerRole>
+
+/// One of the relay's two channel handlers, last in its pipeline: hands what it reads to the
+/// relay, writes what the relay sends, and holds reads back while the other channel is full.
+final class HTTPSide<Role: HTTPSideRole>: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = Role.Inbound
+    typealias OutboundIn = Role.Outbound
+    typealias OutboundOut = Role.Outbound
 
     /// Strong, and dropped when the handler leaves the pipeline: the relay lives as long as a side does.
     private var relay: HTTPRelay!
@@ -19,17 +81,20 @@ final class ClientSide: ChannelDuplexHandler, RemovableChannelHandler {
     init(relay: HTTPRelay) { self.relay = relay }
 
     func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
         relay = nil
     }
 
-    func write(_ part: HTTPServerResponsePart) {
+    func write(_ part: Role.Outbound) {
         guard let context else { return }
         let promise = context.eventLoop.makePromise(of: Void.self)
         context.write(wrapOutboundOut(part), promise: promise)
         lastWrite = promise.futureResult
     }
+
+    func flush() { context?.flush() }
 
     /// Shuts the channel's output once everything written before is on the wire.
     func closeOutputAfterWrites() {
@@ -40,9 +105,7 @@ final class ClientSide: ChannelDuplexHandler, RemovableChannelHandler {
         done.whenComplete { _ in channel.close(mode: .output).whenFailure { _ in channel.close(promise: nil) } }
     }
 
-    func flush() { context?.flush() }
-
-    /// Upstream can take more: read what the tool sends, if a read was held back.
+    /// The other channel can take more: read, if a read was held back.
     func partnerWritable() {
         if pendingRead {
             pendingRead = false
@@ -51,131 +114,43 @@ final class ClientSide: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head(let head): relay?.requestHead(head)
-        case .body(let body): relay?.requestBody(body)
-        case .end(let trailers): relay?.requestEnd(trailers)
-        }
+        if let relay { Role.read(unwrapInboundIn(data), relay) }
     }
 
-    func channelReadComplete(context: ChannelHandlerContext) { relay?.requestsFlushed() }
+    func channelReadComplete(context: ChannelHandlerContext) {
+        if let relay { Role.readComplete(relay) }
+    }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? ChannelEvent, case .inputClosed = event {
-            relay?.clientEOF()
+            if let relay { Role.inputClosed(relay) }
         } else {
             context.fireUserInboundEventTriggered(event)
         }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        relay?.upstream.close(promise: nil)
+        if let relay { Role.inactive(relay) }
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        guard let relay else { return }
         if error is HTTPParserError {
-            relay?.brokenClient("\(error)")
+            Role.broken("\(error)", relay)
         } else {
-            relay?.connection.fail(end: .resetBy(.client), error: "client: \(error)")
-            relay?.closeBoth()
+            relay.connection.fail(end: .resetBy(Role.side), error: "\(Role.side): \(error)")
+            relay.closeBoth()
         }
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { relay?.upstreamSide.partnerWritable() }
+        if context.channel.isWritable, let relay { Role.becameWritable(relay) }
         context.fireChannelWritabilityChanged()
     }
 
     func read(context: ChannelHandlerContext) {
         // Back-pressure, and a bound on pipelining: requests wait in the tool's socket, not here.
-        if let relay, !relay.upstream.isWritable || relay.backlogged { pendingRead = true } else { context.read() }
-    }
-}
-
-/// On the upstream channel: requests out, responses in.
-final class UpstreamSide: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPClientResponsePart
-    typealias OutboundIn = HTTPClientRequestPart
-    typealias OutboundOut = HTTPClientRequestPart
-
-    /// Strong, and dropped when the handler leaves the pipeline: the relay lives as long as a side does.
-    private var relay: HTTPRelay!
-    private var lastWrite: EventLoopFuture<Void>?
-    private var context: ChannelHandlerContext?
-    private var pendingRead = false
-
-    init(relay: HTTPRelay) { self.relay = relay }
-
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
-    func handlerRemoved(context: ChannelHandlerContext) {
-        self.context = nil
-        relay = nil
-    }
-
-    func write(_ part: HTTPClientRequestPart) {
-        guard let context else { return }
-        let promise = context.eventLoop.makePromise(of: Void.self)
-        context.write(wrapOutboundOut(part), promise: promise)
-        lastWrite = promise.futureResult
-    }
-
-    /// Shuts the channel's output once everything written before is on the wire.
-    func closeOutputAfterWrites() {
-        guard let context else { return }
-        let channel = context.channel
-        context.flush()
-        let done = lastWrite ?? context.eventLoop.makeSucceededVoidFuture()
-        done.whenComplete { _ in channel.close(mode: .output).whenFailure { _ in channel.close(promise: nil) } }
-    }
-
-    func flush() { context?.flush() }
-
-    func partnerWritable() {
-        if pendingRead {
-            pendingRead = false
-            context?.read()
-        }
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
-        case .head(let head): relay?.responseHead(head)
-        case .body(let body): relay?.responseBody(body)
-        case .end(let trailers): relay?.responseEnd(trailers)
-        }
-    }
-
-    func channelReadComplete(context: ChannelHandlerContext) { relay?.responsesFlushed() }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let event = event as? ChannelEvent, case .inputClosed = event {
-            relay?.upstreamClosed()
-        } else {
-            context.fireUserInboundEventTriggered(event)
-        }
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        relay?.upstreamClosed()
-        context.fireChannelInactive()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if error is HTTPParserError {
-            relay?.brokenUpstream("\(error)")
-        } else {
-            relay?.connection.fail(end: .resetBy(.server), error: "server: \(error)")
-            relay?.closeBoth()
-        }
-    }
-
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { relay?.clientSide.partnerWritable() }
-        context.fireChannelWritabilityChanged()
-    }
-
-    func read(context: ChannelHandlerContext) {
-        if relay?.client.isWritable ?? true { context.read() } else { pendingRead = true }
+        if let relay, !Role.mayRead(relay) { pendingRead = true } else { context.read() }
     }
 }
