@@ -69,9 +69,12 @@ class HTTP(BaseHTTPRequestHandler):
     def log_message(self, fmt, *args):
         pass
 
-    def _send(self, body, status=200, ctype="text/plain"):
+    def _send(self, body, status=200, ctype="text/plain", headers=()):
         self.send_response(status)
-        self.send_header("Content-Type", ctype)
+        if ctype:
+            self.send_header("Content-Type", ctype)
+        for name, value in headers:
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -93,42 +96,15 @@ class HTTP(BaseHTTPRequestHandler):
         elif self.path == "/pii.json":
             self._send(pii_json(), ctype="application/json")
         elif self.path == "/pii.gz":
-            self.send_response(200)
-            body = gzip.compress(pii_json())
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Encoding", "gzip")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self._send(gzip.compress(pii_json()), ctype="application/json", headers=[("Content-Encoding", "gzip")])
         elif self.path == "/pii.deflate":
-            self.send_response(200)
-            body = zlib.compress(pii_json())
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Encoding", "deflate")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self._send(zlib.compress(pii_json()), ctype="application/json", headers=[("Content-Encoding", "deflate")])
         elif self.path == "/pii.br":
-            self.send_response(200)
-            body = b"not really brotli: " + pii_json()
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Encoding", "br")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self._send(b"not really brotli: " + pii_json(), ctype="application/json", headers=[("Content-Encoding", "br")])
         elif self.path == "/pii.untyped":
-            body = ("mail " + PII["email"] + "\n").encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self._send(("mail " + PII["email"] + "\n").encode(), ctype=None)
         elif self.path == "/pii.cookie":
-            self.send_response(200)
-            self.send_header("Set-Cookie", PII["cookie"])
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", "3")
-            self.end_headers()
-            self.wfile.write(b"ok\n")
+            self._send(b"ok\n", headers=[("Set-Cookie", PII["cookie"])])
         elif self.path == "/pii.chunked":
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")

@@ -3,6 +3,7 @@ import BordergateMasking
 import BordergatePolicy
 import BordergateProxy
 import Foundation
+import NIOConcurrencyHelpers
 
 extension Policy {
     /// What the proxy does with its connections' content: nothing (relayed as they are), or mask
@@ -18,16 +19,31 @@ extension Policy {
 
 /// The masking rules of a policy, as the HTTP handler asks for them by the plan's reference (the
 /// policy's name): built from the configuration in force, so a reload's rules apply to the next
-/// connection, with the hash strategy's key from the state directory.
-struct MaskingRulesProvider: Sendable {
+/// connection, with the hash strategy's key from the state directory. Built once per policy and
+/// configuration, not per connection: the cache holds the snapshot it was built from and starts
+/// again when the residency core publishes another.
+final class MaskingRulesProvider: Sendable {
     let residency: Residency
     let hashKey: [UInt8]
+    private let cache = NIOLockedValueBox<(snapshot: ResidencySnapshot?, rules: [String: HTTPMaskRules])>((nil, [:]))
+
+    init(residency: Residency, hashKey: [UInt8]) {
+        self.residency = residency
+        self.hashKey = hashKey
+    }
 
     func rules(for reference: MaskingRulesReference) -> HTTPMaskRules? {
-        let config = residency.config.config
-        guard let policy = config.policies[reference.name], let mask = policy.mask else { return nil }
-        let engine = MaskingEngine(mask.configuration(maskers: config.maskers, hashKey: hashKey))
-        return HTTPMaskRules(engine: engine, headers: Set(mask.headers), blockOnError: mask.onError == .block)
+        let snapshot = residency.snapshot
+        return cache.withLockedValue { cache -> HTTPMaskRules? in
+            if cache.snapshot !== snapshot { cache = (snapshot, [:]) }
+            if let built = cache.rules[reference.name] { return built }
+            let config = snapshot.config.config
+            guard let policy = config.policies[reference.name], let mask = policy.mask else { return nil }
+            let engine = MaskingEngine(mask.configuration(maskers: config.maskers, hashKey: hashKey))
+            let built = HTTPMaskRules(engine: engine, headers: Set(mask.headers), blockOnError: mask.onError == .block)
+            cache.rules[reference.name] = built
+            return built
+        }
     }
 
     /// The `hash` strategy's key, made on first use (32 random bytes, 0600): the same value masks
@@ -50,8 +66,10 @@ struct MaskingRulesProvider: Sendable {
                 throw ServiceError("cannot write \(tmp)")
             }
             // link, not rename: of two processes making the key at once, both keep the first one's
-            guard link(tmp, path) == 0 || errno == EEXIST else { throw ServiceError("cannot create \(path): \(String(cString: strerror(errno)))") }
+            let linked = link(tmp, path) == 0 || errno == EEXIST
+            let why = String(cString: strerror(errno))
             unlink(tmp)
+            guard linked else { throw ServiceError("cannot create \(path): \(why)") }
             if let data = FileManager.default.contents(atPath: path), data.count == 32 { return [UInt8](data) }
             return key
         } catch let e as ServiceError {
