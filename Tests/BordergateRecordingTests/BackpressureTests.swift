@@ -53,6 +53,8 @@ import Testing
         #expect(e.error?.contains("disk says no") == true)
         #expect(e.session?.sha256.count == 64, "what was stored is still digested")
         #expect(log.errors.count == 1 && log.errors[0].contains("the rest of this session is not recorded"), "\(log.errors)")
-        #expect(try SessionArchive(path: store.path).entries("f-1").map(\.seq) == [1, 3], "one failed write undoes no other")
+        // one failed write undoes none before it, and what was queued behind it is not stored
+        // (before, that depended on whether it was written in the failed write's batch)
+        #expect(try SessionArchive(path: store.path).entries("f-1").map(\.seq) == [1], "one failed write undoes no other")
     }
 }

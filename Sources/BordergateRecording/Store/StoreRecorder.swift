@@ -77,6 +77,10 @@ final class StoreRecording: SessionRecording, @unchecked Sendable {
     private var masked = 0
     private var closed = false
     private var failure: String?
+    /// Set on the writer queue by the first entry that could not be stored: the entries queued
+    /// behind it are skipped there, so "the rest of this session is not recorded" holds whether
+    /// they were appended before or after the failure was reported.
+    private var writeFailed = false
 
     init(start: SessionStart, recorder: StoreRecorder) {
         self.start = start
@@ -175,8 +179,14 @@ final class StoreRecording: SessionRecording, @unchecked Sendable {
             }
         }
         let held = reserved
-        store.writes.enqueue({ db in
-            try db.cachedStatement(sql: sql).execute(arguments: arguments())
+        store.writes.enqueue({ [self] db in
+            guard !lock.withLock({ writeFailed }) else { return }
+            do {
+                try db.cachedStatement(sql: sql).execute(arguments: arguments())
+            } catch {
+                lock.withLock { writeFailed = true }
+                throw error
+            }
         }, done: { [self] result in
             recorder.pending.release(held)
             if case .failure(let error) = result { failed("cannot store an entry of session", error) }
