@@ -20,6 +20,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
         // The session recording store (SQLite; on Linux the system library, Debian: libsqlite3-dev).
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        // TLS interception: the tool's TLS terminated and the destination's originated (BoringSSL),
+        // and the local CA and its leaves built as X.509 in Swift.
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
     ],
     targets: [
         // libbpf, found through pkg-config (Debian: libbpf-dev).
@@ -73,19 +78,30 @@ let package = Package(
                                                             .product(name: "Crypto", package: "swift-crypto"),
                                                             .product(name: "Logging", package: "swift-log")],
                 swiftSettings: swiftSettings),
+        // The local CA and the leaves it signs (swift-certificates, P-256 from swift-crypto); no NIO
+        // and no BoringSSL, so the CLI's `ca` commands and the policy checker link it cheaply.
+        .target(name: "BordergateCertificates", dependencies: [.product(name: "X509", package: "swift-certificates"),
+                                                               .product(name: "SwiftASN1", package: "swift-asn1"),
+                                                               .product(name: "Crypto", package: "swift-crypto")],
+                swiftSettings: swiftSettings),
         // The protocol handlers the proxy runs on inspected connections (HTTP, TLS, PostgreSQL,
         // recording); NIOHTTP1 and NIOSSL belong here, never in BordergateProxy.
         .target(
             name: "BordergateInspection",
             dependencies: ["BordergateProxy", "BordergateAudit", "BordergateRecording", "BordergateMasking", "CZlib",
+                           "BordergateCertificates",
                            .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOTLS", package: "swift-nio"),
                            .product(name: "NIOHTTP1", package: "swift-nio"),
+                           .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                           .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .target(
             name: "BordergateService",
             dependencies: ["BordergateKernel", "BordergateAudit", "BordergateProxy", "BordergateInspection", "BordergatePolicy", "BordergateRegions",
+                           "BordergateCertificates",
                            "BordergateMasking", "BordergateRecording", "CBordergateSys",
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),
@@ -97,6 +113,7 @@ let package = Package(
         .executableTarget(
             name: "BordergateCLI",
             dependencies: ["BordergateService", "BordergateAudit", "BordergatePolicy", "BordergateRegions", "BordergateRecording",
+                           "BordergateCertificates",
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings

@@ -25,6 +25,6 @@ struct BordergateCommand: AsyncParsableCommand {
         version: bordergateVersion,
         subcommands: [DaemonCommand.self, ExecCommand.self, AttachCommand.self, DetachCommand.self,
                       StatusCommand.self, EventsCommand.self, ReloadCommand.self, GrantCommand.self,
-                      PolicyCommand.self, RegionsCommand.self, AuditCommand.self, SessionsCommand.self]
+                      PolicyCommand.self, RegionsCommand.self, AuditCommand.self, SessionsCommand.self, CACommand.self]
     )
 }
