@@ -4,7 +4,7 @@ import Foundation
 /// (docs/ARCHITECTURE.md, "Audit"; README, "The audit event"). Field names never change once released; fields may be added.
 public struct AuditEvent: Codable, Sendable, Equatable {
     public enum Kind: String, Codable, Sendable, CaseIterable {
-        case connect, close, policy, session, mask, daemon
+        case connect, close, policy, session, mask, tls, daemon
         /// A statement held or refused by a guardrail, and its approval or denial (PostgreSQL).
         case guardrail
         /// A signed checkpoint of the log's chain (Evidence/Checkpoint.swift); readers of events skip it.

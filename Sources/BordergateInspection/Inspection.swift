@@ -19,10 +19,14 @@ import BordergateRecording
 public enum Inspection {
     /// Every handler, by the protocol it speaks. A new protocol is one `register` line here.
     public static func handlers(httpRules: @escaping HTTPInspector.Rules = { _ in nil },
+                                tls: @escaping TLSInspector.Settings = { nil },
                                 recorder: any SessionRecorder = DiscardingRecorder()) -> ProtocolHandlers {
         var handlers = ProtocolHandlers()
-        handlers.registerFallback(RawRelay(recorder: recorder))
-        handlers.register(HTTPInspector(rules: httpRules, recorder: recorder), for: [.http])
+        let raw = RawRelay(recorder: recorder)
+        let http = HTTPInspector(rules: httpRules, recorder: recorder)
+        handlers.registerFallback(raw)
+        handlers.register(http, for: [.http])
+        handlers.register(TLSInspector(settings: tls, http: http, raw: raw), for: [.tls])
         return handlers
     }
 }

@@ -184,6 +184,7 @@ public enum ConfigParser {
             case is Policy.Inspect.Type: return "all, needed"
             case is MaskStrategy.Type: return MaskStrategy.allCases.map(\.rawValue).joined(separator: ", ")
             case is MaskPolicy.OnError.Type: return "block, pass"
+            case is TLSMode.Type: return "intercept, passthrough"
             default: return "a known value"
             }
         }
@@ -240,8 +241,10 @@ public enum ConfigParser {
                     }
                 case "recording":
                     c.recording = try recording(v)
+                case "tls":
+                    c.tls = try tlsSettings(v)
                 default:
-                    throw fail(k, "unknown key '\(key)'; expected tables, regions, groups, default-policy, policies, cgroups, maskers or recording")
+                    throw fail(k, "unknown key '\(key)'; expected tables, regions, groups, default-policy, policies, cgroups, maskers, recording or tls")
                 }
             }
             guard !c.policyOrder.isEmpty else {
@@ -344,8 +347,9 @@ public enum ConfigParser {
                         throw fail(v, "record is '\(v.scalar?.string ?? "not a scalar")'; expected true or false")
                     }
                     p.record = b
+                case "tls": p.tls = try choice(v, "tls", TLSMode.self)
                 default:
-                    throw fail(k, "unknown key '\(key)' in policy \(name); expected mode, inspect, unknown, loopback, private, default, allow, deny, mask or record")
+                    throw fail(k, "unknown key '\(key)' in policy \(name); expected mode, inspect, unknown, loopback, private, default, allow, deny, mask, record or tls")
                 }
             }
             return p

@@ -32,13 +32,15 @@ public struct Policy: Sendable {
     public var mask: MaskPolicy?
     /// `record: true`: keep the content of its sessions (masked) as well as their metadata.
     public var record = false
+    /// `tls: intercept`: terminate its connections' TLS, so what is inside is masked and recorded.
+    public var tls: TLSMode = .passthrough
     /// Where it was defined ("file:line:column"), for messages.
     public var origin: String = ""
 
     public init(name: String) { self.name = name }
 
     /// Its connections' content must be seen by the proxy: every TCP connection is relayed.
-    public var needsContent: Bool { mask != nil || record }
+    public var needsContent: Bool { mask != nil || record || tls == .intercept }
 
     public var effectiveDefault: PolicyAction { fallback ?? (allow.isEmpty ? .allow : .deny) }
 }
@@ -160,6 +162,8 @@ public struct BordergateConfig: Sendable {
     public var cgroups: [(cgroup: String, policy: String)] = []
     /// How long session recordings are kept and how much disk they may take (`recording:`).
     public var recording = RecordingConfig()
+    /// What TLS interception trusts and leaves alone (`tls:`).
+    public var tls = TLSSettings()
 
     public init(path: String, defaultPolicy: String) {
         self.path = path

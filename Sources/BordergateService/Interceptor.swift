@@ -1,3 +1,4 @@
+import BordergateCertificates
 import BordergateAudit
 import CBordergateSys
 import BordergateKernel
@@ -57,9 +58,15 @@ public final class Interceptor: @unchecked Sendable {
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount))
         let resolver = KernelResolver(kernel: kernel, describer: describer, residency: residency)
         let masking = MaskingRulesProvider(residency: residency, hashKey: try MaskingRulesProvider.hashKey(settings: settings))
+        let tls = TLSInterceptionProvider(residency: residency, settings: settings, logger: logger)
+        if TLSInterceptionProvider.intercepts(residencyConfig.config) {
+            // made now, so `exec` and `ca export` find the CA before the first connection
+            _ = try LocalCA.loadOrCreate(tls.files)
+        }
         proxy = TransparentProxy(configuration: .init(port: settings.proxyPort, upstreamMark: KernelGuard.proxyMark),
                                  group: group, resolver: resolver, sink: hub,
-                                 handlers: Inspection.handlers(httpRules: masking.rules(for:), recorder: recorder), logger: logger)
+                                 handlers: Inspection.handlers(httpRules: masking.rules(for:), tls: tls.current,
+                                                               recorder: recorder), logger: logger)
     }
 
     /// Opens the session store. Nothing here stops the interceptor: a store that cannot be opened

@@ -12,8 +12,8 @@ extension Policy {
     var inspectionPlan: InspectionPlan {
         guard needsContent else { return .none }
         let relayUninspectable = mask == nil || mask?.onError == .pass
-        return InspectionPlan(masking: mask == nil ? nil : MaskingRulesReference(name), record: record,
-                              uninspectable: relayUninspectable ? .relay : .refuse)
+        return InspectionPlan(interceptTLS: tls == .intercept, masking: mask == nil ? nil : MaskingRulesReference(name),
+                              record: record, uninspectable: relayUninspectable ? .relay : .refuse)
     }
 }
 

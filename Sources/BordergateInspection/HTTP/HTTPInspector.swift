@@ -48,11 +48,21 @@ public struct HTTPInspector: ProtocolHandler {
         let recording: any SessionRecording
     }
 
+    /// A plan that intercepts TLS is carried out for plaintext HTTP too: there is no TLS to intercept.
     public func supports(_ plan: InspectionPlan) -> Bool {
-        !plan.interceptTLS && (plan.protocol == nil || plan.protocol == .http)
+        plan.protocol == nil || plan.protocol == .http
     }
 
     public func setup(connection: InspectedConnection, logger: Logger) throws -> Value {
+        try connection.addAccounting()
+        return try addPipelines(connection: connection, serverName: nil, protocol: .http, logger: logger)
+    }
+
+    /// The HTTP handlers at the end of both pipelines, after the wire's accounting (and, inside
+    /// TLS, after the TLS handlers). `serverName`: the SNI of an intercepted connection, which
+    /// every request's Host must match (domain fronting is refused with a 421).
+    func addPipelines(connection: InspectedConnection, serverName: String?, protocol wire: WireProtocol,
+                      logger: Logger) throws -> Value {
         var mask: HTTPMaskRules?
         if let reference = connection.plan.masking {
             // Fail closed: the policy that asked for masking is gone (a reload removed it).
@@ -61,13 +71,13 @@ public struct HTTPInspector: ProtocolHandler {
             }
             mask = found
         }
-        try connection.addAccounting()
         let conn = connection.connection
         let recording = recorder.open(SessionStart(
             id: conn.connectionID, startedAt: conn.connectedAt, process: conn.process, destination: conn.destination,
-            policy: conn.policy, protocol: .http, content: connection.plan.record))
+            policy: conn.policy, protocol: wire, content: connection.plan.record))
         let relay = HTTPRelay(connection: connection, mask: mask, recording: recording,
                               recordContent: connection.plan.record, bodyCap: bodyCap, logger: logger)
+        relay.serverName = serverName
         // The proxy frames nothing itself: what a response's headers say is what the tool gets,
         // unless the body is masked, and then the relay rewrites the framing.
         var encoder = HTTPResponseEncoder.Configuration()

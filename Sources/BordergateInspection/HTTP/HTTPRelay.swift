@@ -34,6 +34,8 @@ final class HTTPRelay: @unchecked Sendable {
     /// A refused request waiting for the answers before it, and the status it gets.
     var pendingRefused: Exchange?
     var refusalStatus = HTTPResponseStatus.forbidden
+    /// The SNI of an intercepted TLS connection: requests must be for this host.
+    var serverName: String?
 
     init(connection: InspectedConnection, mask: HTTPMaskRules?, recording: any SessionRecording, recordContent: Bool,
          bodyCap: Int, logger: Logger) {
@@ -66,6 +68,13 @@ final class HTTPRelay: @unchecked Sendable {
             return
         case .success(let h):
             hosts = h
+        }
+        // Inside intercepted TLS, a Host other than the one the handshake named is domain fronting:
+        // the verdict was made for the SNI, and the request would reach another site.
+        if let serverName, let other = hosts.first(where: { $0 != serverName }) {
+            refuse(head, reason: "request for \(other) inside TLS for \(serverName) (domain fronting) is refused",
+                   status: .misdirectedRequest)
+            return
         }
         // Every request is decided, not only the first: a later one may name another host, and an
         // absolute-form target is decided together with its Host header.

@@ -2,6 +2,7 @@ import BordergateAudit
 import BordergateProxy
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 
 /// What differs between the relay's two channel handlers: which parts they read, what the relay
 /// does with them, and whose writability lets them read.
@@ -136,6 +137,9 @@ final class HTTPSide<Role: HTTPSideRole>: ChannelDuplexHandler, RemovableChannel
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
         guard let relay else { return }
+        // A TCP close without TLS's close_notify: most servers and many tools end that way, and
+        // HTTP's own framing says whether anything was cut short. The close follows.
+        if case NIOSSLError.uncleanShutdown = error { return }
         if error is HTTPParserError {
             Role.broken("\(error)", relay)
         } else {
