@@ -9,6 +9,10 @@
   Content-Type), /pii.cookie (a Set-Cookie header), /pii.lying (Content-Length larger than the
   body, then close), /text/N (N bytes of text with a value every 4 KiB, chunked), and /upgrade
   (101 Switching Protocols, then an echo of whatever arrives).
+- HTTPS on 443 with the same routes, a certificate from the test CA in $BG_TLS_DIR (names
+  secure.test.example, *.test.example and the test host's addresses), and on 8443 with a
+  self-signed one (an upstream nobody trusts). GET/POST /git/... is `git http-backend` (smart
+  HTTP) over the repositories in $BG_GIT_ROOT.
 - UDP echo on port 7.
 - "echo digest" on port 7: reads until the client half-closes, then answers with the SHA-256 and
   length of everything read, and closes. A relay that mishandles half-close fails it.
@@ -20,6 +24,8 @@ import os
 import zlib
 import socket
 import socketserver
+import ssl
+import subprocess
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -79,7 +85,28 @@ class HTTP(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _git(self):
+        """git http-backend as CGI: smart HTTP for `git ls-remote` and `git clone`."""
+        path, _, query = self.path.partition("?")
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0") or 0)) if self.command == "POST" else b""
+        env = {"GIT_PROJECT_ROOT": os.environ.get("BG_GIT_ROOT", "/nonexistent"), "GIT_HTTP_EXPORT_ALL": "1",
+               "PATH_INFO": path[len("/git"):], "QUERY_STRING": query, "REQUEST_METHOD": self.command,
+               "CONTENT_TYPE": self.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(body)),
+               "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True).stdout
+        head, _, payload = out.partition(b"\r\n\r\n")
+        status, headers = 200, []
+        for line in head.decode(errors="replace").split("\r\n"):
+            name, _, value = line.partition(":")
+            if name.lower() == "status":
+                status = int(value.strip().split()[0])
+            elif name:
+                headers.append((name, value.strip()))
+        self._send(payload, status, ctype=None, headers=headers)
+
     def do_GET(self):
+        if self.path.startswith("/git/"):
+            return self._git()
         self.path = self.path.split("?", 1)[0]  # routes by path; a query is the client's business
         if self.path == "/":
             self._send(b"hello from the test host\n")
@@ -163,6 +190,8 @@ class HTTP(BaseHTTPRequestHandler):
         self.end_headers()
 
     def do_POST(self):
+        if self.path.startswith("/git/"):
+            return self._git()
         if self.path != "/sha256":
             self._send(b"not found\n", 404)
             return
@@ -224,7 +253,21 @@ def udp_echo(address):
         s.sendto(b"echo:" + data, peer)
 
 
+def https(port, cert, key):
+    """The HTTP routes inside TLS (1.2 and 1.3, ALPN http/1.1)."""
+    server = DualStackHTTP(("::", port), HTTP)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    context.set_alpn_protocols(["http/1.1"])
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+
 def main():
+    tls = os.environ.get("BG_TLS_DIR")
+    if tls:
+        https(443, f"{tls}/server.pem", f"{tls}/server.key")
+        https(8443, f"{tls}/selfsigned.pem", f"{tls}/selfsigned.key")
     http = DualStackHTTP(("::", 80), HTTP)
     echo = DualStackTCP(("::", 7), EchoDigest)
     threading.Thread(target=echo.serve_forever, daemon=True).start()

@@ -25,6 +25,42 @@ mkdir -p "$piddir"
 
 need() { command -v "$1" >/dev/null || { echo "testnet: $1 is missing; run scripts/setup.sh (it installs $2)" >&2; exit 1; }; }
 
+# The test host's certificates: a test CA ("Bordergate test CA") that signs the HTTPS server's
+# certificate (secure.test.example, *.test.example and the test host's addresses), and a
+# self-signed certificate nobody trusts. Tests name $dir/ca.pem in tls.trust.
+make_tls() {
+  local dir=$1
+  need openssl openssl
+  rm -rf "$dir"; mkdir -p "$dir"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj "/CN=Bordergate test CA" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+    -keyout "$dir/ca.key" -out "$dir/ca.pem" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=secure.test.example" \
+    -keyout "$dir/server.key" -out "$dir/server.csr" 2>/dev/null
+  printf 'subjectAltName=DNS:secure.test.example,DNS:*.test.example,IP:%s.10,IP:%s:10\nextendedKeyUsage=serverAuth\n' "$p4" "$p6" >"$dir/server.ext"
+  openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.pem" -CAkey "$dir/ca.key" -CAcreateserial -days 30 \
+    -extfile "$dir/server.ext" -out "$dir/server.pem" 2>/dev/null
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj "/CN=untrusted.test.example" \
+    -addext "subjectAltName=DNS:untrusted.test.example,IP:$p4.10" -keyout "$dir/selfsigned.key" -out "$dir/selfsigned.pem" 2>/dev/null
+  chmod 0644 "$dir"/*.pem
+}
+
+# A bare repository with one commit, served by git http-backend under /git/.
+make_git() {
+  local dir=$1
+  need git git
+  rm -rf "$dir"; mkdir -p "$dir"
+  git init -q --bare "$dir/repo.git"
+  local work; work=$(mktemp -d)
+  git -C "$work" init -q
+  echo "test repository" >"$work/README"
+  git -C "$work" add README
+  git -C "$work" -c user.name=test -c user.email=test@test.example commit -qm init
+  git -C "$work" push -q "$dir/repo.git" HEAD:refs/heads/main
+  git -C "$dir/repo.git" symbolic-ref HEAD refs/heads/main
+  rm -rf "$work"
+}
+
 case "$cmd" in
 up)
   need ip iproute2
@@ -59,13 +95,16 @@ up)
   ip -n "$name" link set "$ns_if" up
   ip -n "$name" route add default via "$p4.1"
   ip -n "$name" -6 route add default via "${p6}:1"
+  make_tls "$piddir/$name-tls"
+  make_git "$piddir/$name-git"
   BG_UDP_ADDRESSES="$p4.10 $p4.11 $p4.200 ${p6}:10 ${p6}:11 ${p6}8000::10" \
+    BG_TLS_DIR="$piddir/$name-tls" BG_GIT_ROOT="$piddir/$name-git" \
     ip netns exec "$name" python3 "$here/testhost_server.py" >"$piddir/$name.log" 2>&1 &
   echo $! >"$piddir/$name.pid"
   # wait until both services answer
   for _ in $(seq 1 100); do
-    if ip netns exec "$name" python3 -c "import socket; [socket.create_connection(('127.0.0.1', p), 1).close() for p in (80, 7)]" 2>/dev/null; then
-      echo "testnet $name up: $p4.10 ${p6}:10 (HTTP :80, echo-digest :7)"
+    if ip netns exec "$name" python3 -c "import socket; [socket.create_connection(('127.0.0.1', p), 1).close() for p in (80, 7, 443, 8443)]" 2>/dev/null; then
+      echo "testnet $name up: $p4.10 ${p6}:10 (HTTP :80, HTTPS :443 and :8443, echo-digest :7); test CA $piddir/$name-tls/ca.pem"
       exit 0
     fi
     sleep 0.1

@@ -43,6 +43,10 @@ public enum ChildProcess {
         /// Bordergate's seccomp filter: no pidfd_getfd, ptrace attach, process_vm_writev, or
         /// packet/XDP/vsock sockets.
         public var seccomp: Bool
+        /// A CA bundle file shown, in the child's own mount namespace, at each of `trustTargets`
+        /// (the system's bundle paths): see `bg_spawn_options.trust_bundle`.
+        public var trustBundle: String?
+        public var trustTargets: [String] = []
         public init(identity: Identity? = nil, noNewPrivileges: Bool = false, seccomp: Bool = false) {
             self.identity = identity
             self.noNewPrivileges = noNewPrivileges
@@ -71,8 +75,15 @@ public enum ChildProcess {
             envp.forEach { free($0) }
         }
         let groups = privileges.identity?.groups ?? []
+        let bundle = privileges.trustBundle.map { strdup($0) }
+        let targets = privileges.trustTargets.map { UnsafePointer(strdup($0)) }
+        defer {
+            bundle.map { free($0) }
+            targets.forEach { free(UnsafeMutablePointer(mutating: $0)) }
+        }
         var failedStep: UnsafePointer<CChar>?
         let pid = argv.withUnsafeBufferPointer { a in
+          targets.withUnsafeBufferPointer { t in
             envp.withUnsafeBufferPointer { e in
                 groups.withUnsafeBufferPointer { g in
                     var options = bg_spawn_options()
@@ -86,9 +97,15 @@ public enum ChildProcess {
                     }
                     options.no_new_privs = privileges.noNewPrivileges ? 1 : 0
                     options.seccomp = privileges.seccomp ? 1 : 0
+                    if let bundle {
+                        options.trust_bundle = UnsafePointer(bundle)
+                        options.trust_targets = t.baseAddress
+                        options.ntrust_targets = Int32(t.count)
+                    }
                     return bg_spawn_in_cgroup(cgfd, path, a.baseAddress, e.baseAddress, &options, &failedStep)
                 }
             }
+          }
         }
         guard pid > 0 else {
             let code = errno

@@ -71,8 +71,13 @@ public enum ExecRunner {
         if privileges.runsAsRoot && options.user == nil && !options.quiet {
             FileHandle.standardError.write(Data("bordergate: \(command) runs as root, which can leave its cgroup and the guard; give --user USER (under sudo, exec runs it as the user who ran sudo)\n".utf8))
         }
-        let spawn = { try await spawnAndWait(options.arguments, in: dir, environment: privileges.environment(from: environment),
-                                             privileges: privileges.spawn) }
+        let trust = try ExecTrust.prepare(for: ExecTrust.policy(named: options.policy, settings: settings), settings: settings)
+        var spawnPrivileges = privileges.spawn
+        ExecTrust.apply(trust, to: &spawnPrivileges)
+        let childEnvironment = ExecTrust.environment(privileges.environment(from: environment), trust)
+        let spawn = { [spawnPrivileges] in
+            try await spawnAndWait(options.arguments, in: dir, environment: childEnvironment, privileges: spawnPrivileges)
+        }
 
         if viaDaemon {
             let r = try client.call(ControlRequest(command: .attach, cgroup: cgroupName, policy: options.policy))

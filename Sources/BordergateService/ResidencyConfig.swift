@@ -16,16 +16,19 @@ public struct ResidencyConfig: Sendable {
         tableNotes = database.tables.map { "\($0.name) (\($0.source)): \($0.ipv4Count) IPv4 and \($0.ipv6Count) IPv6 prefixes" }
     }
 
+    /// The config file alone (the built-in policy when there is none), without its tables.
+    static func loadConfigOnly(settings: Settings) throws -> BordergateConfig {
+        if let path = settings.configPath {
+            return try ConfigParser.load(path: path)
+        } else if FileManager.default.fileExists(atPath: Settings.defaultConfigPath) {
+            return try ConfigParser.load(path: Settings.defaultConfigPath)
+        }
+        return .builtIn
+    }
+
     /// Reads the config (the built-in policy when there is no file) and every table it names.
     public static func load(settings: Settings) throws -> ResidencyConfig {
-        let config: BordergateConfig
-        if let path = settings.configPath {
-            config = try ConfigParser.load(path: path)
-        } else if FileManager.default.fileExists(atPath: Settings.defaultConfigPath) {
-            config = try ConfigParser.load(path: Settings.defaultConfigPath)
-        } else {
-            config = .builtIn
-        }
+        let config = try loadConfigOnly(settings: settings)
         var tables: [RegionTable] = [SpecialRanges.table]
         if let sources = config.tables {
             for src in sources {

@@ -9,6 +9,7 @@
 #include <linux/sched.h>
 #include <linux/seccomp.h>
 #include <linux/capability.h>
+#include <sched.h>
 #include <stddef.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
@@ -83,7 +84,28 @@ struct child_failure {
     int err;
 };
 static const char *const steps[] = { "exec", "setgroups", "setgid", "setuid", "no_new_privs", "seccomp",
-                                     "capabilities" };
+                                     "capabilities", "trust" };
+
+// Runs in the child, before privileges are dropped (mounting needs CAP_SYS_ADMIN): its own mount
+// namespace, private so nothing propagates back to the host's, with the CA bundle files replaced
+// by Bordergate's read-only bundle. Tools read their usual paths and trust the local CA.
+static int inject_trust(const struct bg_spawn_options *o)
+{
+    if (!o->trust_bundle)
+        return 0;
+    if (unshare(CLONE_NEWNS) != 0)
+        return 7;
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+        return 7;
+    for (int i = 0; i < o->ntrust_targets; i++) {
+        if (mount(o->trust_bundle, o->trust_targets[i], NULL, MS_BIND, NULL) != 0)
+            return 7;
+        // read-only: a tool cannot add its own CA to the view that others in its cgroup share
+        if (mount(NULL, o->trust_targets[i], NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) != 0)
+            return 7;
+    }
+    return 0;
+}
 
 // Runs in the child: async-signal-safe calls only. The filter goes on first, while the child
 // still has CAP_SYS_ADMIN (seccomp wants it, or no_new_privs, which a command that may run setuid
@@ -158,7 +180,9 @@ pid_t bg_spawn_in_cgroup(int cgroup_fd, const char *path, char *const argv[], ch
         }
         close(report[0]);
         struct child_failure failure = { 0, 0 };
-        failure.step = drop_privileges(options);
+        failure.step = inject_trust(options);
+        if (failure.step == 0)
+            failure.step = drop_privileges(options);
         if (failure.step == 0)
             execve(path, argv, envp);
         failure.err = errno;

@@ -50,13 +50,20 @@ struct bg_spawn_options {
     /// Install Bordergate's seccomp filter (bg_guard_seccomp): no pidfd_getfd, no ptrace attach,
     /// no process_vm_writev, no packet/XDP/vsock sockets.
     int seccomp;
+    /// When not NULL: the child gets a private mount namespace in which each of the
+    /// `ntrust_targets` paths (the system's CA bundle files) shows this file instead, read-only
+    /// (the system bundle plus Bordergate's CA). Nothing outside the child sees it.
+    const char *trust_bundle;
+    const char *const *trust_targets;
+    int ntrust_targets;
 };
 
 /// Starts `path` with `argv` and `envp` as a child that is a member of the cgroup open at
 /// `cgroup_fd` from its first instruction (clone3 with CLONE_INTO_CGROUP), so nothing it runs can
 /// escape the guard. Returns the child's pid, or -1 with errno set; if the child could not exec
 /// (or drop its privileges), returns -1 with that errno and `*failed_step` (if not NULL) names the
-/// step that failed ("exec", "setgroups", "setgid", "setuid", "no_new_privs", "seccomp").
+/// step that failed ("exec", "setgroups", "setgid", "setuid", "no_new_privs", "seccomp",
+/// "capabilities", "trust").
 pid_t bg_spawn_in_cgroup(int cgroup_fd, const char *path, char *const argv[], char *const envp[],
                          const struct bg_spawn_options *options, const char **failed_step);
 
