@@ -161,4 +161,38 @@ extension EndToEnd {
         let c = execTLS(d, "curl -sS --max-time 20 \(resolve(secureHost)) https://\(secureHost)/")
         #expect(c.status == 0, "curl after rotation: \(c.stderr)")
     }
+
+    @Test func caInstallLetsToolsOutsideExecTrustTheInterceptionAndUninstallRestoresTheBundle() throws {
+        let d = try Self.tls.get()
+        let bundle = "/etc/ssl/certs/ca-certificates.crt"
+        let before = Harness.sh("sha256sum \(bundle)").stdout
+        let installed = d.cli("ca install")
+        defer { _ = d.cli("ca uninstall") }
+        #expect(installed.status == 0, "\(installed.stderr)")
+        let ca = try String(contentsOfFile: d.stateDir + "/tls/ca.pem", encoding: .utf8)
+        let line = String(ca.split(separator: "\n")[1])
+        #expect((try String(contentsOfFile: bundle, encoding: .utf8)).contains(line), "the system bundle holds the CA")
+        // a tool started by a runner in a guarded cgroup (not under exec), with no option
+        try withGuardedCgroup("tls-installed", on: Self.tls, policy: "tls") { _, cg in
+            let r = curl(cg, "\(resolve(secureHost)) https://\(secureHost)/pii.json")
+            #expect(r.status == 0, "curl: \(r.stderr)")
+            #expect(r.stdout.contains("[EMAIL]"))
+        }
+        let removed = d.cli("ca uninstall")
+        #expect(removed.status == 0, "\(removed.stderr)")
+        #expect(!(try String(contentsOfFile: bundle, encoding: .utf8)).contains(line))
+        #expect(Harness.sh("sha256sum \(bundle)").stdout == before, "the bundle is as it was")
+    }
+
+    @Test func tls12AndAClientThatOffersHTTP2NegotiateDownToWhatIsInspected() throws {
+        let d = try Self.tls.get()
+        let v12 = execTLS(d, "curl -sS --max-time 20 --tlsv1.2 --tls-max 1.2 -w '%{http_version}' \(resolve(secureHost)) https://\(secureHost)/")
+        #expect(v12.status == 0, "TLS 1.2: \(v12.stderr)")
+        let h2 = execTLS(d, "curl -sS --max-time 20 --http2 -o /dev/null -w '%{http_version}' \(resolve(secureHost)) https://\(secureHost)/")
+        #expect(h2.status == 0, "--http2: \(h2.stderr)")
+        #expect(h2.stdout == "1.1", "negotiated HTTP/\(h2.stdout)")
+        let o = execTLS(d, "echo | openssl s_client -tls1_3 -alpn h2,http/1.1 -connect \(Harness.host4):443 -servername \(secureHost) 2>&1")
+        #expect(o.stdout.contains("ALPN protocol: http/1.1"), "\(o.stdout.suffix(800))")
+        #expect(o.stdout.contains("TLSv1.3"))
+    }
 }
