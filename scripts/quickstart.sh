@@ -41,6 +41,17 @@ default_tables=/var/lib/bordergate/regions/default.bgrt
   echo "      detectors: all"
   echo "      fields: [password]"
   echo "    record: true"
+  echo "  eu-intercepted:"
+  echo "    allow:"
+  echo "      - jurisdiction: EU"
+  echo "    tls: intercept"
+  echo "    mask:"
+  echo "      detectors: all"
+  echo "      fields: [password]"
+  echo "    record: true"
+  # the test host's HTTPS certificate comes from a test CA, as an internal service's would
+  echo "tls:"
+  echo "  trust: [/run/bordergate-testnet/bgdemo-tls/ca.pem]"
 } >"$BORDERGATE_STATE_DIR/config.yaml"
 export BORDERGATE_CONFIG="$BORDERGATE_STATE_DIR/config.yaml"
 
@@ -71,7 +82,12 @@ echo "\$ bordergate exec --user $exec_user --policy eu-masked -- curl -s http://
 echo "\$ bordergate events -o json | grep '\"type\":\"mask\"'"
 "$bin" events -o json | grep '"type":"mask"' || true
 echo
-echo "It is recorded as the tool saw it (policy eu-masked has record: true):"
+echo "Policy eu-intercepted does the same inside HTTPS: the proxy terminates TLS with a local CA, which"
+echo "exec makes the tool trust (its own view of the system CA bundle), so curl needs no flag:"
+echo "\$ bordergate exec --user $exec_user --policy eu-intercepted -- curl -s https://198.51.100.10/pii.json"
+"$bin" exec --quiet --user "$exec_user" --policy eu-intercepted -- curl -sS https://198.51.100.10/pii.json || true
+echo
+echo "Both are recorded as the tool saw them (the policies have record: true):"
 run "$bin" sessions list
 session=$("$bin" sessions list -o json | tail -n 1 | python3 -c 'import json,sys; print(json.loads(sys.stdin.read())["id"])' 2>/dev/null || true)
 if [ -n "$session" ]; then run "$bin" sessions show "$session"; fi
