@@ -1,6 +1,9 @@
 import BordergateAudit
 import BordergateKernel
 import Foundation
+// stat and its fields: in a release build their Swift declarations come from CoreFoundation,
+// which MemberImportVisibility then wants imported by name
+import CoreFoundation
 
 /// Turns the kernel's view of a caller into the `process` of an event: executable and parent
 /// from the kernel's process table (which outlives the process), else from /proc while it lives;

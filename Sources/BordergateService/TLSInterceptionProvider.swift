@@ -2,6 +2,9 @@ import BordergateCertificates
 import BordergateInspection
 import BordergatePolicy
 import Foundation
+// stat and its fields: in a release build their Swift declarations come from CoreFoundation,
+// which MemberImportVisibility then wants imported by name
+import CoreFoundation
 import Logging
 import NIOConcurrencyHelpers
 
