@@ -1,9 +1,7 @@
 import BordergateAudit
 import BordergateKernel
 import Foundation
-// stat and its fields: in a release build their Swift declarations come from CoreFoundation,
-// which MemberImportVisibility then wants imported by name
-import CoreFoundation
+import CBordergateSys
 
 /// Turns the kernel's view of a caller into the `process` of an event: executable and parent
 /// from the kernel's process table (which outlives the process), else from /proc while it lives;
@@ -137,12 +135,12 @@ final class ProcessDescriber: @unchecked Sendable {
     static func isExecuted(path: String, device: UInt32, inode: UInt64) -> Bool {
         guard inode != 0 else { return false }
         func same(_ p: String) -> Bool {
-            var st = stat()
-            guard stat(p, &st) == 0 else { return false }
-            let dev = UInt64(st.st_dev)
+            var id = bg_file_identity()
+            guard bg_file_identity(p, &id) == 0 else { return false }
+            let dev = id.device
             let major = UInt32((dev >> 8) & 0xfff) | UInt32((dev >> 32) & 0xffff_f000)
             let minor = UInt32(dev & 0xff) | UInt32((dev >> 12) & 0xffff_ff00)
-            return UInt64(st.st_ino) == inode && (major << 20 | minor) == device
+            return id.inode == inode && (major << 20 | minor) == device
         }
         if same(path) { return true }
         guard let interpreter = shebangInterpreter(path) else { return false }
@@ -162,9 +160,9 @@ final class ProcessDescriber: @unchecked Sendable {
 
     /// For a process the kernel's table does not know: whether /proc's path for it is its file.
     static func isLiveExecutable(pid: UInt32, path: String) -> Bool {
-        var exe = stat(), named = stat()
-        guard stat("/proc/\(pid)/exe", &exe) == 0, stat(path, &named) == 0 else { return false }
-        return exe.st_dev == named.st_dev && exe.st_ino == named.st_ino
+        var exe = bg_file_identity(), named = bg_file_identity()
+        guard bg_file_identity("/proc/\(pid)/exe", &exe) == 0, bg_file_identity(path, &named) == 0 else { return false }
+        return exe.device == named.device && exe.inode == named.inode
     }
 
     static func liveExe(pid: UInt32) -> String? {
@@ -184,9 +182,7 @@ final class ProcessDescriber: @unchecked Sendable {
 
 /// Converts the kernel's CLOCK_MONOTONIC nanoseconds to wall-clock time.
 func wallClock(monotonicNanos: UInt64) -> Date {
-    var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    let now = UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+    let now = bg_monotonic_ns()
     let ago = now > monotonicNanos ? Double(now - monotonicNanos) / 1e9 : 0
     return Date().addingTimeInterval(-ago)
 }

@@ -2,9 +2,7 @@ import BordergateCertificates
 import BordergateInspection
 import BordergatePolicy
 import Foundation
-// stat and its fields: in a release build their Swift declarations come from CoreFoundation,
-// which MemberImportVisibility then wants imported by name
-import CoreFoundation
+import CBordergateSys
 import Logging
 import NIOConcurrencyHelpers
 
@@ -68,10 +66,10 @@ struct CAStamp: Equatable, Sendable {
     var mtimeNanos: Int = 0
 
     init(path: String) {
-        var st = stat()
-        guard stat(path, &st) == 0 else { return }
-        inode = UInt64(st.st_ino)
-        mtime = st.st_mtim.tv_sec
-        mtimeNanos = st.st_mtim.tv_nsec
+        var id = bg_file_identity()
+        guard bg_file_identity(path, &id) == 0 else { return }
+        inode = id.inode
+        mtime = Int(id.mtime_sec)
+        mtimeNanos = Int(id.mtime_nsec)
     }
 }

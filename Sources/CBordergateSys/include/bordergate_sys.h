@@ -3,6 +3,8 @@
 
 #include <sys/types.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <sys/vfs.h>
 #include <sys/socket.h>
 #include <sys/epoll.h>
@@ -70,5 +72,37 @@ pid_t bg_spawn_in_cgroup(int cgroup_fd, const char *path, char *const argv[], ch
 /// Installs the seccomp filter described at bg_spawn_options.seccomp on the calling thread
 /// (no_new_privs or CAP_SYS_ADMIN needed). 0 on success, -1 with errno.
 int bg_guard_seccomp(void);
+
+/// What identifies a file's version: device (st_dev), inode, modification time. Filled by
+/// bg_file_identity, which follows symbolic links like stat(2).
+struct bg_file_identity {
+    uint64_t device;
+    uint64_t inode;
+    int64_t mtime_sec;
+    int64_t mtime_nsec;
+};
+
+/// stat(2) reduced to what identifies the file; 0 on success, -1 with errno. In C because the
+/// Swift `stat` struct's declaration is owned by whichever module first included <sys/stat.h>
+/// (CoreFoundation in one build, Dispatch in another), which MemberImportVisibility then asks for.
+static inline int bg_file_identity(const char *path, struct bg_file_identity *out)
+{
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return -1;
+    out->device = (uint64_t)st.st_dev;
+    out->inode = (uint64_t)st.st_ino;
+    out->mtime_sec = (int64_t)st.st_mtim.tv_sec;
+    out->mtime_nsec = (int64_t)st.st_mtim.tv_nsec;
+    return 0;
+}
+
+/// CLOCK_MONOTONIC in nanoseconds, the clock of the kernel's event timestamps (bpf_ktime_get_ns).
+static inline uint64_t bg_monotonic_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
 
 #endif
