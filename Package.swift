@@ -25,6 +25,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        // The fleet export: every event shipped to a central PostgreSQL.
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // libbpf, found through pkg-config (Debian: libbpf-dev).
@@ -84,6 +86,11 @@ let package = Package(
                                                                .product(name: "SwiftASN1", package: "swift-asn1"),
                                                                .product(name: "Crypto", package: "swift-crypto")],
                 swiftSettings: swiftSettings),
+        // The fleet: the audit log shipped to a central PostgreSQL from a cursor, and read back.
+        .target(name: "BordergateFleet", dependencies: ["BordergateAudit",
+                                                        .product(name: "PostgresNIO", package: "postgres-nio"),
+                                                        .product(name: "Logging", package: "swift-log")],
+                swiftSettings: swiftSettings),
         // The protocol handlers the proxy runs on inspected connections (HTTP, TLS, PostgreSQL,
         // recording); NIOHTTP1 and NIOSSL belong here, never in BordergateProxy.
         .target(
@@ -101,7 +108,7 @@ let package = Package(
         .target(
             name: "BordergateService",
             dependencies: ["BordergateKernel", "BordergateAudit", "BordergateProxy", "BordergateInspection", "BordergatePolicy", "BordergateRegions",
-                           "BordergateCertificates",
+                           "BordergateCertificates", "BordergateFleet",
                            "BordergateMasking", "BordergateRecording", "CBordergateSys",
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOPosix", package: "swift-nio"),
@@ -113,7 +120,8 @@ let package = Package(
         .executableTarget(
             name: "BordergateCLI",
             dependencies: ["BordergateService", "BordergateAudit", "BordergatePolicy", "BordergateRegions", "BordergateRecording",
-                           "BordergateCertificates",
+                           "BordergateCertificates", "BordergateFleet",
+                           .product(name: "PostgresNIO", package: "postgres-nio"),
                            .product(name: "ArgumentParser", package: "swift-argument-parser"),
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings

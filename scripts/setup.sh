@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepares a Debian/Ubuntu host for Bordergate and builds it.
-#   - installs the C libraries and tools it needs (libbpf, libelf, bpftool, iproute2, curl, python3; openssl, git and ca-certificates for the HTTPS test host and TLS interception)
+#   - installs the C libraries and tools it needs (libbpf, libelf, bpftool, iproute2, curl, python3; openssl, git and ca-certificates for the HTTPS test host and TLS interception; postgresql for the fleet tests)
 #   - checks the kernel: BTF, cgroup v2, bpffs
 #   - builds bordergate (swift build compiles and embeds the BPF programs)
 #   - fetches current region tables (IPFire Location countries from Debian's tor-geoipdb, cloud
@@ -17,7 +17,7 @@ die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
 
 
 scripts/lib/packages.sh setup libbpf-dev libelf-dev zlib1g-dev libsqlite3-dev pkg-config bpftool iproute2 curl python3 python3-pip unzip util-linux procps \
-  openssl git ca-certificates
+  openssl git ca-certificates postgresql
 
 # The kernel side: say what is missing rather than fail later with an errno.
 [ -e /sys/kernel/btf/vmlinux ] || die "this kernel has no BTF (/sys/kernel/btf/vmlinux); Bordergate needs CONFIG_DEBUG_INFO_BTF=y (Linux 5.8+)"

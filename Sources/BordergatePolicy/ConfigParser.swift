@@ -243,8 +243,10 @@ public enum ConfigParser {
                     c.recording = try recording(v)
                 case "tls":
                     c.tls = try tlsSettings(v)
+                case "export":
+                    c.export = try export(v)
                 default:
-                    throw fail(k, "unknown key '\(key)'; expected tables, regions, groups, default-policy, policies, cgroups, maskers, recording or tls")
+                    throw fail(k, "unknown key '\(key)'; expected tables, regions, groups, default-policy, policies, cgroups, maskers, recording, tls or export")
                 }
             }
             guard !c.policyOrder.isEmpty else {

@@ -164,6 +164,8 @@ public struct BordergateConfig: Sendable {
     public var recording = RecordingConfig()
     /// What TLS interception trusts and leaves alone (`tls:`).
     public var tls = TLSSettings()
+    /// Where every event is shipped for the fleet view (`export:`); nil: nowhere.
+    public var export: ExportConfig?
 
     public init(path: String, defaultPolicy: String) {
         self.path = path

@@ -56,6 +56,7 @@ public enum Daemon {
         let group = ServiceGroup(
             services: [
                 KernelEventPumpService(interceptor: interceptor),
+                FleetExportService(config: interceptor.residency.config.config, settings: settings, logger: logger),
                 ProxyService(interceptor: interceptor),
                 GrantExpiryService(interceptor: interceptor),
                 RecordingRetentionService(interceptor: interceptor),

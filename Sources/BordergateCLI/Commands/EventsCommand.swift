@@ -1,4 +1,7 @@
 import ArgumentParser
+import BordergateFleet
+import PostgresNIO
+import Logging
 import BordergateAudit
 import BordergateService
 import Foundation
@@ -44,7 +47,21 @@ struct EventsCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Only events whose destination hostname matches this glob.", valueName: "glob"))
     var host: String?
 
+    @Option(help: ArgumentHelp("Read the fleet table of this PostgreSQL instead of this host's log (postgresql://USER@HOST/DB).",
+                               valueName: "url"))
+    var source: String?
+
+    @Option(help: ArgumentHelp("With --source: the table (default bordergate_events).", valueName: "name"))
+    var table: String = FleetTarget.defaultTable
+
+    @Option(name: .customLong("from"), help: ArgumentHelp("With --source: only events of reporting hosts whose name matches this glob.", valueName: "glob"))
+    var fromHost: String?
+
     func validate() throws {
+        if let source, let problem = FleetTarget.problem(url: source, table: table) {
+            throw ValidationError("--source: \(problem)")
+        }
+        if fromHost != nil, source == nil { throw ValidationError("--from filters the fleet table: give --source too") }
         if let since, EventFilter.parseSince(since) == nil {
             throw ValidationError("--since takes a duration (90s, 15m, 2h, 7d) or an RFC 3339 time, not '\(since)'")
         }
@@ -58,6 +75,10 @@ struct EventsCommand: AsyncParsableCommand {
     func run() async throws {
         try await reportingErrors {
             let filter = filter
+            if let source {
+                try await readFleet(FleetTarget(url: source, table: table), filter: filter)
+                return
+            }
             let settings = common.settings
             let client = ControlClient(path: settings.controlSocket)
             let decoder = AuditEvent.makeDecoder()
@@ -77,5 +98,37 @@ struct EventsCommand: AsyncParsableCommand {
                 return true
             }
         }
+    }
+
+    /// The fleet table: every host's events, the same filters, the host's name before each.
+    func readFleet(_ target: FleetTarget, filter: EventFilter) async throws {
+        var quiet = Logger(label: "bordergate.fleet")
+        quiet.logLevel = .critical
+        let reader = FleetReader(target: target, logger: quiet)
+        var sqlFilter = filter
+        sqlFilter.since = nil // the query starts there
+        do {
+            try await read(reader, since: filter.since, filter: sqlFilter)
+        } catch let error as PSQLError {
+            // PSQLError's description hides everything; the server's own message is what helps
+            throw ValidationError("cannot read \(FleetTarget.redacted(target.url)): \(error.serverInfo?[.message] ?? String(describing: error.code))")
+        }
+    }
+
+    func read(_ reader: FleetReader, since: Date?, filter sqlFilter: EventFilter) async throws {
+        try await reader.read(since: since, hostPattern: fromHost, follow: follow) { row in
+            guard sqlFilter.matches(row.event) else { return true }
+            if output == .json {
+                // the host's line with the host in front: one JSON object per event
+                Output.event(row.event, line: Data(("{\"host\":\(Self.quoted(row.host)),").utf8) + Data(row.line.utf8.dropFirst()), as: .json)
+            } else {
+                FileHandle.standardOutput.write(Data("\(row.host)  \(EventFormatter.compact(row.event))\n".utf8))
+            }
+            return true
+        }
+    }
+
+    static func quoted(_ s: String) -> String {
+        String(decoding: (try? JSONEncoder().encode(s)) ?? Data("\"?\"".utf8), as: UTF8.self)
     }
 }

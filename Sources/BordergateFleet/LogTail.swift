@@ -1,0 +1,92 @@
+import Foundation
+
+/// One line of the audit log on its way to the fleet table.
+struct ExportLine: Sendable {
+    var seq: Int64
+    var time: String
+    var type: String
+    var verdict: String?
+    var line: String
+}
+
+/// Where the export stands in the log: the file (by inode, so a rotation's rename does not lose
+/// it), the byte offset after the last line shipped, and that line's `seq`. Kept in the state
+/// directory and written only after PostgreSQL committed the batch: a crash ships a batch again,
+/// which (host, seq) makes harmless.
+struct LogPosition: Codable, Sendable, Equatable {
+    var inode: UInt64 = 0
+    var offset: UInt64 = 0
+    var seq: Int64 = 0
+}
+
+/// Reads the audit log from a position, in whole lines: the log itself is the backlog, so an
+/// outage of any length loses nothing and holds nothing in memory.
+struct LogTail {
+    let logPath: String
+    var position: LogPosition
+
+    /// At most this much is read per batch.
+    static let chunk = 4 << 20
+
+    /// The next lines after `position` (at most `limit`), and the position after them. Lines
+    /// without a `seq` (a log written before the chain) are passed over: they cannot be shipped
+    /// idempotently.
+    func next(limit: Int) throws -> (lines: [ExportLine], position: LogPosition) {
+        var pos = position
+        let active = Self.inode(logPath)
+        var path = logPath
+        if pos.inode != active {
+            // the file we were reading was rotated away (renamed beside the log), or is gone
+            if let rotated = Self.file(withInode: pos.inode, besides: logPath), pos.inode != 0 {
+                path = rotated
+            } else {
+                pos = LogPosition(inode: active, offset: 0, seq: pos.seq)
+            }
+        }
+        guard let handle = FileHandle(forReadingAtPath: path) else { return ([], pos) }
+        defer { try? handle.close() }
+        let size = (try? handle.seekToEnd()) ?? 0
+        if size < pos.offset { pos.offset = 0 } // cut short: read it again; seq skips what went
+        if size == pos.offset {
+            // the end of a rotated file: go on with the active one
+            if path != logPath { return try LogTail(logPath: logPath, position: LogPosition(inode: active, offset: 0, seq: pos.seq)).next(limit: limit) }
+            return ([], pos)
+        }
+        try handle.seek(toOffset: pos.offset)
+        let data = try handle.read(upToCount: Self.chunk) ?? Data()
+        var lines: [ExportLine] = []
+        var consumed = 0
+        var start = data.startIndex
+        while lines.count < limit, let nl = data[start...].firstIndex(of: 0x0A) {
+            let bytes = data[start..<nl]
+            consumed += bytes.count + 1
+            start = data.index(after: nl)
+            if let line = Self.parse(bytes), line.seq > pos.seq {
+                lines.append(line)
+                pos.seq = line.seq
+            }
+        }
+        pos.offset += UInt64(consumed)
+        return (lines, pos)
+    }
+
+    static func parse(_ bytes: Data) -> ExportLine? {
+        guard let object = try? JSONSerialization.jsonObject(with: bytes) as? [String: Any],
+              let seq = (object["seq"] as? NSNumber)?.int64Value, let time = object["time"] as? String,
+              let type = object["type"] as? String else { return nil }
+        return ExportLine(seq: seq, time: time, type: type, verdict: object["verdict"] as? String,
+                          line: String(decoding: bytes, as: UTF8.self))
+    }
+
+    static func inode(_ path: String) -> UInt64 {
+        guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
+              let n = attributes[.systemFileNumber] as? NSNumber else { return 0 }
+        return n.uint64Value
+    }
+
+    static func file(withInode inode: UInt64, besides path: String) -> String? {
+        let dir = (path as NSString).deletingLastPathComponent
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return nil }
+        return names.filter { $0.hasSuffix(".jsonl") }.map { dir + "/" + $0 }.first { Self.inode($0) == inode }
+    }
+}
