@@ -58,6 +58,7 @@ public enum Daemon {
                 KernelEventPumpService(interceptor: interceptor),
                 ProxyService(interceptor: interceptor),
                 GrantExpiryService(interceptor: interceptor),
+                RefusalSweepService(interceptor: interceptor),
                 RecordingRetentionService(interceptor: interceptor),
                 ControlService(control: control, hub: hub, logger: logger, stoppedBy: stoppedBy, onListening: announce),
                 ReloadService(interceptor: interceptor, hangups: hangups),
@@ -151,6 +152,17 @@ struct GrantExpiryService: Service {
     func run() async {
         await cancelWhenGracefulShutdown {
             await interceptor.runGrantExpiry()
+        }
+    }
+}
+
+/// Reports the kernel's refusal counts and ring-buffer drops, every second.
+struct RefusalSweepService: Service {
+    let interceptor: Interceptor
+
+    func run() async {
+        await cancelWhenGracefulShutdown {
+            await interceptor.runRefusalSweep()
         }
     }
 }

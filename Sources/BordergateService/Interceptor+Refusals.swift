@@ -1,0 +1,148 @@
+import BordergateAudit
+import BordergateKernel
+import BordergatePolicy
+import CBordergateABI
+import Foundation
+
+/// What the kernel aggregated or lost, turned into audit events: refusal counts per process,
+/// destination and second (bordergate_abi.h, BG_REFUSAL_EVENTS_PER_SECOND), refusals past a
+/// cgroup's budget of events, and failed ring-buffer reservations per class.
+final class RefusalReporter: @unchecked Sendable {
+    /// The kernel's key of a refusal count: the first refusal's event carries the same fields.
+    struct Key: Hashable {
+        var cgroupID: UInt64
+        var second: UInt64
+        var destination: KernelAddress
+        var port: UInt16
+        var ipProtocol: UInt32
+        var family: UInt16
+        var tgid: UInt32
+    }
+
+    private let lock = NSLock()
+    /// The audit event of each key's first refusal, so its count is reported in the same words.
+    private var firsts: [Key: AuditEvent] = [:]
+    static let maxFirsts = 32_768
+    private var drops: (events: UInt64, refusals: UInt64, host: UInt64)
+
+    init(kernel: KernelGuard) {
+        let d = kernel.ringDrops()
+        drops = (d.events, d.refusals, 0) // earlier drops belong to whoever read the rings then
+    }
+
+    func noteFirst(_ e: KernelConnectEvent, _ event: AuditEvent) {
+        let key = Key(cgroupID: e.identity.cgroupID, second: e.identity.monotonicNanos / 1_000_000_000,
+                      destination: e.destination, port: e.port, ipProtocol: e.ipProtocol, family: e.family,
+                      tgid: e.identity.tgid)
+        lock.withLock {
+            // the kernel's LRU may evict keys the sweep never sees: their firsts must not pile up
+            if firsts.count >= Self.maxFirsts { firsts.removeAll(keepingCapacity: true) }
+            firsts[key] = event
+        }
+    }
+
+    func takeFirst(_ c: RefusalCount) -> AuditEvent? {
+        let key = Key(cgroupID: c.cgroupID, second: c.second, destination: c.destination, port: c.port,
+                      ipProtocol: c.ipProtocol, family: c.family, tgid: c.tgid)
+        return lock.withLock { firsts.removeValue(forKey: key) }
+    }
+
+    /// Drops since the last call: (events ring, refusals ring, the daemon's own reader).
+    func newDrops(kernel: KernelGuard, host: UInt64) -> (events: UInt64, refusals: UInt64, host: UInt64) {
+        let now = kernel.ringDrops()
+        return lock.withLock {
+            let delta = (now.events &- drops.events, now.refusals &- drops.refusals, host &- drops.host)
+            drops = (now.events, now.refusals, host)
+            return delta
+        }
+    }
+}
+
+extension Interceptor {
+    /// The config's `proxy:` limits, for the kernel to enforce at connect.
+    func applyProxyLimits() throws {
+        let p = residency.config.config.proxy
+        try kernel.setProxyLimits(perCgroup: p.maxConnectionsPerCgroup, perUID: p.maxConnectionsPerUID)
+    }
+
+    /// How often the kernel's refusal counts and drop counters are read.
+    static let refusalSweepInterval: Duration = .seconds(1)
+
+    /// Reports refusal counts and drops every second until cancelled or stopped.
+    func runRefusalSweep() async {
+        while !isStopping && !Task.isCancelled {
+            try? await Task.sleep(for: Self.refusalSweepInterval)
+            guard !isStopping && !Task.isCancelled else { break }
+            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                Self.sweepQueue.async { [self] in
+                    sweepRefusals(final: false)
+                    done.resume()
+                }
+            }
+        }
+    }
+
+    static let sweepQueue = DispatchQueue(label: "bg-refusal-sweep")
+
+    /// Publishes the counts of every second at least two behind the kernel's clock (no refusal of
+    /// those is still being counted), or with `final` of every second (the daemon stops).
+    func sweepRefusals(final: Bool) {
+        let now = KernelGuard.monotonicSecond()
+        let (counts, overflows) = kernel.takeRefusalCounts(before: final ? .max : now &- 1)
+        for c in counts {
+            let more = c.firstReported ? c.count &- 1 : c.count
+            guard more > 0 else { continue }
+            var e = refusalReporter.takeFirst(c) ?? auditEvent(forRefusal: c)
+            e.id = AuditEvent.newID()
+            e.time = Date()
+            e.connection = nil
+            e.count = more
+            e.message = "\(more) \(c.firstReported ? "more " : "")refusal\(more == 1 ? "" : "s") of this process to this destination in one second, counted in the kernel"
+            hub.publish(e)
+        }
+        for o in overflows {
+            let cgroup = describer.cgroupName(o.cgroupID)
+            hub.publish(AuditEvent(type: .connect, verdict: .deny,
+                                   reason: "more than \(BG_REFUSAL_EVENTS_PER_SECOND) processes and destinations were refused in one second",
+                                   message: "\(o.count) refusal\(o.count == 1 ? "" : "s") in cgroup \(cgroup), counted in the kernel without naming process or destination",
+                                   count: o.count))
+        }
+        let d = refusalReporter.newDrops(kernel: kernel, host: reader?.droppedInHost ?? 0)
+        if d.events > 0 {
+            hub.publish(AuditEvent(type: .drop, reason: "kernel events ring full",
+                                   message: "\(d.events) pass, audit or redirect event\(d.events == 1 ? " was" : "s were") lost: the kernel's events ring buffer was full (the daemon fell behind)",
+                                   count: d.events))
+        }
+        if d.refusals > 0 {
+            hub.publish(AuditEvent(type: .drop, reason: "kernel refusals ring full",
+                                   message: "\(d.refusals) refusal event\(d.refusals == 1 ? "" : "s") could not be queued: the kernel's refusals ring buffer was full; the refusals themselves are in the counts reported for their destinations",
+                                   count: d.refusals))
+        }
+        if d.host > 0 {
+            hub.publish(AuditEvent(type: .drop, reason: "daemon event queue full",
+                                   message: "\(d.host) kernel event\(d.host == 1 ? " was" : "s were") lost in the daemon's reader",
+                                   count: d.host))
+        }
+    }
+
+    /// A refusal count whose first event never arrived (its ring was full, or an earlier daemon
+    /// read it): described from the key, as the kernel's event would have been.
+    func auditEvent(forRefusal c: RefusalCount) -> AuditEvent {
+        var raw = bg_connect_event()
+        raw.kind = UInt32(BG_EVENT_CONNECT.rawValue)
+        raw.verdict = UInt32(BG_VERDICT_DENY.rawValue)
+        raw.reason = c.reason
+        raw.protocol = c.ipProtocol
+        raw.id.cgroup_id = c.cgroupID
+        raw.id.tgid = c.tgid
+        raw.id.pid = c.pid
+        raw.id.uid = c.uid
+        raw.id.time_ns = c.second &* 1_000_000_000
+        raw.dst.addr = c.destination.raw
+        raw.dst.port = c.port
+        raw.dst.family = c.family
+        raw.policy_slot = c.policySlot
+        raw.table_slot = BG_TABLE_SLOT_UNKNOWN
+        return auditEvent(for: KernelConnectEvent(raw), verdict: .deny)
+    }
+}
