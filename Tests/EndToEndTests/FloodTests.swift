@@ -1,0 +1,164 @@
+import BordergateAudit
+import Foundation
+import Testing
+
+/// Findings 7 and 8 of the hardening issue: a guarded tool that floods the audit with refusals,
+/// and one that holds as many proxied connections as it can. Each test runs its own daemon, so
+/// the log it measures and verifies is its own.
+extension EndToEnd {
+    func withFloodDaemon(_ name: String, port: Int, config: String, files: [String: String] = [:], policy: String? = nil,
+                         _ body: (DaemonFixture, String) throws -> Void) throws {
+        try Harness.requireEnvironment()
+        let d = DaemonFixture(name, port: port, config: config, files: files)
+        defer { d.tearDown() }
+        d.cli("detach --all")
+        try d.start()
+        let cg = try Harness.makeCgroup(name)
+        defer { Harness.removeCgroup(cg) }
+        let r = d.cli("attach \(cg)" + (policy.map { " --policy \($0)" } ?? ""))
+        try #require(r.status == 0, "attach failed: \(r.stderr)")
+        try body(d, cg)
+    }
+
+    static func fileSize(_ path: String) -> UInt64 {
+        ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.uint64Value ?? 0
+    }
+
+    @Test func aFloodOfRefusalsIsAggregatedAndTheAllowedConnectionStillRecorded() throws {
+        // Finding 7: processes doing refused connects as fast as they can dropped over a million
+        // ring-buffer events, lost allowed connections' events and grew the log by 447 MB in 10 s.
+        try withFloodDaemon("flood", port: 17_440, config: residencyConfig, files: ["regions.csv": residencyTable],
+                            policy: "eu-plain") { d, cg in
+            let before = Self.fileSize(d.auditLog)
+            let r = try runPython("""
+                import os, socket, time
+                end = time.time() + 3
+                children = []
+                for i in range(6):
+                    rd, wr = os.pipe()
+                    pid = os.fork()
+                    if pid == 0:
+                        os.close(rd)
+                        n = 0
+                        while time.time() < end:
+                            s = socket.socket()
+                            try:
+                                s.connect(('\(Harness.usHost4)', 80 + i % 2))
+                            except PermissionError:
+                                n += 1
+                            s.close()
+                        os.write(wr, str(n).encode())
+                        os._exit(0)
+                    os.close(wr)
+                    children.append((pid, rd))
+                time.sleep(1)
+                s = socket.create_connection(('\(Harness.host4)', 80), timeout=10)
+                s.sendall(b'GET / HTTP/1.0\\r\\nHost: de.example\\r\\n\\r\\n')
+                answer = s.recv(200)
+                s.close()
+                print('allowed', os.getpid(), b'hello' in answer, flush=True)
+                total = 0
+                for pid, rd in children:
+                    os.waitpid(pid, 0)
+                    total += int(os.read(rd, 64) or b'0')
+                print('refused', total, flush=True)
+                """, inCgroup: cg, asNobody: true)
+            let lines = r.stdout.split(separator: "\n").map { $0.split(separator: " ").map(String.init) }
+            let allowed = try #require(lines.first { $0.first == "allowed" }, "\(r.stdout) \(r.stderr)")
+            #expect(allowed.last == "True", "the allowed host answered: \(r.stdout)")
+            let allowedPID = try #require(Int(allowed[1]))
+            let refused = try #require(lines.first { $0.first == "refused" }.flatMap { UInt64($0[1]) }, "\(r.stdout) \(r.stderr)")
+            #expect(refused > 10_000, "a flood: \(refused) refused connects")
+
+            func counted(_ all: [AuditEvent]) -> UInt64 {
+                all.connects().filter { $0.process?.cgroup == cg && $0.verdict == .deny }.reduce(0) { $0 + ($1.count ?? 1) }
+            }
+            // the kernel's counts of the last seconds arrive with the sweep after them
+            let events = d.waitForEvents(timeout: 15) { counted($0) >= refused && $0.connects(pid: allowedPID).contains { $0.verdict == .pass } }
+            #expect(counted(events) == refused, "every refusal is counted once: \(counted(events)) of \(refused)")
+            let pass = events.connects(pid: allowedPID).first { $0.verdict == .pass }
+            #expect(pass?.destination?.ip == Harness.host4, "the allowed connection's event is there")
+            let denies = events.connects().filter { $0.process?.cgroup == cg && $0.verdict == .deny }
+            #expect(denies.contains { ($0.count ?? 0) > 100 }, "refusals are aggregated with a count")
+            #expect(denies.count < 500, "\(denies.count) refusal events for \(refused) refusals")
+            #expect(denies.allSatisfy { $0.destination?.ip == Harness.usHost4 && $0.policy == "eu-plain" })
+            for drop in events.filter({ $0.type == .drop }) {
+                #expect((drop.count ?? 0) > 0, "a drop event says how many: \(drop)")
+            }
+            let grown = Self.fileSize(d.auditLog) - before
+            #expect(grown < 1 << 20, "the log grew by \(grown) bytes")
+            d.stop()
+            let verified = d.cli("audit verify")
+            #expect(verified.status == 0 && verified.stdout.contains("ok: "), "\(verified.stdout) \(verified.stderr)")
+        }
+    }
+
+    @Test func proxiedConnectionsPastTheCgroupLimitAreRefusedAtConnect() throws {
+        // Finding 8: one `nobody` held 10,500 idle redirected connections; the daemon ran out of
+        // descriptors and reset every other cgroup's connections.
+        let config = """
+            proxy:
+              max-connections-per-cgroup: 50
+            policies:
+              default:
+                inspect: all
+                unknown: allow
+            """
+        try withFloodDaemon("limit", port: 17_441, config: config) { d, cg in
+            let other = try Harness.makeCgroup("limit-other")
+            defer { d.cli("detach \(other)"); Harness.removeCgroup(other) }
+            try #require(d.cli("attach \(other)").status == 0)
+            let path = NSTemporaryDirectory() + "bge2e-limit-\(getpid())"
+            let go = path + ".go"
+            defer { unlink(go) }
+            let script = """
+                import os, socket, time
+                held, refused = [], 0
+                for i in range(60):
+                    s = socket.socket()
+                    try:
+                        s.connect(('\(Harness.host4)', 80))
+                        held.append(s)
+                    except PermissionError:
+                        refused += 1
+                        s.close()
+                print('held', len(held), 'refused', refused, flush=True)
+                while not os.path.exists('\(go)'):
+                    time.sleep(0.05)
+                for s in held:
+                    s.close()
+                s = socket.create_connection(('\(Harness.host4)', 80), timeout=10)
+                s.sendall(b'GET / HTTP/1.0\\r\\nHost: x\\r\\n\\r\\n')
+                print('after', b'hello' in s.recv(200), flush=True)
+                """
+            let file = path + ".py"
+            try script.write(toFile: file, atomically: true, encoding: .utf8)
+            chmod(file, 0o644)
+            defer { unlink(file); unlink(path + ".out"); unlink(path + ".err") }
+            let pid = try #require(Harness.spawn(["/bin/bash", "-c", Harness.inCgroup(cg, "\(Self.nobody) /usr/bin/python3 \(file)")],
+                                                 stdout: path + ".out", stderr: path + ".err"))
+            var out = ""
+            for _ in 0..<500 where !out.contains("held") {
+                usleep(20_000)
+                out = (try? String(contentsOfFile: path + ".out", encoding: .utf8)) ?? ""
+            }
+            #expect(out.contains("held 50 refused 10"), "\(out) \((try? String(contentsOfFile: path + ".err", encoding: .utf8)) ?? "")")
+            // another cgroup is not held back by this one's connections
+            let elsewhere = Harness.sh(Harness.inCgroup(other, "curl -sS --max-time 10 http://\(Harness.host4)/"))
+            #expect(elsewhere.stdout.contains("hello from the test host"), "\(elsewhere.stderr)")
+            try "".write(toFile: go, atomically: true, encoding: .utf8)
+            _ = Harness.wait(pid, timeout: 30)
+            out = (try? String(contentsOfFile: path + ".out", encoding: .utf8)) ?? ""
+            #expect(out.contains("after True"), "closing them gave the slots back: \(out)")
+
+            let limited = { (all: [AuditEvent]) in
+                all.connects().filter { $0.process?.cgroup == cg && $0.verdict == .deny && $0.reason?.contains("proxied connections") == true }
+            }
+            let events = d.waitForEvents(timeout: 10) { limited($0).reduce(0) { $0 + ($1.count ?? 1) } >= 10 }
+            let refusals = limited(events)
+            #expect(refusals.reduce(0) { $0 + ($1.count ?? 1) } == 10, "\(refusals)")
+            #expect(refusals.first?.process?.uid == 65534)
+            #expect(refusals.first?.destination?.ip == Harness.host4)
+        }
+    }
+}
