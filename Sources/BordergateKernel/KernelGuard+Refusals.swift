@@ -45,7 +45,8 @@ extension KernelGuard {
         var overflows: [RefusalOverflow] = []
         for key in refusalBudgets.keys() where key.second < second {
             if let v = refusalBudgets.take(key), v.overflow > 0 {
-                overflows.append(RefusalOverflow(cgroupID: key.cgroup_id, second: key.second, count: v.overflow))
+                overflows.append(RefusalOverflow(cgroupID: key.cgroup_id, second: key.second, count: v.overflow,
+                                                 tgid: v.tgid, pid: v.pid, uid: v.uid, policySlot: v.policy_slot))
             }
         }
         return (counts, overflows)
@@ -118,4 +119,9 @@ public struct RefusalOverflow: Sendable, Equatable {
     public var cgroupID: UInt64
     public var second: UInt64
     public var count: UInt64
+    /// The process of the first refusal past the budget (others may have followed).
+    public var tgid: UInt32
+    public var pid: UInt32
+    public var uid: UInt32
+    public var policySlot: UInt32
 }

@@ -101,10 +101,18 @@ extension Interceptor {
             hub.publish(e)
         }
         for o in overflows {
-            let cgroup = describer.cgroupName(o.cgroupID)
+            var raw = bg_connect_event()
+            raw.id.cgroup_id = o.cgroupID
+            raw.id.tgid = o.tgid
+            raw.id.pid = o.pid
+            raw.id.uid = o.uid
+            raw.id.time_ns = o.second &* 1_000_000_000
+            let first = KernelConnectEvent(raw)
             hub.publish(AuditEvent(type: .connect, verdict: .deny,
-                                   reason: "more than \(BG_REFUSAL_EVENTS_PER_SECOND) processes and destinations were refused in one second",
-                                   message: "\(o.count) refusal\(o.count == 1 ? "" : "s") in cgroup \(cgroup), counted in the kernel without naming process or destination",
+                                   reason: "more than \(BG_REFUSAL_EVENTS_PER_SECOND) processes and destinations of the cgroup were refused in one second",
+                                   process: describer.describe(first.identity, ppid: 0, exe: ""),
+                                   policy: residency.policy(slot: o.policySlot)?.name,
+                                   message: "\(o.count) refusal\(o.count == 1 ? "" : "s") counted in the kernel without naming each destination (the process is the first of them)",
                                    count: o.count))
         }
         let d = refusalReporter.newDrops(kernel: kernel, host: reader?.droppedInHost ?? 0)

@@ -242,6 +242,10 @@ struct bg_refusal_budget_key {
 struct bg_refusal_budget {
     __u64 emitted;      /* first refusals that went (or tried to go) to the ring */
     __u64 overflow;     /* refusals past BG_REFUSAL_EVENTS_PER_SECOND: counted, no key, no event */
+    __u32 tgid;         /* who made the first of the overflow, to name in its event */
+    __u32 pid;
+    __u32 uid;
+    __u32 policy_slot;
 };
 
 /* Failed ring-buffer reservations per class of event (`event_drops`, per-CPU): the host turns

@@ -97,7 +97,12 @@ static __always_inline void report_refusal(struct bg_orig *o, __u32 protocol, __
         b = bpf_map_lookup_elem(&refusal_budget, &bk);
     }
     if (b && __sync_fetch_and_add(&b->emitted, 1) >= BG_REFUSAL_EVENTS_PER_SECOND) {
-        __sync_fetch_and_add(&b->overflow, 1);
+        if (__sync_fetch_and_add(&b->overflow, 1) == 0) {
+            b->tgid = o->id.tgid;
+            b->pid = o->id.pid;
+            b->uid = o->id.uid;
+            b->policy_slot = o->policy_slot;
+        }
         return;
     }
     struct bg_refusal_count v = {};
