@@ -52,6 +52,11 @@ extension KernelGuard {
         return (counts, overflows)
     }
 
+    /// Every refusal count as it stands, left in place (the kernel may still be counting).
+    public func peekRefusalCounts() -> [RefusalCount] {
+        refusalCounts.keys().compactMap { k in refusalCounts.lookup(k).map { RefusalCount(key: k, value: $0) } }
+    }
+
     /// How many proxied connections a cgroup and a user may hold at once (0: no limit). Redirects
     /// past either are refused at connect with BG_REASON_PROXY_LIMIT.
     public func setProxyLimits(perCgroup: UInt32, perUID: UInt32) throws {

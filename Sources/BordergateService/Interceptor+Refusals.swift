@@ -20,8 +20,13 @@ final class RefusalReporter: @unchecked Sendable {
     }
 
     private let lock = NSLock()
+    /// One sweep at a time: a key's count must be reported by one of them.
+    private let sweepLock = NSLock()
     /// The audit event of each key's first refusal, so its count is reported in the same words.
     private var firsts: [Key: AuditEvent] = [:]
+    /// Refusals of a key already reported (its first event included) by a sweep of a second
+    /// that was not over yet (``Interceptor/reportRefusalsSoFar()``).
+    private var reported: [Key: UInt64] = [:]
     static let maxFirsts = 32_768
     private var drops: (events: UInt64, refusals: UInt64, host: UInt64)
 
@@ -41,10 +46,32 @@ final class RefusalReporter: @unchecked Sendable {
         }
     }
 
-    func takeFirst(_ c: RefusalCount) -> AuditEvent? {
-        let key = Key(cgroupID: c.cgroupID, second: c.second, destination: c.destination, port: c.port,
-                      ipProtocol: c.ipProtocol, family: c.family, tgid: c.tgid)
-        return lock.withLock { firsts.removeValue(forKey: key) }
+    static func key(_ c: RefusalCount) -> Key {
+        Key(cgroupID: c.cgroupID, second: c.second, destination: c.destination, port: c.port,
+            ipProtocol: c.ipProtocol, family: c.family, tgid: c.tgid)
+    }
+
+    /// The key's first event and the refusals not reported yet; with `done` the key is forgotten
+    /// (the kernel's entry was taken).
+    func unreported(_ c: RefusalCount, done: Bool) -> (first: AuditEvent?, count: UInt64) {
+        let key = Self.key(c)
+        return lock.withLock {
+            let already = reported[key] ?? (c.firstReported ? 1 : 0)
+            let first: AuditEvent?
+            if done {
+                reported.removeValue(forKey: key)
+                first = firsts.removeValue(forKey: key)
+            } else {
+                if reported.count >= Self.maxFirsts { reported.removeAll(keepingCapacity: true) }
+                reported[key] = max(already, c.count)
+                first = firsts[key]
+            }
+            return (first, c.count > already ? c.count - already : 0)
+        }
+    }
+
+    func sweeping(_ body: () -> Void) {
+        sweepLock.withLock(body)
     }
 
     /// Drops since the last call: (events ring, refusals ring, the daemon's own reader).
@@ -87,19 +114,33 @@ extension Interceptor {
     /// Publishes the counts of every second at least two behind the kernel's clock (no refusal of
     /// those is still being counted), or with `final` of every second (the daemon stops).
     func sweepRefusals(final: Bool) {
+        refusalReporter.sweeping { sweepLocked(final: final) }
+    }
+
+    /// What the kernel counted so far in seconds not swept yet, without taking it: a reader of the
+    /// history right after a refusal (`events`, `exec`'s summary) finds every refusal before it.
+    func reportRefusalsSoFar() {
+        refusalReporter.sweeping {
+            for c in kernel.peekRefusalCounts() { publishRefusals(c, done: false) }
+        }
+    }
+
+    private func publishRefusals(_ c: RefusalCount, done: Bool) {
+        let (first, more) = refusalReporter.unreported(c, done: done)
+        guard more > 0 else { return }
+        var e = first ?? auditEvent(forRefusal: c)
+        e.id = AuditEvent.newID()
+        e.time = Date()
+        e.connection = nil
+        e.count = more
+        e.message = "\(more) \(first != nil || c.firstReported ? "more " : "")refusal\(more == 1 ? "" : "s") of this process to this destination in one second, counted in the kernel"
+        hub.publish(e)
+    }
+
+    private func sweepLocked(final: Bool) {
         let now = KernelGuard.monotonicSecond()
         let (counts, overflows) = kernel.takeRefusalCounts(before: final ? .max : now &- 1)
-        for c in counts {
-            let more = c.firstReported ? c.count &- 1 : c.count
-            guard more > 0 else { continue }
-            var e = refusalReporter.takeFirst(c) ?? auditEvent(forRefusal: c)
-            e.id = AuditEvent.newID()
-            e.time = Date()
-            e.connection = nil
-            e.count = more
-            e.message = "\(more) \(c.firstReported ? "more " : "")refusal\(more == 1 ? "" : "s") of this process to this destination in one second, counted in the kernel"
-            hub.publish(e)
-        }
+        for c in counts { publishRefusals(c, done: true) }
         for o in overflows {
             var raw = bg_connect_event()
             raw.id.cgroup_id = o.cgroupID

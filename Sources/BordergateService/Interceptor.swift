@@ -325,7 +325,7 @@ public final class Interceptor: @unchecked Sendable {
             stateDirectory: settings.stateDirectory, auditLog: hub.log.path, cgroupRoot: cgroups.mountPoint,
             programs: kernel.programSections,
             guards: guards, kernel: kernel.counters(), proxyCounters: proxy.counters.dictionary,
-            audit: ["published": audit.published, "write_failures": audit.writeFailures],
+            audit: ["published": audit.published, "write_failures": audit.writeFailures, "refusals_coalesced": audit.coalesced],
             subscribers: hub.subscriberCount,
             config: residency.config.config.path, policies: residency.config.config.policyOrder,
             defaultPolicy: residency.config.config.defaultPolicy, tables: residency.config.tableNotes,
@@ -360,12 +360,15 @@ public final class Interceptor: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(timeout)
         guard let reader else { return true }
         guard let target = reader.barrier(timeout: timeout) else { return false }
-        handled.lock()
-        defer { handled.unlock() }
-        while handledCount < target {
-            guard handled.wait(until: deadline) else { return false }
+        let settled = handled.withLock {
+            while handledCount < target {
+                guard handled.wait(until: deadline) else { return false }
+            }
+            return true
         }
-        return true
+        // refusals after the first of their second are only counted so far
+        reportRefusalsSoFar()
+        return settled
     }
 
     private func countHandled() {

@@ -55,7 +55,11 @@ extension EndToEnd {
                 time.sleep(1)
                 s = socket.create_connection(('\(Harness.host4)', 80), timeout=10)
                 s.sendall(b'GET / HTTP/1.0\\r\\nHost: de.example\\r\\n\\r\\n')
-                answer = s.recv(200)
+                answer = b''
+                while True:
+                    chunk = s.recv(4096)
+                    if not chunk: break
+                    answer += chunk
                 s.close()
                 print('allowed', os.getpid(), b'hello' in answer, flush=True)
                 total = 0
@@ -134,7 +138,12 @@ extension EndToEnd {
                     s.close()
                 s = socket.create_connection(('\(Harness.host4)', 80), timeout=10)
                 s.sendall(b'GET / HTTP/1.0\\r\\nHost: x\\r\\n\\r\\n')
-                print('after', b'hello' in s.recv(200), flush=True)
+                answer = b''
+                while True:
+                    chunk = s.recv(4096)
+                    if not chunk: break
+                    answer += chunk
+                print('after', b'hello' in answer, flush=True)
                 """
             let file = path + ".py"
             try script.write(toFile: file, atomically: true, encoding: .utf8)
