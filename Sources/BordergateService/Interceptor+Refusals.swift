@@ -30,9 +30,9 @@ final class RefusalReporter: @unchecked Sendable {
     static let maxFirsts = 32_768
     private var drops: (events: UInt64, refusals: UInt64, host: UInt64)
 
-    init(kernel: KernelGuard) {
-        let d = kernel.ringDrops()
-        drops = (d.events, d.refusals, 0) // earlier drops belong to whoever read the rings then
+    /// `baseline`: the kernel's drop counters now; earlier drops belong to whoever read the rings then.
+    init(baseline: (events: UInt64, refusals: UInt64)) {
+        drops = (baseline.events, baseline.refusals, 0)
     }
 
     func noteFirst(_ e: KernelConnectEvent, _ event: AuditEvent) {
@@ -75,9 +75,8 @@ final class RefusalReporter: @unchecked Sendable {
     }
 
     /// Drops since the last call: (events ring, refusals ring, the daemon's own reader).
-    func newDrops(kernel: KernelGuard, host: UInt64) -> (events: UInt64, refusals: UInt64, host: UInt64) {
-        let now = kernel.ringDrops()
-        return lock.withLock {
+    func newDrops(_ now: (events: UInt64, refusals: UInt64), host: UInt64) -> (events: UInt64, refusals: UInt64, host: UInt64) {
+        lock.withLock {
             let delta = (now.events &- drops.events, now.refusals &- drops.refusals, host &- drops.host)
             drops = (now.events, now.refusals, host)
             return delta
@@ -156,7 +155,7 @@ extension Interceptor {
                                    message: "\(o.count) refusal\(o.count == 1 ? "" : "s") counted in the kernel without naming each destination (the process is the first of them)",
                                    count: o.count))
         }
-        let d = refusalReporter.newDrops(kernel: kernel, host: reader?.droppedInHost ?? 0)
+        let d = refusalReporter.newDrops(kernel.ringDrops(), host: reader?.droppedInHost ?? 0)
         if d.events > 0 {
             hub.publish(AuditEvent(type: .drop, reason: "kernel events ring full",
                                    message: "\(d.events) pass, audit or redirect event\(d.events == 1 ? " was" : "s were") lost: the kernel's events ring buffer was full (the daemon fell behind)",
