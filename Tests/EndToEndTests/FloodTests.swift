@@ -20,6 +20,12 @@ extension EndToEnd {
         try body(d, cg)
     }
 
+    /// `name=N` from `bordergate status`'s counters.
+    static func statusCounter(_ status: String, _ name: String) -> UInt64? {
+        guard let r = status.range(of: " \(name)=") else { return nil }
+        return UInt64(status[r.upperBound...].prefix { $0.isNumber })
+    }
+
     static func fileSize(_ path: String) -> UInt64 {
         ((try? FileManager.default.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.uint64Value ?? 0
     }
@@ -91,9 +97,14 @@ extension EndToEnd {
             #expect(!unnamed.isEmpty && unnamed.allSatisfy { ($0.count ?? 0) > 0 && $0.reason?.contains("more than 500") == true },
                     "the scan past the budget is one counted event a second: \(unnamed.count)")
             #expect(denies.allSatisfy { ($0.destination == nil || $0.destination?.ip == Harness.usHost4) && $0.policy == "eu-plain" })
-            for drop in events.filter({ $0.type == .drop }) {
-                #expect((drop.count ?? 0) > 0, "a drop event says how many: \(drop)")
-            }
+            // whatever the rings could not take is a drop event with its count (none, usually)
+            let status = d.cli("status").stdout
+            let ringDrops = try #require(Self.statusCounter(status, "events_ring_drops")) + (Self.statusCounter(status, "refusals_ring_drops") ?? 0)
+            let drops = events.filter { $0.type == .drop && $0.reason?.hasPrefix("kernel") == true }
+            #expect(drops.reduce(0) { $0 + ($1.count ?? 0) } == ringDrops, "drop events \(drops) for \(ringDrops) ring drops")
+            #expect(drops.allSatisfy { ($0.count ?? 0) > 0 })
+            let heap = status.range(of: "heap in use ").flatMap { Double(status[$0.upperBound...].prefix { $0.isNumber || $0 == "." }) }
+            #expect((heap ?? 0) < 64, "the daemon's heap after the flood: \(heap ?? -1) MiB")
             let grown = Self.fileSize(d.auditLog) - before
             #expect(grown < 4 << 20, "the log grew by \(grown) bytes")
             d.stop()
@@ -173,6 +184,70 @@ extension EndToEnd {
             #expect(refusals.reduce(0) { $0 + ($1.count ?? 1) } == 10, "\(refusals)")
             #expect(refusals.first?.process?.uid == 65534)
             #expect(refusals.first?.destination?.ip == Harness.host4)
+        }
+    }
+
+    @Test func proxiedConnectionsPastTheUserLimitAreRefusedAcrossCgroups() throws {
+        // the same user in two cgroups shares one count; another user is not held back
+        let config = """
+            proxy:
+              max-connections-per-cgroup: 0
+              max-connections-per-uid: 30
+            policies:
+              default:
+                inspect: all
+                unknown: allow
+            """
+        try withFloodDaemon("uidlimit", port: 17_442, config: config) { d, cg in
+            let other = try Harness.makeCgroup("uidlimit-other")
+            defer { d.cli("detach \(other)"); Harness.removeCgroup(other) }
+            try #require(d.cli("attach \(other)").status == 0)
+            let path = NSTemporaryDirectory() + "bge2e-uidlimit-\(getpid())"
+            let go = path + ".go"
+            defer { unlink(go) }
+            func hold(_ n: Int, _ tag: String) -> String {
+                """
+                import os, socket, time
+                held, refused = [], 0
+                for i in range(\(n)):
+                    s = socket.socket()
+                    try:
+                        s.connect(('\(Harness.host4)', 80))
+                        held.append(s)
+                    except PermissionError:
+                        refused += 1
+                print('\(tag)', len(held), refused, flush=True)
+                while not os.path.exists('\(go)'):
+                    time.sleep(0.05)
+                """
+            }
+            var pids: [pid_t] = []
+            defer { try? "".write(toFile: go, atomically: true, encoding: .utf8); for p in pids { _ = Harness.wait(p, timeout: 10) } }
+            for (i, (group, n)) in [(cg, 20), (other, 20)].enumerated() {
+                let file = path + "-\(i).py"
+                try hold(n, "t\(i)").write(toFile: file, atomically: true, encoding: .utf8)
+                chmod(file, 0o644)
+                let pid = try #require(Harness.spawn(["/bin/bash", "-c", Harness.inCgroup(group, "\(Self.nobody) /usr/bin/python3 \(file)")],
+                                                     stdout: path + ".out", stderr: path + ".err"))
+                pids.append(pid)
+                var out = ""
+                for _ in 0..<500 where !out.contains("t\(i) ") {
+                    usleep(20_000)
+                    out = (try? String(contentsOfFile: path + ".out", encoding: .utf8)) ?? ""
+                }
+            }
+            defer { for f in [".out", ".err", "-0.py", "-1.py"] { unlink(path + f) } }
+            let out = (try? String(contentsOfFile: path + ".out", encoding: .utf8)) ?? ""
+            #expect(out.contains("t0 20 0") && out.contains("t1 10 10"), "\(out) \((try? String(contentsOfFile: path + ".err", encoding: .utf8)) ?? "")")
+            // root in the second cgroup has a count of its own
+            let root = Harness.sh(Harness.inCgroup(other, "curl -sS --max-time 10 http://\(Harness.host4)/"))
+            #expect(root.stdout.contains("hello from the test host"), "\(root.stderr)")
+            let events = d.waitForEvents(timeout: 10) { all in
+                all.connects().filter { $0.process?.cgroup == other && $0.verdict == .deny }.reduce(0) { $0 + ($1.count ?? 1) } >= 10
+            }
+            let refused = events.connects().filter { $0.process?.cgroup == other && $0.verdict == .deny }
+            #expect(refused.reduce(0) { $0 + ($1.count ?? 1) } == 10)
+            #expect(refused.allSatisfy { $0.process?.uid == 65534 && $0.reason?.contains("max-connections-per-uid") == true })
         }
     }
 }
