@@ -1,4 +1,5 @@
 import CBordergateABI
+import CLibBPF
 import Foundation
 
 /// The kernel's refusal counts, its ring-buffer drops, and the proxied-connection limits
@@ -21,6 +22,16 @@ extension KernelGuard {
             "events_ring_drops": eventDrops.value(at: UInt32(BG_DROP_EVENTS.rawValue)),
             "refusals_ring_drops": eventDrops.value(at: UInt32(BG_DROP_REFUSALS.rawValue)),
         ]
+    }
+
+    /// `BORDERGATE_TEST_REFUSALS_RING_BYTES` (a power of two, at least a page): a refusals ring
+    /// that small, so the end-to-end tests can make it overflow. Maps pinned with another size are
+    /// not reused, so only a fresh pin root takes it.
+    static func applyTestRingSize(_ obj: OpaquePointer) {
+        guard let text = ProcessInfo.processInfo.environment["BORDERGATE_TEST_REFUSALS_RING_BYTES"],
+              let bytes = UInt32(text), bytes >= 4096, bytes & (bytes - 1) == 0,
+              let map = bpf_object__find_map_by_name(obj, "refusals") else { return }
+        bpf_map__set_max_entries(map, bytes)
     }
 
     /// Failed ring-buffer reservations so far, per class (cumulative over the pins' life).

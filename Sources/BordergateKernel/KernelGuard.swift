@@ -97,6 +97,7 @@ public final class KernelGuard: @unchecked Sendable {
             logger.info("this kernel cannot load BPF LSM programs: packet, XDP and vsock sockets are not refused in guarded cgroups")
         }
         activeCgroupPrograms = Self.cgroupPrograms.filter { lsm || $0 != Self.lsmProgram }
+        Self.applyTestRingSize(obj)
 
         if case .pinned(let root) = mode {
             try BPFFilesystem.prepare(pinRoot: root)

@@ -7,9 +7,10 @@ import Testing
 /// the log it measures and verifies is its own.
 extension EndToEnd {
     func withFloodDaemon(_ name: String, port: Int, config: String, files: [String: String] = [:], policy: String? = nil,
-                         _ body: (DaemonFixture, String) throws -> Void) throws {
+                         environment: [String: String] = [:], _ body: (DaemonFixture, String) throws -> Void) throws {
         try Harness.requireEnvironment()
         let d = DaemonFixture(name, port: port, config: config, files: files)
+        d.extraEnvironment = environment
         defer { d.tearDown() }
         d.cli("detach --all")
         try d.start()
@@ -248,6 +249,57 @@ extension EndToEnd {
             let refused = events.connects().filter { $0.process?.cgroup == other && $0.verdict == .deny }
             #expect(refused.reduce(0) { $0 + ($1.count ?? 1) } == 10)
             #expect(refused.allSatisfy { $0.process?.uid == 65534 && $0.reason?.contains("max-connections-per-uid") == true })
+        }
+    }
+
+    @Test func refusalsTheRingCannotTakeAreStillCountedAndTheDropIsAnEvent() throws {
+        // A refusals ring of one page (a test knob) overflows at the first burst of a port scan:
+        // each refusal is still counted, and what the ring lost is a drop event with its count.
+        try withFloodDaemon("drops", port: 17_443, config: residencyConfig, files: ["regions.csv": residencyTable],
+                            policy: "eu-plain", environment: ["BORDERGATE_TEST_REFUSALS_RING_BYTES": "4096"]) { d, cg in
+            let r = try runPython("""
+                import os, socket, time
+                end = time.time() + 2
+                children = []
+                for i in range(4):
+                    rd, wr = os.pipe()
+                    pid = os.fork()
+                    if pid == 0:
+                        os.close(rd)
+                        n = 0
+                        while time.time() < end:
+                            s = socket.socket()
+                            try:
+                                s.connect(('\(Harness.usHost4)', 1 + (i * 15000 + n) % 60000))
+                            except PermissionError:
+                                n += 1
+                            s.close()
+                        os.write(wr, str(n).encode())
+                        os._exit(0)
+                    os.close(wr)
+                    children.append((pid, rd))
+                total = 0
+                for pid, rd in children:
+                    os.waitpid(pid, 0)
+                    total += int(os.read(rd, 64) or b'0')
+                print('refused', total, flush=True)
+                """, inCgroup: cg, asNobody: true)
+            let refused = try #require(r.stdout.split(separator: " ").last.flatMap { UInt64($0.trimmingCharacters(in: .whitespacesAndNewlines)) },
+                                       "\(r.stdout) \(r.stderr)")
+            func counted(_ all: [AuditEvent]) -> UInt64 {
+                all.connects().filter { $0.process?.cgroup == cg && $0.verdict == .deny }.reduce(0) { $0 + ($1.count ?? 1) }
+            }
+            let events = d.waitForEvents(timeout: 15) { counted($0) >= refused }
+            #expect(counted(events) == refused, "every refusal is counted once: \(counted(events)) of \(refused)")
+            let status = d.cli("status").stdout
+            let ringDrops = try #require(Self.statusCounter(status, "refusals_ring_drops"))
+            #expect(ringDrops > 0, "a page-sized ring overflows: \(status)")
+            let drops = events.filter { $0.type == .drop && $0.reason == "kernel refusals ring full" }
+            #expect(!drops.isEmpty && drops.allSatisfy { ($0.count ?? 0) > 0 })
+            #expect(drops.reduce(0) { $0 + ($1.count ?? 0) } == ringDrops, "\(drops.count) drop events for \(ringDrops) ring drops")
+            d.stop()
+            let verified = d.cli("audit verify")
+            #expect(verified.status == 0 && verified.stdout.contains("ok: "), "\(verified.stdout) \(verified.stderr)")
         }
     }
 }
