@@ -3,6 +3,7 @@ import BordergateKernel
 import BordergatePolicy
 import CBordergateABI
 import Foundation
+import Logging
 
 /// What the kernel aggregated or lost, turned into audit events: refusal counts per process,
 /// destination and second (bordergate_abi.h, BG_REFUSAL_EVENTS_PER_SECOND), refusals past a
@@ -89,6 +90,13 @@ extension Interceptor {
     func applyProxyLimits() throws {
         let p = residency.config.config.proxy
         try kernel.setProxyLimits(perCgroup: p.maxConnectionsPerCgroup, perUID: p.maxConnectionsPerUID)
+        // each proxied connection holds two descriptors: a limit past the daemon's own lets one
+        // user's connections starve everyone's
+        var lim = rlimit()
+        let largest = [p.maxConnectionsPerCgroup, p.maxConnectionsPerUID].filter { $0 > 0 }.min()
+        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &lim) == 0, largest.map({ UInt64($0) * 2 >= UInt64(lim.rlim_cur) }) ?? true {
+            logger.warning("proxy: a user may hold \(largest.map(String.init) ?? "unlimited") proxied connections, and the daemon's open-file limit \(lim.rlim_cur) allows about \(lim.rlim_cur / 2): set max-connections-per-uid lower")
+        }
     }
 
     /// How often the kernel's refusal counts and drop counters are read.

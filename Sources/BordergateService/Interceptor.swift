@@ -30,7 +30,7 @@ public final class Interceptor: @unchecked Sendable {
     public let startedAt = Date()
     let describer: ProcessDescriber
     private let group: MultiThreadedEventLoopGroup
-    private let logger: Logger
+    let logger: Logger
     private(set) var reader: KernelEventReader?
     private var pumpTask: Task<Void, Never>?
     private var grantTask: Task<Void, Never>?
@@ -314,8 +314,10 @@ public final class Interceptor: @unchecked Sendable {
             let grants = residency.grants(cgroupID: id).map {
                 "\($0.id): allow \($0.allow) until \(AuditTime.format(Date(timeIntervalSince1970: $0.expires))) (\($0.reason))"
             }
-            return DaemonStatus.Guard(cgroup: name, cgroupID: id, policy: residency.policyName(cgroupID: id) ?? "?",
-                                      processes: procs, grants: grants.isEmpty ? nil : grants)
+            var g = DaemonStatus.Guard(cgroup: name, cgroupID: id, policy: residency.policyName(cgroupID: id) ?? "?",
+                                       processes: procs, grants: grants.isEmpty ? nil : grants)
+            g.proxied = kernel.proxiedConnections(cgroupID: id)
+            return g
         }.sorted { $0.cgroup < $1.cgroup }
         let pinRoot: String
         if case .pinned(let root) = kernel.mode { pinRoot = root } else { pinRoot = "(not pinned)" }

@@ -169,6 +169,8 @@ extension EndToEnd {
                 out = (try? String(contentsOfFile: path + ".out", encoding: .utf8)) ?? ""
             }
             #expect(out.contains("held 50 refused 10"), "\(out) \((try? String(contentsOfFile: path + ".err", encoding: .utf8)) ?? "")")
+            let holding = d.cli("status").stdout
+            #expect(holding.contains("\(cg)  policy default, 1 process(es), 50 proxied"), "\(holding)")
             // another cgroup is not held back by this one's connections
             let elsewhere = Harness.sh(Harness.inCgroup(other, "curl -sS --max-time 10 http://\(Harness.host4)/"))
             #expect(elsewhere.stdout.contains("hello from the test host"), "\(elsewhere.stderr)")
@@ -176,6 +178,8 @@ extension EndToEnd {
             _ = Harness.wait(pid, timeout: 30)
             out = (try? String(contentsOfFile: path + ".out", encoding: .utf8)) ?? ""
             #expect(out.contains("after True"), "closing them gave the slots back: \(out)")
+            let released = d.cli("status").stdout
+            #expect(released.contains("\(cg)  policy default, 0 process(es), 0 proxied"), "\(released)")
 
             let limited = { (all: [AuditEvent]) in
                 all.connects().filter { $0.process?.cgroup == cg && $0.verdict == .deny && $0.reason?.contains("proxied connections") == true }
