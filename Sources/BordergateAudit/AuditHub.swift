@@ -97,7 +97,6 @@ public final class AuditHub: @unchecked Sendable {
         t.start()
     }
 
-    /// Records an event: queued for the log, then for every live subscriber. Never blocks on I/O.
     /// Records an event: queued for the log, then for every live subscriber. Never blocks on I/O,
     /// except a non-refusal published while the queue is full, which waits for the writer.
     public func publish(_ event: AuditEvent) {
