@@ -28,7 +28,8 @@ final class RefusalReporter: @unchecked Sendable {
     /// Refusals of a key already reported (its first event included) by a sweep of a second
     /// that was not over yet (``Interceptor/reportRefusalsSoFar()``).
     private var reported: [Key: UInt64] = [:]
-    static let maxFirsts = 32_768
+    /// As many as `refusals_seen` holds keys: more would be keys the kernel already evicted.
+    static let maxFirsts = 16_384
     private var drops: (events: UInt64, refusals: UInt64, host: UInt64)
 
     /// `baseline`: the kernel's drop counters now; earlier drops belong to whoever read the rings then.
