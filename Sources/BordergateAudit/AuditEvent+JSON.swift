@@ -80,6 +80,7 @@ extension AuditEvent {
             w.close()
         }
         w.field("request", request)
+        if let count { w.field("count", count) }
         w.close()
         out = w.bytes
     }

@@ -9,6 +9,9 @@ public struct AuditEvent: Codable, Sendable, Equatable {
         case guardrail
         /// A signed checkpoint of the log's chain (Evidence/Checkpoint.swift); readers of events skip it.
         case checkpoint
+        /// Events that could not be recorded one by one (a full kernel ring buffer, a full writer
+        /// queue): `count` says how many, `reason` where they were lost and what they were.
+        case drop
     }
 
     public struct Process: Codable, Sendable, Equatable {
@@ -107,6 +110,9 @@ public struct AuditEvent: Codable, Sendable, Equatable {
     public var masked: [String: Int]?
     /// `guardrail` events: the id `bordergate approve` and `deny` take.
     public var request: String?
+    /// How many occurrences one event stands for: a connect `deny` aggregating refusals of one
+    /// process to one destination (absent: one), and a `drop` event's lost events.
+    public var count: UInt64?
     /// Where the event is in its host's log, gap-free, and the log's hash chain after it: written
     /// by the log (Evidence/Chain.swift), last in the line; nil on events not read from a log.
     public var seq: UInt64?
@@ -115,7 +121,8 @@ public struct AuditEvent: Codable, Sendable, Equatable {
     public init(time: Date = Date(), id: String = AuditEvent.newID(), type: Kind, verdict: Verdict? = nil,
                 reason: String? = nil, process: Process? = nil, destination: Destination? = nil,
                 protocol: WireProtocol? = nil, policy: String? = nil, rule: String? = nil, connection: String? = nil, bytes: Bytes? = nil,
-                duration_ms: Double? = nil, end: ConnectionEnding? = nil, error: String? = nil, message: String? = nil) {
+                duration_ms: Double? = nil, end: ConnectionEnding? = nil, error: String? = nil, message: String? = nil,
+                count: UInt64? = nil) {
         self.time = time
         self.id = id
         self.type = type
@@ -132,6 +139,7 @@ public struct AuditEvent: Codable, Sendable, Equatable {
         self.end = end
         self.error = error
         self.message = message
+        self.count = count
     }
 
     /// A sortable unique id: milliseconds since the epoch and a per-process counter, in hex.

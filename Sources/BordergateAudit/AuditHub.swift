@@ -10,6 +10,11 @@ import Foundation
 /// event of a batch, so a burst of connections costs a few writes rather than two per
 /// connection, and the threads that relay traffic never wait on the disk.
 ///
+/// The queue is bounded (``capacity``). Refusals are coalesced (``RefusalCoalescer``: one event
+/// per process and destination, with a count) once it is half full, so a flood of refused connects
+/// cannot crowd out pass and redirect events; those are never dropped: past the capacity their
+/// publisher waits for the writer (back-pressure onto the kernel's rings and the proxy).
+///
 /// Publishing never waits for a subscriber. Each has a bounded queue; when a slow reader lets it
 /// fill, further events are dropped for that reader only and counted, and the reader is told how
 /// many it missed before its next event.
@@ -66,6 +71,10 @@ public final class AuditHub: @unchecked Sendable {
     /// Guards the queue and everything the writer touches.
     private let lock = NSCondition()
     private var queue: [AuditEvent] = []
+    /// Events the queue may hold; refusals are coalesced past half of it.
+    public let capacity: Int
+    private var coalescer = RefusalCoalescer()
+    private var coalesced: UInt64 = 0
     private var writing = false
     private var writerWaiting = false
     private var stopping = false
@@ -76,29 +85,41 @@ public final class AuditHub: @unchecked Sendable {
     private var writeFailures: UInt64 = 0
     private var lastWriteError: String?
 
-    public init(log: AuditLog) {
+    public init(log: AuditLog, capacity: Int = 65_536) {
         self.log = log
+        self.capacity = max(2, capacity)
         writerRunning = true
         let t = Thread { [self] in
             bg_name_thread("bg-audit-writer") // what top -H and perf show
+            Thread.current.isAuditWriter = true
             writeLoop()
         }
         t.start()
     }
 
-    /// Records an event: queued for the log, then for every live subscriber. Never blocks on I/O.
+    /// Records an event: queued for the log, then for every live subscriber. Never blocks on I/O,
+    /// except a non-refusal published while the queue is full, which waits for the writer.
     public func publish(_ event: AuditEvent) {
         lock.lock()
-        queue.append(event)
+        if RefusalCoalescer.isRefusal(event) && queue.count >= capacity / 2 {
+            coalescer.add(event)
+            coalesced &+= 1
+        } else {
+            while queue.count >= capacity && writerRunning && !stopping && !Thread.current.isAuditWriter {
+                lock.wait()
+            }
+            queue.append(event)
+        }
         let wake = writerWaiting
         lock.unlock()
-        if wake { lock.signal() }
+        // publishers waiting for room share the condition: wake the writer whichever waits
+        if wake { lock.broadcast() }
     }
 
     /// Returns once everything published before the call is in the log (and with subscribers).
     public func flush() {
         lock.lock()
-        while !queue.isEmpty || writing { lock.wait() }
+        while !queue.isEmpty || !coalescer.isEmpty || writing { lock.wait() }
         lock.unlock()
     }
 
@@ -107,12 +128,12 @@ public final class AuditHub: @unchecked Sendable {
         var lines: [Range<Int>] = []
         lock.lock()
         while true {
-            while queue.isEmpty && !stopping {
+            while queue.isEmpty && coalescer.isEmpty && !stopping {
                 writerWaiting = true
                 lock.wait()
                 writerWaiting = false
             }
-            if queue.isEmpty && stopping { break }
+            if queue.isEmpty && coalescer.isEmpty && stopping { break }
             if !stopping {
                 // let a burst gather: one write for all of it
                 lock.unlock()
@@ -120,9 +141,11 @@ public final class AuditHub: @unchecked Sendable {
                 usleep(UInt32(w.seconds * 1_000_000 + w.attoseconds / 1_000_000_000_000))
                 lock.lock()
             }
-            let batch = queue
+            var batch = queue
             queue.removeAll(keepingCapacity: true)
+            if !coalescer.isEmpty { batch += coalescer.drain() }
             writing = true
+            lock.broadcast() // room in the queue for waiting publishers
             lock.unlock()
             // One buffer for the batch, kept between batches: no allocation per event. The log
             // encodes and chains into it.
@@ -183,10 +206,12 @@ public final class AuditHub: @unchecked Sendable {
         public var published: UInt64
         public var writeFailures: UInt64
         public var lastWriteError: String?
+        /// Refusals coalesced because the queue was at least half full.
+        public var coalesced: UInt64 = 0
     }
 
     public var counters: Counters {
-        lock.withLock { Counters(published: published, writeFailures: writeFailures, lastWriteError: lastWriteError) }
+        lock.withLock { Counters(published: published, writeFailures: writeFailures, lastWriteError: lastWriteError, coalesced: coalesced) }
     }
 
     /// Writes what is queued, stops the writer, ends every subscription and syncs the log.
@@ -205,5 +230,13 @@ public final class AuditHub: @unchecked Sendable {
         // sign what the last checkpoint did not cover, so a stopped daemon's log is sealed
         try? log.checkpoint()
         log.syncIfDirty()
+    }
+}
+
+extension Thread {
+    /// Set on the hub's writer thread, which must never wait for room in its own queue.
+    fileprivate var isAuditWriter: Bool {
+        get { threadDictionary["bordergate.audit-writer"] as? Bool ?? false }
+        set { threadDictionary["bordergate.audit-writer"] = newValue }
     }
 }

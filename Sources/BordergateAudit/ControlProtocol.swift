@@ -76,6 +76,8 @@ public struct DaemonStatus: Codable, Sendable {
         public var policy: String
         public var processes: Int
         public var grants: [String]?
+        /// Live proxied connections the kernel counts for the cgroup itself (`proxy:` limits).
+        public var proxied: UInt64?
 
         public init(cgroup: String, cgroupID: UInt64, policy: String, processes: Int, grants: [String]? = nil) {
             self.cgroup = cgroup

@@ -25,7 +25,8 @@ public final class KernelGuard: @unchecked Sendable {
                                  "bg_socket_post_create", "bg_bind4", "bg_bind6", "bg_setsockopt"]
     static let tracePrograms = ["bg_exec", "bg_fork", "bg_exit"]
     static let pinnedMaps = ["config", "guarded", "sock_state", "orig_by_tuple", "procs", "stats", "events",
-                             "regions4_a", "regions4_b", "regions6_a", "regions6_b", "policy_rows", "udp_seen", "proxy_netns"]
+                             "regions4_a", "regions4_b", "regions6_a", "regions6_b", "policy_rows", "udp_seen", "proxy_netns",
+                             "refusals", "refusals_seen", "refusal_budget", "event_drops", "proxy_limits", "proxied_live"]
     /// Maps earlier versions pinned that nothing uses any more (sock_orig became sock_state, socket-local
     /// storage): their pins are removed once the programs are loaded.
     static let retiredMaps = ["sock_orig"]
@@ -53,6 +54,13 @@ public final class KernelGuard: @unchecked Sendable {
     public let processes: BPFMap<UInt32, bg_proc>
     public let stats: BPFPerCPUCounters
     let eventsFD: Int32
+    /// Refusals: their ring, their counts per key and second, and what each cgroup's budget left out.
+    let refusalsFD: Int32
+    let refusalCounts: BPFMap<bg_refusal_key, bg_refusal_count>
+    let refusalBudgets: BPFMap<bg_refusal_budget_key, bg_refusal_budget>
+    let eventDrops: BPFPerCPUCounters
+    let proxyLimits: BPFMap<UInt32, bg_proxy_limits>
+    let proxiedLive: BPFMap<bg_live_key, UInt64>
     let regions4: [BPFMap<bg_lpm4_key, UInt32>]
     let regions6: [BPFMap<bg_lpm6_key, UInt32>]
     let policyRows: BPFMap<UInt32, bg_policy_row>
@@ -89,6 +97,7 @@ public final class KernelGuard: @unchecked Sendable {
             logger.info("this kernel cannot load BPF LSM programs: packet, XDP and vsock sockets are not refused in guarded cgroups")
         }
         activeCgroupPrograms = Self.cgroupPrograms.filter { lsm || $0 != Self.lsmProgram }
+        Self.applyTestRingSize(obj)
 
         if case .pinned(let root) = mode {
             try BPFFilesystem.prepare(pinRoot: root)
@@ -128,6 +137,12 @@ public final class KernelGuard: @unchecked Sendable {
         processes = BPFMap(fd: mapFD("procs"), name: "procs")
         stats = BPFPerCPUCounters(fd: mapFD("stats"))
         eventsFD = mapFD("events")
+        refusalsFD = mapFD("refusals")
+        refusalCounts = BPFMap(fd: mapFD("refusals_seen"), name: "refusals_seen")
+        refusalBudgets = BPFMap(fd: mapFD("refusal_budget"), name: "refusal_budget")
+        eventDrops = BPFPerCPUCounters(fd: mapFD("event_drops"))
+        proxyLimits = BPFMap(fd: mapFD("proxy_limits"), name: "proxy_limits")
+        proxiedLive = BPFMap(fd: mapFD("proxied_live"), name: "proxied_live")
         regions4 = [BPFMap(fd: mapFD("regions4_a"), name: "regions4_a"), BPFMap(fd: mapFD("regions4_b"), name: "regions4_b")]
         regions6 = [BPFMap(fd: mapFD("regions6_a"), name: "regions6_a"), BPFMap(fd: mapFD("regions6_b"), name: "regions6_b")]
         policyRows = BPFMap(fd: mapFD("policy_rows"), name: "policy_rows")
@@ -297,6 +312,7 @@ public final class KernelGuard: @unchecked Sendable {
             }
         }
         if guarded.delete(cgroupID) { found = true }
+        forgetProxiedConnections(cgroupID: cgroupID)
         return found
     }
 
@@ -475,25 +491,8 @@ public final class KernelGuard: @unchecked Sendable {
         processes.lookup(tgid).map(ProcessRecord.init)
     }
 
-    /// Kernel counters, by name.
-    public func counters() -> [String: UInt64] {
-        [
-            "connects_seen": stats.value(at: UInt32(BG_STAT_CONNECT_SEEN.rawValue)),
-            "redirected": stats.value(at: UInt32(BG_STAT_REDIRECTED.rawValue)),
-            "passed": stats.value(at: UInt32(BG_STAT_PASSED.rawValue)),
-            "denied": stats.value(at: UInt32(BG_STAT_DENIED.rawValue)),
-            "events_dropped": stats.value(at: UInt32(BG_STAT_EVENTS_DROPPED.rawValue)),
-            "established_mapped": stats.value(at: UInt32(BG_STAT_ESTABLISHED_MAPPED.rawValue)),
-            "loop_guard": stats.value(at: UInt32(BG_STAT_LOOP_GUARD.rawValue)),
-            "udp_checked": stats.value(at: UInt32(BG_STAT_UDP_CHECKED.rawValue)),
-            "udp_denied": stats.value(at: UInt32(BG_STAT_UDP_DENIED.rawValue)),
-            "audited": stats.value(at: UInt32(BG_STAT_AUDITED.rawValue)),
-            "sockets_refused": stats.value(at: UInt32(BG_STAT_SOCKETS_REFUSED.rawValue)),
-        ]
-    }
-
-    /// The `events` ring buffer as an async stream; see ``KernelEventReader``.
+    /// The `events` and `refusals` ring buffers as one async stream; see ``KernelEventReader``.
     public func makeEventReader() throws -> KernelEventReader {
-        try KernelEventReader(mapFD: eventsFD, logger: logger)
+        try KernelEventReader(mapFDs: [eventsFD, refusalsFD], logger: logger)
     }
 }

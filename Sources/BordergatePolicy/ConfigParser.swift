@@ -245,8 +245,10 @@ public enum ConfigParser {
                     c.tls = try tlsSettings(v)
                 case "export":
                     c.export = try export(v)
+                case "proxy":
+                    c.proxy = try proxy(v)
                 default:
-                    throw fail(k, "unknown key '\(key)'; expected tables, regions, groups, default-policy, policies, cgroups, maskers, recording, tls or export")
+                    throw fail(k, "unknown key '\(key)'; expected tables, regions, groups, default-policy, policies, cgroups, maskers, recording, tls, export or proxy")
                 }
             }
             guard !c.policyOrder.isEmpty else {
@@ -299,6 +301,24 @@ public enum ConfigParser {
                 }
             }
             return r
+        }
+
+        func proxy(_ n: Node) throws -> ProxyConfig {
+            var p = ProxyConfig()
+            if n.null != nil { return p }
+            for (key, k, v) in try mapping(n, "proxy") {
+                switch key {
+                case "max-connections-per-cgroup", "max-connections-per-uid":
+                    let s = try string(v, key)
+                    guard let limit = UInt32(s), limit <= 1 << 24 else {
+                        throw fail(v, "\(key) is '\(s)'; expected a number of connections such as 4096 (0: no limit)")
+                    }
+                    if key == "max-connections-per-cgroup" { p.maxConnectionsPerCgroup = limit } else { p.maxConnectionsPerUID = limit }
+                default:
+                    throw fail(k, "unknown key '\(key)' in proxy; expected max-connections-per-cgroup or max-connections-per-uid")
+                }
+            }
+            return p
         }
 
         func table(_ n: Node) throws -> BordergateConfig.TableSource {

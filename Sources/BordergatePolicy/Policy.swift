@@ -66,6 +66,23 @@ public struct RecordingConfig: Sendable, Equatable {
     }
 }
 
+/// `proxy: {max-connections-per-cgroup: 4096, max-connections-per-uid: 4096}`: how many proxied
+/// connections one cgroup and one user may hold at once (0: no limit). Each costs the daemon two
+/// file descriptors; the kernel refuses a redirect past either limit at connect.
+public struct ProxyConfig: Sendable, Equatable {
+    public static let defaultMaxPerCgroup: UInt32 = 4096
+    public static let defaultMaxPerUID: UInt32 = 4096
+
+    public var maxConnectionsPerCgroup: UInt32
+    public var maxConnectionsPerUID: UInt32
+
+    public init(maxConnectionsPerCgroup: UInt32 = ProxyConfig.defaultMaxPerCgroup,
+                maxConnectionsPerUID: UInt32 = ProxyConfig.defaultMaxPerUID) {
+        self.maxConnectionsPerCgroup = maxConnectionsPerCgroup
+        self.maxConnectionsPerUID = maxConnectionsPerUID
+    }
+}
+
 /// One allow or deny entry.
 public struct Rule: Sendable {
     public enum Target: Sendable {
@@ -166,6 +183,8 @@ public struct BordergateConfig: Sendable {
     public var tls = TLSSettings()
     /// Where every event is shipped for the fleet view (`export:`); nil: nowhere.
     public var export: ExportConfig?
+    /// Limits on proxied connections (`proxy:`).
+    public var proxy = ProxyConfig()
 
     public init(path: String, defaultPolicy: String) {
         self.path = path

@@ -59,6 +59,7 @@ public enum Daemon {
                 FleetExportService(config: interceptor.residency.config.config, settings: settings, logger: logger),
                 ProxyService(interceptor: interceptor),
                 GrantExpiryService(interceptor: interceptor),
+                RefusalSweepService(interceptor: interceptor),
                 RecordingRetentionService(interceptor: interceptor),
                 ControlService(control: control, hub: hub, logger: logger, stoppedBy: stoppedBy, onListening: announce),
                 ReloadService(interceptor: interceptor, hangups: hangups),
@@ -152,6 +153,17 @@ struct GrantExpiryService: Service {
     func run() async {
         await cancelWhenGracefulShutdown {
             await interceptor.runGrantExpiry()
+        }
+    }
+}
+
+/// Reports the kernel's refusal counts and ring-buffer drops, every second.
+struct RefusalSweepService: Service {
+    let interceptor: Interceptor
+
+    func run() async {
+        await cancelWhenGracefulShutdown {
+            await interceptor.runRefusalSweep()
         }
     }
 }

@@ -21,6 +21,7 @@ public enum EventFormatter {
             if e.type == .connect, e.protocol == .udp { dest += " udp" }
             parts.append(dest)
         }
+        if let n = e.count { parts.append("×\(n)") } // an aggregate of refusals, or what a drop lost
         // Refusals say why; so do verdicts an auditor will want explained.
         if e.type == .connect, e.verdict?.isRefusalOrAudit == true, let r = e.reason { parts.append("— \(r)") }
         if e.type == .close {
@@ -28,6 +29,7 @@ public enum EventFormatter {
             if let ms = e.duration_ms { parts.append(duration(ms)) }
             if let end = e.end { parts.append(end.rawValue) }
         }
+        if e.type == .drop, let r = e.reason { parts.append("— \(r)") }
         if let err = e.error { parts.append("error: \(err)") }
         if let m = e.message { parts.append(m) }
         return parts.joined(separator: " ")

@@ -31,10 +31,12 @@ public final class Interceptor: @unchecked Sendable {
     public let startedAt = Date()
     let describer: ProcessDescriber
     private let group: MultiThreadedEventLoopGroup
-    private let logger: Logger
-    private var reader: KernelEventReader?
+    let logger: Logger
+    private(set) var reader: KernelEventReader?
     private var pumpTask: Task<Void, Never>?
     private var grantTask: Task<Void, Never>?
+    private var sweepTask: Task<Void, Never>?
+    let refusalReporter: RefusalReporter
     /// Kernel events handled (published to the hub), for ``settleKernelEvents(timeout:)``.
     private let handled = NSCondition()
     private var handledCount: UInt64 = 0
@@ -53,6 +55,7 @@ public final class Interceptor: @unchecked Sendable {
         residency = Residency(kernel: kernel, settings: settings, hub: hub, logger: logger, initial: residencyConfig,
                               persist: mode != .ephemeral)
         describer = ProcessDescriber(kernel: kernel, cgroups: cgroups)
+        refusalReporter = RefusalReporter(baseline: kernel.ringDrops())
         (sessionStore, recorder) = Self.openRecording(settings: settings, config: residencyConfig.config.recording,
                                                       owner: mode != .ephemeral, hub: hub, logger: logger)
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount))
@@ -147,6 +150,7 @@ public final class Interceptor: @unchecked Sendable {
         try await prepare()
         pumpTask = Task.detached { [self] in await runKernelEventPump() }
         grantTask = Task.detached { [self] in await runGrantExpiry() }
+        sweepTask = Task.detached { [self] in await runRefusalSweep() }
     }
 
     /// Starts the proxy, points the kernel at it, and opens the kernel's event ring; the pump and
@@ -156,6 +160,7 @@ public final class Interceptor: @unchecked Sendable {
         // left by a daemon that died with connections in its backlog
         for e in kernel.takeUnclaimedOriginals() { reportUnreached(e) }
         proxyAddresses = try await proxy.start()
+        try applyProxyLimits()
         try kernel.setProxy(tgid: getpid(), port: UInt16(proxy.port))
         reader = try kernel.makeEventReader()
     }
@@ -165,10 +170,14 @@ public final class Interceptor: @unchecked Sendable {
     func runKernelEventPump() async {
         guard let reader else { return }
         for await event in reader.events {
+            reader.consumed()
             handleKernelEvent(event)
             countHandled()
         }
+        sweepRefusals(final: true) // what the kernel counted up to here
     }
+
+    var isStopping: Bool { stopping.withLockedValue { $0 } }
 
     /// Ends the event pump once it has published what the ring held.
     func stopKernelEvents() {
@@ -217,7 +226,9 @@ public final class Interceptor: @unchecked Sendable {
         await pumpTask?.value
         stopping.withLockedValue { $0 = true }
         grantTask?.cancel()
+        sweepTask?.cancel()
         await grantTask?.value
+        await sweepTask?.value
         await finish()
     }
 
@@ -264,6 +275,7 @@ public final class Interceptor: @unchecked Sendable {
     /// Re-reads config and tables, then applies the config's `cgroups:`; on error nothing changes.
     public func reload(trigger: String) throws -> String {
         let summary = try residency.reload(trigger: trigger)
+        try? applyProxyLimits()
         // retention reads the config in force each time; the body cap applies to new sessions
         (recorder as? StoreRecorder)?.maxSessionBodyBytes = residency.config.config.recording.maxSessionBodyBytes
         applyConfiguredCgroups()
@@ -309,8 +321,10 @@ public final class Interceptor: @unchecked Sendable {
             let grants = residency.grants(cgroupID: id).map {
                 "\($0.id): allow \($0.allow) until \(AuditTime.format(Date(timeIntervalSince1970: $0.expires))) (\($0.reason))"
             }
-            return DaemonStatus.Guard(cgroup: name, cgroupID: id, policy: residency.policyName(cgroupID: id) ?? "?",
-                                      processes: procs, grants: grants.isEmpty ? nil : grants)
+            var g = DaemonStatus.Guard(cgroup: name, cgroupID: id, policy: residency.policyName(cgroupID: id) ?? "?",
+                                       processes: procs, grants: grants.isEmpty ? nil : grants)
+            g.proxied = kernel.proxiedConnections(cgroupID: id)
+            return g
         }.sorted { $0.cgroup < $1.cgroup }
         let pinRoot: String
         if case .pinned(let root) = kernel.mode { pinRoot = root } else { pinRoot = "(not pinned)" }
@@ -320,7 +334,7 @@ public final class Interceptor: @unchecked Sendable {
             stateDirectory: settings.stateDirectory, auditLog: hub.log.path, cgroupRoot: cgroups.mountPoint,
             programs: kernel.programSections,
             guards: guards, kernel: kernel.counters(), proxyCounters: proxy.counters.dictionary,
-            audit: ["published": audit.published, "write_failures": audit.writeFailures],
+            audit: ["published": audit.published, "write_failures": audit.writeFailures, "refusals_coalesced": audit.coalesced],
             subscribers: hub.subscriberCount,
             config: residency.config.config.path, policies: residency.config.config.policyOrder,
             defaultPolicy: residency.config.config.defaultPolicy, tables: residency.config.tableNotes,
@@ -355,12 +369,15 @@ public final class Interceptor: @unchecked Sendable {
         let deadline = Date().addingTimeInterval(timeout)
         guard let reader else { return true }
         guard let target = reader.barrier(timeout: timeout) else { return false }
-        handled.lock()
-        defer { handled.unlock() }
-        while handledCount < target {
-            guard handled.wait(until: deadline) else { return false }
+        let settled = handled.withLock {
+            while handledCount < target {
+                guard handled.wait(until: deadline) else { return false }
+            }
+            return true
         }
-        return true
+        // refusals after the first of their second are only counted so far
+        reportRefusalsSoFar()
+        return settled
     }
 
     private func countHandled() {
@@ -378,6 +395,11 @@ public final class Interceptor: @unchecked Sendable {
             // The kernel reports a redirect only when its socket goes without having reached the
             // proxy; the proxy reports every one it accepts.
             reportUnreached(e)
+        case .deny:
+            // the first refusal of its process, destination and second: the kernel counts the rest
+            let event = auditEvent(for: e, verdict: .deny)
+            refusalReporter.noteFirst(e, event)
+            hub.publish(event)
         default:
             hub.publish(auditEvent(for: e, verdict: e.audited ? .audit : Verdict(rawValue: e.verdict.rawValue)))
         }
@@ -393,7 +415,7 @@ public final class Interceptor: @unchecked Sendable {
     static let supersededReason = "a later connection from the same client address and port reached the proxy before it accepted this one, and it cannot tell the two apart: refused (fail closed; the proxy is falling behind)"
     static let contestedReason = "an earlier connection from the same client address and port was still waiting for the proxy, and it cannot tell the two apart: refused (fail closed; the proxy is falling behind)"
 
-    private func auditEvent(for e: KernelConnectEvent, verdict: Verdict, reason override: String? = nil,
+    func auditEvent(for e: KernelConnectEvent, verdict: Verdict, reason override: String? = nil,
                             error: String? = nil) -> AuditEvent {
         let udp = e.ipProtocol == 17
         let ip = e.destination.description

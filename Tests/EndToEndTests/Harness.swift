@@ -247,9 +247,12 @@ final class DaemonFixture: @unchecked Sendable {
 
     var configPath: String { stateDir + "/config.yaml" }
 
+    /// More environment for the daemon and the CLI (test knobs).
+    var extraEnvironment: [String: String] = [:]
+
     var environment: [String: String] {
         ["BORDERGATE_STATE_DIR": stateDir, "BORDERGATE_PIN_ROOT": pinRoot, "BORDERGATE_CONTROL_SOCKET": socket,
-         "BORDERGATE_PROXY_PORT": String(port), "BORDERGATE_CONFIG": configPath]
+         "BORDERGATE_PROXY_PORT": String(port), "BORDERGATE_CONFIG": configPath].merging(extraEnvironment) { $1 }
     }
 
     var auditLog: String { stateDir + "/audit/events.jsonl" }

@@ -46,6 +46,8 @@ enum bg_reason {
                                       proxy's: its 127.0.0.1 is not Bordergate (fail closed) */
     BG_REASON_NOT_PROXY = 7,       /* what listens on the proxy's port is not the proxy's socket (it
                                       lacks the proxy's mark): a squatter (fail closed) */
+    BG_REASON_PROXY_LIMIT = 8,     /* the cgroup or the user already holds as many proxied
+                                      connections as `proxy_limits` allows */
 };
 
 enum bg_event_kind {
@@ -123,6 +125,9 @@ struct bg_cgroup_policy {
  * refuses whatever accepted connection claims it (fail closed). */
 #define BG_ORIG_CONTESTED (1u << 29)
 #define BG_ORIG_SUPERSEDED (1u << 28)
+/* The redirect holds one of its cgroup's and its user's proxied-connection slots (`proxied_live`):
+ * given back once, when the socket's state is released. */
+#define BG_ORIG_COUNTED (1u << 27)
 
 /* Value of `policy_rows`, indexed by policy_slot * BG_MAX_CLASSES + region class. */
 struct bg_policy_row {
@@ -200,6 +205,75 @@ struct bg_proc {
 };
 
 #define BG_TABLE_SLOT_UNKNOWN 0xffffffffu
+
+/* Refusals are aggregated in the kernel: the first refusal of a process to a destination in a
+ * second goes to the `refusals` ring (a ring of its own, so a flood of refusals cannot crowd out
+ * pass and redirect events in `events`); later ones only count in `refusals_seen`, which the host
+ * sweeps once the second is over and reports as one event with the count. Each cgroup gets at
+ * most this many first refusals a second; past it, refusals only count in `refusal_budget`. */
+#define BG_REFUSAL_EVENTS_PER_SECOND 500
+#define BG_REFUSAL_EMITTED 1u /* the key's first refusal is in the ring (not dropped) */
+
+struct bg_refusal_key {
+    __u64 cgroup_id;
+    __u64 second;       /* bpf_ktime_get_ns() / 1e9 of the refusal */
+    __u8 addr[16];
+    __u32 tgid;
+    __u16 port;
+    __u8 protocol;      /* IPPROTO_TCP, IPPROTO_UDP */
+    __u8 family;        /* AF_INET or AF_INET6 */
+};
+
+struct bg_refusal_count {
+    __u64 count;        /* refusals of the key, the first one included */
+    __u32 flags;        /* BG_REFUSAL_EMITTED */
+    __u32 policy_slot;
+    __u32 reason;       /* enum bg_reason */
+    __u32 uid;
+    __u32 pid;          /* the first refusal's thread */
+    __u32 _pad;
+};
+
+struct bg_refusal_budget_key {
+    __u64 cgroup_id;
+    __u64 second;
+};
+
+struct bg_refusal_budget {
+    __u64 emitted;      /* first refusals that went (or tried to go) to the ring */
+    __u64 overflow;     /* refusals past BG_REFUSAL_EVENTS_PER_SECOND: counted, no key, no event */
+    __u32 tgid;         /* who made the first of the overflow, to name in its event */
+    __u32 pid;
+    __u32 uid;
+    __u32 policy_slot;
+};
+
+/* Failed ring-buffer reservations per class of event (`event_drops`, per-CPU): the host turns
+ * them into `drop` audit events with the count. */
+enum bg_drop_class {
+    BG_DROP_EVENTS = 0,   /* the `events` ring: passes, audits, redirects the kernel reports */
+    BG_DROP_REFUSALS = 1, /* the `refusals` ring (the refusals themselves are still counted) */
+    BG_DROP_MAX = 2,
+};
+
+/* Value of the one-entry `proxy_limits` array: how many redirected sockets a cgroup and a user
+ * may hold at once (0: no limit). Live ones are counted in `proxied_live`. */
+struct bg_proxy_limits {
+    __u32 per_cgroup;
+    __u32 per_uid;
+};
+
+enum bg_live_kind {
+    BG_LIVE_CGROUP = 1,
+    BG_LIVE_UID = 2,
+};
+
+/* Key of `proxied_live` (value: __u64 live redirected sockets). */
+struct bg_live_key {
+    __u64 id;           /* cgroup id or uid */
+    __u32 kind;         /* enum bg_live_kind */
+    __u32 _pad;
+};
 
 /* Record in the `events` ring buffer. */
 struct bg_connect_event {

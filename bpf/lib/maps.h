@@ -133,9 +133,61 @@ struct {
     __uint(max_entries, 8 << 20);
 } events SEC(".maps");
 
+/* Refusals, apart from `events`: a flood of them fills only this ring (bordergate_abi.h). */
+struct {
+    __uint(type, BPF_MAP_TYPE_RINGBUF);
+    __uint(max_entries, 2 << 20);
+} refusals SEC(".maps");
+
+/* Refusals per (cgroup, process, destination, second); LRU, so a scan of many destinations evicts
+ * old keys instead of failing (the host sweeps a second's keys two seconds later). */
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 16384);
+    __type(key, struct bg_refusal_key);
+    __type(value, struct bg_refusal_count);
+} refusals_seen SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 4096);
+    __type(key, struct bg_refusal_budget_key);
+    __type(value, struct bg_refusal_budget);
+} refusal_budget SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, BG_DROP_MAX);
+    __type(key, __u32);
+    __type(value, __u64);
+} event_drops SEC(".maps");
+
+struct {
+    __uint(type, BPF_MAP_TYPE_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct bg_proxy_limits);
+} proxy_limits SEC(".maps");
+
+/* Live redirected sockets per cgroup and per user. A plain hash: an evicted count would reset a
+ * limit; a full map refuses new redirects (fail closed). */
+struct {
+    __uint(type, BPF_MAP_TYPE_HASH);
+    __uint(max_entries, 65536);
+    __type(key, struct bg_live_key);
+    __type(value, __u64);
+} proxied_live SEC(".maps");
+
 static __always_inline void count(__u32 which)
 {
     __u64 *v = bpf_map_lookup_elem(&stats, &which);
+    if (v)
+        *v += 1;
+}
+
+static __always_inline void count_drop(__u32 which)
+{
+    __u64 *v = bpf_map_lookup_elem(&event_drops, &which);
     if (v)
         *v += 1;
 }

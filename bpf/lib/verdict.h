@@ -155,10 +155,23 @@ static __always_inline enum bg_action intercept(struct bpf_sock_addr *ctx, struc
         o->reason = BG_REASON_NOT_PROXY;
         decision = BG_DECISION_REFUSE;
     }
+    /* Each proxied connection costs the daemon two descriptors: a cgroup or a user holding its
+     * limit is refused here, before the proxy is involved (bg_proxy_limits). */
+    if (decision == BG_DECISION_ALLOW && o->verdict == BG_VERDICT_REDIRECT && cfg) {
+        if (take_proxy_slot(o)) {
+            o->flags |= BG_ORIG_COUNTED;
+        } else {
+            o->verdict = BG_VERDICT_DENY;
+            o->reason = BG_REASON_PROXY_LIMIT;
+            decision = BG_DECISION_REFUSE;
+        }
+    }
     if (decision == BG_DECISION_ALLOW && o->verdict == BG_VERDICT_REDIRECT && cfg) {
         st = bpf_sk_storage_get(&sock_state, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
         if (!st) {
             /* out of memory: the proxy could not place the connection, so refuse it (fail closed) */
+            give_proxy_slot(o);
+            o->flags &= ~BG_ORIG_COUNTED;
             o->verdict = BG_VERDICT_DENY;
             o->reason = BG_REASON_NO_STATE;
             decision = BG_DECISION_REFUSE;
@@ -167,8 +180,11 @@ static __always_inline enum bg_action intercept(struct bpf_sock_addr *ctx, struc
     if (!(o->flags & BG_ROW_QUIET)) {
         count(BG_STAT_CONNECT_SEEN);
         account(o, udp);
-        /* a redirect is reported by the proxy, or at sock_release if it never got there */
-        if (o->verdict != BG_VERDICT_REDIRECT && (!udp || !udp_recently_reported(o)))
+        /* a redirect is reported by the proxy, or at sock_release if it never got there; refusals
+         * are aggregated per process, destination and second */
+        if (o->verdict == BG_VERDICT_DENY)
+            report_refusal(o, udp ? IPPROTO_UDP : IPPROTO_TCP, table_slot);
+        else if (o->verdict != BG_VERDICT_REDIRECT && (!udp || !udp_recently_reported(o)))
             emit(o, udp ? IPPROTO_UDP : IPPROTO_TCP, table_slot);
     }
     if (decision == BG_DECISION_REFUSE)

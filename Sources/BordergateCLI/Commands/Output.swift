@@ -50,7 +50,7 @@ enum Output {
         }
         print("guarded     \(s.guards.count) cgroup(s)")
         for g in s.guards {
-            print("  \(g.cgroup)  policy \(g.policy), \(g.processes) process(es), id \(g.cgroupID)")
+            print("  \(g.cgroup)  policy \(g.policy), \(g.processes) process(es)\(g.proxied.map { ", \($0) proxied" } ?? ""), id \(g.cgroupID)")
             for grant in g.grants ?? [] { print("    grant \(grant)") }
         }
         print("kernel      " + counters(s.kernel))
