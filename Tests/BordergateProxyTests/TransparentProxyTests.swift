@@ -263,7 +263,10 @@ final class InboundRecorder: ChannelInboundHandler, @unchecked Sendable {
         let handlers = Inspection.handlers()
         #expect(handlers.handler(for: .none, speaking: .http) != nil)
         #expect(handlers.handler(for: .none, speaking: .postgresql) != nil)
-        #expect(handlers.handler(for: InspectionPlan(interceptTLS: true), speaking: .tls) == nil)
+        #expect(handlers.handler(for: InspectionPlan(interceptTLS: true), speaking: .tls) is TLSInspector)
+        // masking TLS that is not intercepted: nothing can carry it out
+        #expect(handlers.handler(for: InspectionPlan(masking: MaskingRulesReference("p")), speaking: .tls) == nil)
+        #expect(handlers.handler(for: .none, speaking: .tls) is RawRelay)
         #expect(handlers.handler(for: InspectionPlan(record: true), speaking: .tcp) == nil)
         #expect(ProtocolHandlers().handler(for: .none, speaking: .tcp) == nil)
     }

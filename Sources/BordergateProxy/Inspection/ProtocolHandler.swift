@@ -44,9 +44,13 @@ public struct ProtocolHandlers: Sendable {
     }
 
     /// The handler for a connection that speaks `spoken` with `plan`, if one can carry the plan out.
+    /// The protocol's own handler first; else the fallback, which carries out only plans that
+    /// ask for nothing but the relay (a TLS handler that does not intercept leaves a plain
+    /// relay to it).
     func handler(for plan: InspectionPlan, speaking spoken: ProxyProtocol) -> (any ProtocolHandler)? {
-        guard let handler = byProtocol[plan.protocol ?? spoken] ?? fallback, handler.supports(plan) else { return nil }
-        return handler
+        if let own = byProtocol[plan.protocol ?? spoken], own.supports(plan) { return own }
+        if let fallback, fallback.supports(plan) { return fallback }
+        return nil
     }
 }
 
