@@ -132,6 +132,7 @@ let package = Package(
                                                                     .product(name: "GRDB", package: "GRDB.swift"),
                                                                     .product(name: "Logging", package: "swift-log")],
                     swiftSettings: swiftSettings),
+        .testTarget(name: "BordergateFleetTests", dependencies: ["BordergateFleet"], swiftSettings: swiftSettings),
         .testTarget(name: "BordergateCertificatesTests", dependencies: ["BordergateCertificates",
                                                                        .product(name: "X509", package: "swift-certificates"),
                                                                        .product(name: "SwiftASN1", package: "swift-asn1")],

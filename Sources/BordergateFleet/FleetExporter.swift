@@ -12,8 +12,8 @@ public final class FleetExporter: Sendable {
     let logPath: String
     let cursorPath: String
     let logger: Logger
-    /// Lines per INSERT.
-    static let batch = 1000
+    /// Lines per INSERT: a round trip per batch is what bounds the rate.
+    static let batch = 5000
 
     public struct Status: Sendable, Equatable {
         /// The last `seq` PostgreSQL has.

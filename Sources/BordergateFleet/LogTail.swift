@@ -70,12 +70,50 @@ struct LogTail {
         return (lines, pos)
     }
 
+    /// The fields the table's columns need, found by their keys in the line the writer wrote
+    /// (its members are in a fixed order, `seq` near the end): far cheaper than decoding JSON, and
+    /// a line it cannot read this way is decoded as JSON instead.
     static func parse(_ bytes: Data) -> ExportLine? {
+        let b = [UInt8](bytes)
+        func string(after key: [UInt8], from: Int = 0) -> String? {
+            guard let at = find(key, in: b, from: from) else { return nil }
+            let start = at + key.count
+            guard let end = b[start...].firstIndex(of: UInt8(ascii: "\"")) else { return nil }
+            return String(decoding: b[start..<end], as: UTF8.self)
+        }
+        if let seqAt = findLast(Array(#","seq":"#.utf8), in: b),
+           let time = string(after: Array(#"{"time":""#.utf8)), let type = string(after: Array(#","type":""#.utf8)) {
+            let digits = b[(seqAt + 7)...].prefix { $0 >= 0x30 && $0 <= 0x39 }
+            if let seq = Int64(String(decoding: digits, as: UTF8.self)) {
+                return ExportLine(seq: seq, time: time, type: type, verdict: string(after: Array(#","verdict":""#.utf8)),
+                                  line: String(decoding: b, as: UTF8.self))
+            }
+        }
         guard let object = try? JSONSerialization.jsonObject(with: bytes) as? [String: Any],
               let seq = (object["seq"] as? NSNumber)?.int64Value, let time = object["time"] as? String,
               let type = object["type"] as? String else { return nil }
         return ExportLine(seq: seq, time: time, type: type, verdict: object["verdict"] as? String,
                           line: String(decoding: bytes, as: UTF8.self))
+    }
+
+    static func find(_ needle: [UInt8], in hay: [UInt8], from: Int = 0) -> Int? {
+        guard needle.count <= hay.count else { return nil }
+        var i = from
+        while i <= hay.count - needle.count {
+            if hay[i] == needle[0] && hay[i..<(i + needle.count)].elementsEqual(needle) { return i }
+            i += 1
+        }
+        return nil
+    }
+
+    static func findLast(_ needle: [UInt8], in hay: [UInt8]) -> Int? {
+        guard needle.count <= hay.count else { return nil }
+        var i = hay.count - needle.count
+        while i >= 0 {
+            if hay[i] == needle[0] && hay[i..<(i + needle.count)].elementsEqual(needle) { return i }
+            i -= 1
+        }
+        return nil
     }
 
     static func inode(_ path: String) -> UInt64 {
