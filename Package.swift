@@ -165,6 +165,7 @@ let package = Package(
         // Detectors and masking strategies for the L7 path; no NIO, no kernel (HMAC from swift-crypto).
         .target(name: "BordergateMasking", dependencies: [.product(name: "Crypto", package: "swift-crypto")],
                 swiftSettings: swiftSettings),
+        .executableTarget(name: "AuditBench", dependencies: ["BordergateAudit"], swiftSettings: swiftSettings),
         .executableTarget(name: "MaskingBench", dependencies: ["BordergateMasking"], swiftSettings: swiftSettings),
         .testTarget(name: "BordergateMaskingTests", dependencies: ["BordergateMasking"], resources: [.copy("Fixtures")],
                     swiftSettings: swiftSettings),
