@@ -191,6 +191,74 @@ int bg_setsockopt(struct bpf_sockopt *ctx)
     return 1;
 }
 
+/* Whether a packet (from its network header: cgroup_skb sees it there) carries an IPv6 routing
+ * header or an IPv4 loose or strict source route. Bounded walks: at most 6 IPv6 extension headers
+ * (more is no packet a tool needs: treated as routed) and 40 bytes of IPv4 options. */
+static __always_inline int source_routed(struct __sk_buff *skb)
+{
+    if (skb->protocol == bpf_htons(0x86DD)) {
+        __u8 next;
+        if (bpf_skb_load_bytes(skb, 6, &next, 1))
+            return 0;
+        __u32 off = 40;
+#pragma unroll
+        for (int i = 0; i < 6; i++) {
+            if (next == 43) /* IPPROTO_ROUTING */
+                return 1;
+            if (next != 0 && next != 60 && next != 44) /* hop-by-hop, destination options, fragment */
+                return 0;
+            __u8 h[2];
+            if (bpf_skb_load_bytes(skb, off, h, 2))
+                return 0;
+            off += next == 44 ? 8 : ((__u32)h[1] + 1) * 8;
+            next = h[0];
+        }
+        return 1;
+    }
+    if (skb->protocol == bpf_htons(0x0800)) {
+        __u8 vihl;
+        if (bpf_skb_load_bytes(skb, 0, &vihl, 1))
+            return 0;
+        __u32 ihl = (__u32)(vihl & 0xf) * 4, off = 20;
+#pragma unroll
+        for (int i = 0; i < 40; i++) {
+            if (off >= ihl || off >= 60)
+                return 0;
+            __u8 opt[2];
+            if (bpf_skb_load_bytes(skb, off, opt, 1))
+                return 0;
+            if (opt[0] == 0) /* end of options */
+                return 0;
+            if (opt[0] == 1) { /* no-op */
+                off += 1;
+                continue;
+            }
+            if (opt[0] == 0x83 || opt[0] == 0x89) /* LSRR, SSRR */
+                return 1;
+            if (bpf_skb_load_bytes(skb, off, opt, 2) || opt[1] < 2)
+                return 1; /* a malformed option: not worth the doubt */
+            off += opt[1];
+        }
+        return 0;
+    }
+    return 0;
+}
+
+/* The last line behind bg_setsockopt: a routing header or source route that reaches a packet
+ * another way (sendmsg control data: IPV6_RTHDR, IP_RETOPTS) is dropped before it leaves, and
+ * counted; the sender gets EPERM. */
+SEC("cgroup_skb/egress")
+int bg_egress(struct __sk_buff *skb)
+{
+    if (!source_routed(skb))
+        return 1;
+    __u32 zero = 0;
+    __u64 *n = bpf_map_lookup_elem(&skb_drops, &zero);
+    if (n)
+        *n += 1;
+    return 0;
+}
+
 /* Unconnected UDP (sendto with an address): the same verdicts, so DNS or QUIC to a forbidden
  * region cannot slip past the TCP rules. Connected UDP sockets were decided at connect. */
 SEC("cgroup/sendmsg4")

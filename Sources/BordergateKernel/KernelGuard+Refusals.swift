@@ -39,6 +39,9 @@ extension KernelGuard {
         (eventDrops.value(at: UInt32(BG_DROP_EVENTS.rawValue)), eventDrops.value(at: UInt32(BG_DROP_REFUSALS.rawValue)))
     }
 
+    /// Packets of guarded cgroups dropped at egress for a source route, so far (over the pins' life).
+    public func sourceRoutedDrops() -> UInt64 { skbDrops.value(at: 0) }
+
     /// The kernel's clock for refusal seconds (bpf_ktime_get_ns is CLOCK_MONOTONIC).
     public static func monotonicSecond() -> UInt64 {
         var ts = timespec()

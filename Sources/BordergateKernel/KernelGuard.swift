@@ -22,11 +22,11 @@ public final class KernelGuard: @unchecked Sendable {
     /// The hardening hooks (socket families, binds of the proxy port, source routes) come after.
     static let cgroupPrograms = ["bg_sock_release", "bg_sockops", "bg_getpeername4", "bg_getpeername6",
                                  "bg_sendmsg4", "bg_sendmsg6", "bg_connect4", "bg_connect6", "bg_sock_create",
-                                 "bg_socket_post_create", "bg_bind4", "bg_bind6", "bg_setsockopt"]
+                                 "bg_socket_post_create", "bg_bind4", "bg_bind6", "bg_setsockopt", "bg_egress"]
     static let tracePrograms = ["bg_exec", "bg_fork", "bg_exit"]
     static let pinnedMaps = ["config", "guarded", "sock_state", "orig_by_tuple", "procs", "stats", "events",
                              "regions4_a", "regions4_b", "regions6_a", "regions6_b", "policy_rows", "udp_seen", "proxy_netns",
-                             "refusals", "refusals_seen", "refusal_budget", "event_drops", "proxy_limits", "proxied_live"]
+                             "refusals", "refusals_seen", "refusal_budget", "event_drops", "proxy_limits", "proxied_live", "skb_drops"]
     /// Maps earlier versions pinned that nothing uses any more (sock_orig became sock_state, socket-local
     /// storage): their pins are removed once the programs are loaded.
     static let retiredMaps = ["sock_orig"]
@@ -59,6 +59,8 @@ public final class KernelGuard: @unchecked Sendable {
     let refusalCounts: BPFMap<bg_refusal_key, bg_refusal_count>
     let refusalBudgets: BPFMap<bg_refusal_budget_key, bg_refusal_budget>
     let eventDrops: BPFPerCPUCounters
+    /// Packets dropped at egress for a source route (`bg_egress`).
+    let skbDrops: BPFPerCPUCounters
     let proxyLimits: BPFMap<UInt32, bg_proxy_limits>
     let proxiedLive: BPFMap<bg_live_key, UInt64>
     let regions4: [BPFMap<bg_lpm4_key, UInt32>]
@@ -141,6 +143,7 @@ public final class KernelGuard: @unchecked Sendable {
         refusalCounts = BPFMap(fd: mapFD("refusals_seen"), name: "refusals_seen")
         refusalBudgets = BPFMap(fd: mapFD("refusal_budget"), name: "refusal_budget")
         eventDrops = BPFPerCPUCounters(fd: mapFD("event_drops"))
+        skbDrops = BPFPerCPUCounters(fd: mapFD("skb_drops"))
         proxyLimits = BPFMap(fd: mapFD("proxy_limits"), name: "proxy_limits")
         proxiedLive = BPFMap(fd: mapFD("proxied_live"), name: "proxied_live")
         regions4 = [BPFMap(fd: mapFD("regions4_a"), name: "regions4_a"), BPFMap(fd: mapFD("regions4_b"), name: "regions4_b")]

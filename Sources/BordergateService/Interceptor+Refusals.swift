@@ -33,8 +33,21 @@ final class RefusalReporter: @unchecked Sendable {
     private var drops: (events: UInt64, refusals: UInt64, host: UInt64)
 
     /// `baseline`: the kernel's drop counters now; earlier drops belong to whoever read the rings then.
-    init(baseline: (events: UInt64, refusals: UInt64)) {
+    /// Source-routed packets dropped at egress, as last reported.
+    private var sourceRouted: UInt64
+
+    init(baseline: (events: UInt64, refusals: UInt64), sourceRouted: UInt64 = 0) {
         drops = (baseline.events, baseline.refusals, 0)
+        self.sourceRouted = sourceRouted
+    }
+
+    /// Source-routed packets dropped since the last call.
+    func newSourceRouted(_ now: UInt64) -> UInt64 {
+        lock.withLock {
+            let delta = now &- sourceRouted
+            sourceRouted = now
+            return delta
+        }
     }
 
     func noteFirst(_ e: KernelConnectEvent, _ event: AuditEvent) {
@@ -174,6 +187,13 @@ extension Interceptor {
             hub.publish(AuditEvent(type: .drop, reason: "kernel refusals ring full",
                                    message: "\(d.refusals) refusal event\(d.refusals == 1 ? "" : "s") could not be queued: the kernel's refusals ring buffer was full; the refusals themselves are in the counts reported for their destinations",
                                    count: d.refusals))
+        }
+        let routed = refusalReporter.newSourceRouted(kernel.sourceRoutedDrops())
+        if routed > 0 {
+            // the egress hook counts per packet; who sent them is not known there
+            hub.publish(AuditEvent(type: .connect, verdict: .deny, reason: "source-routed packets dropped",
+                                   message: "\(routed) packet\(routed == 1 ? "" : "s") of guarded cgroups carried an IPv6 routing header or an IPv4 source route (sendmsg control data) and were dropped at egress",
+                                   count: routed))
         }
         if d.host > 0 {
             hub.publish(AuditEvent(type: .drop, reason: "daemon event queue full",

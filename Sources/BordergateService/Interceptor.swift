@@ -55,7 +55,7 @@ public final class Interceptor: @unchecked Sendable {
         residency = Residency(kernel: kernel, settings: settings, hub: hub, logger: logger, initial: residencyConfig,
                               persist: mode != .ephemeral)
         describer = ProcessDescriber(kernel: kernel, cgroups: cgroups)
-        refusalReporter = RefusalReporter(baseline: kernel.ringDrops())
+        refusalReporter = RefusalReporter(baseline: kernel.ringDrops(), sourceRouted: kernel.sourceRoutedDrops())
         (sessionStore, recorder) = Self.openRecording(settings: settings, config: residencyConfig.config.recording,
                                                       owner: mode != .ephemeral, hub: hub, logger: logger)
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount))

@@ -254,6 +254,53 @@ extension EndToEnd {
         }
     }
 
+    @Test func sourceRoutesInSendmsgControlDataAreDroppedAtEgress() throws {
+        // The setsockopt hook cannot see a source route passed per datagram as sendmsg control
+        // data (IP_RETOPTS; IPV6_RTHDR of type 2 where the kernel has Mobile IPv6): the egress
+        // hook drops the packet. The kernel lets only CAP_NET_RAW set IPv4 source routes, so the
+        // sender is root in the guarded cgroup (root happens: a build step run as root).
+        try withPolicy("bypass-cmsg", policy: "eu-only") { d, cg in
+            func script(_ marker: String) -> String {
+                """
+                import errno, socket, struct
+                rh2 = struct.pack('!BBBBI', 0, 2, 2, 1, 0) + socket.inet_pton(socket.AF_INET6, '\(Harness.usHost6)')
+                u = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+                try:
+                    u.sendmsg([b'\(marker)'], [(socket.IPPROTO_IPV6, 57, rh2)], 0, ('\(Harness.host6)', 9)); print('v6 sent')
+                except OSError as e:
+                    print('v6', errno.errorcode.get(e.errno, str(e)))
+                v4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                lsrr = bytes([1, 131, 7, 4]) + socket.inet_aton('\(Harness.usHost4)')  # NOP, LSRR via the forbidden host
+                try:
+                    v4.sendmsg([b'\(marker)'], [(socket.IPPROTO_IP, 7, lsrr)], 0, ('\(Harness.host4)', 9)); print('v4 sent')
+                except OSError as e:
+                    print('v4', errno.errorcode.get(e.errno, str(e)))
+                """
+            }
+            var control = Harness.ShellResult(status: 0, stdout: "", stderr: "")
+            let unguarded = try capturing("BGCMSG-CONTROL") {
+                control = try runPython(script("BGCMSG-CONTROL"), inCgroup: nil, asNobody: false)
+            }
+            let controlLines = control.stdout.split(separator: "\n").map(String.init)
+            #expect(controlLines.last == "v4 sent", "unguarded, root may send an IPv4 source route (the test's premise): \(control.stdout) \(control.stderr)")
+            try #require(unguarded.contains("v4 \(Harness.usHost4)"),
+                         "the capture must see the unguarded datagram go to the forbidden host first: \(unguarded)")
+            // without Mobile IPv6 the kernel refuses the type 2 header itself (EINVAL)
+            let v6Possible = controlLines.first == "v6 sent"
+
+            var guarded = Harness.ShellResult(status: 0, stdout: "", stderr: "")
+            let seen = try capturing("BGCMSG-GUARDED") {
+                guarded = try runPython(script("BGCMSG-GUARDED"), inCgroup: cg, asNobody: false)
+            }
+            let lines = guarded.stdout.split(separator: "\n").map(String.init)
+            #expect(lines == [v6Possible ? "v6 EPERM" : controlLines.first ?? "?", "v4 EPERM"], "\(guarded.stdout) \(guarded.stderr)")
+            #expect(!seen.contains { $0.contains(Harness.usHost4) || $0.contains(Harness.usHost6) }, "a source-routed datagram left the host: \(seen)")
+            let events = d.waitForEvents { all in all.contains { $0.reason == "source-routed packets dropped" } }
+            let dropped = events.filter { $0.reason == "source-routed packets dropped" }.compactMap(\.count).reduce(0, +)
+            #expect(dropped >= (v6Possible ? 2 : 1), "the drops are reported: \(dropped)")
+        }
+    }
+
     @Test func aRedirectInAnotherNetworkNamespaceIsRefused() throws {
         // Finding 3: in `unshare -Urn` the redirect went to that namespace's 127.0.0.1, where the
         // tool's own fake proxy listened, and sockops recorded it for the real proxy.

@@ -162,6 +162,15 @@ struct {
     __type(value, __u64);
 } event_drops SEC(".maps");
 
+/* Packets of guarded cgroups dropped at egress for a source route (`bg_egress`), per-CPU; the
+ * host reports each increase. */
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, __u64);
+} skb_drops SEC(".maps");
+
 struct {
     __uint(type, BPF_MAP_TYPE_ARRAY);
     __uint(max_entries, 1);
