@@ -201,10 +201,13 @@ public final class AuditLog: @unchecked Sendable {
             let n = block.withUnsafeBytes { write(fd, $0.baseAddress! + off, $0.count - off) }
             if n < 0 {
                 if errno == EINTR { continue }
-                // part of the block may be in the file: the next write re-reads the tail (and
-                // keeps our head if the tail holds less)
+                let err = errno
+                // part of the block may be in the file (ENOSPC midway): cut it off again, so the
+                // log ends on the last whole line it acknowledged; the next write re-reads the
+                // tail either way (and keeps our head if the tail holds less)
+                if off > 0 { _ = ftruncate(fd, off_t(size)) }
                 headAt = .max
-                throw AuditError(.write, path: path, errno: errno)
+                throw AuditError(.write, path: path, errno: err)
             }
             off += n
         }

@@ -55,11 +55,14 @@ public final class Interceptor: @unchecked Sendable {
         (sessionStore, recorder) = Self.openRecording(settings: settings, config: residencyConfig.config.recording,
                                                       owner: mode != .ephemeral, hub: hub, logger: logger)
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount))
-        let resolver = KernelResolver(kernel: kernel, describer: describer, residency: residency)
+        let resolver = KernelResolver(kernel: kernel, describer: describer, residency: residency, hub: hub)
         let masking = MaskingRulesProvider(residency: residency, hashKey: try MaskingRulesProvider.hashKey(settings: settings))
         proxy = TransparentProxy(configuration: .init(port: settings.proxyPort, upstreamMark: KernelGuard.proxyMark),
                                  group: group, resolver: resolver, sink: hub,
                                  handlers: Inspection.handlers(httpRules: masking.rules(for:), recorder: recorder), logger: logger)
+        hub.onWritabilityChange = { [kernel, settings] problem in
+            Self.auditWritabilityChanged(problem, kernel: kernel, settings: settings)
+        }
     }
 
     /// Opens the session store. Nothing here stops the interceptor: a store that cannot be opened
@@ -150,6 +153,8 @@ public final class Interceptor: @unchecked Sendable {
         for e in kernel.takeUnclaimedOriginals() { reportUnreached(e) }
         proxyAddresses = try await proxy.start()
         try kernel.setProxy(tgid: getpid(), port: UInt16(proxy.port))
+        // setProxy starts from a clear audit block; a log that failed already keeps it
+        if !hub.isWritable { try kernel.setAuditBlocked(true) }
         reader = try kernel.makeEventReader()
     }
 
@@ -319,6 +324,7 @@ public final class Interceptor: @unchecked Sendable {
             defaultPolicy: residency.config.config.defaultPolicy, tables: residency.config.tableNotes,
             kernelTables: residency.kernelTableSummary(), heapInUse: bg_heap_in_use())
         status.recordings = recordingSummary()
+        status.auditProblem = hub.outageSummary
         return status
     }
 
@@ -384,6 +390,7 @@ public final class Interceptor: @unchecked Sendable {
     /// The two halves of a client port that came round before the proxy accepted the connection
     /// that held it (BG_ORIG_CONTESTED in bordergate_abi.h).
     static let supersededReason = "a later connection from the same client address and port reached the proxy before it accepted this one, and it cannot tell the two apart: refused (fail closed; the proxy is falling behind)"
+    static let auditBlockedReason = "the daemon cannot write its audit log: refused until it can (fail closed)"
     static let contestedReason = "an earlier connection from the same client address and port was still waiting for the proxy, and it cannot tell the two apart: refused (fail closed; the proxy is falling behind)"
 
     private func auditEvent(for e: KernelConnectEvent, verdict: Verdict, reason override: String? = nil,
@@ -417,6 +424,7 @@ struct KernelResolver: ConnectionResolver {
     let kernel: KernelGuard
     let describer: ProcessDescriber
     let residency: Residency
+    let hub: AuditHub
 
     func resolve(client: SocketAddress) -> ProxiedConnection? {
         guard let (addr, port) = KernelAddress.from(client),
@@ -436,7 +444,10 @@ struct KernelResolver: ConnectionResolver {
             connectedAt: wallClock(monotonicNanos: orig.identity.monotonicNanos))
         conn.rule = upfront.rule
         if let policy = residency.policy(slot: slot) { conn.inspection = policy.inspectionPlan }
-        if orig.contested {
+        if !hub.isWritable {
+            // redirected before the kernel was told; nothing unrecorded leaves
+            conn.refusal = Interceptor.auditBlockedReason
+        } else if orig.contested {
             conn.refusal = Interceptor.contestedReason
         } else if needsVerdict {
             conn.decide = { [residency] host in

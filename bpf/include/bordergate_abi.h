@@ -46,6 +46,8 @@ enum bg_reason {
                                       proxy's: its 127.0.0.1 is not Bordergate (fail closed) */
     BG_REASON_NOT_PROXY = 7,       /* what listens on the proxy's port is not the proxy's socket (it
                                       lacks the proxy's mark): a squatter (fail closed) */
+    BG_REASON_AUDIT_BLOCKED = 8,   /* the daemon cannot write its audit log (disk full): nothing
+                                      unrecorded may leave (fail closed) */
 };
 
 enum bg_event_kind {
@@ -71,6 +73,8 @@ enum bg_stat {
 
 /* Policy flags in bg_config.flags. */
 #define BG_CONFIG_FLAG_READY 1u /* a proxy port is set */
+#define BG_CONFIG_FLAG_AUDIT_BLOCKED 2u /* the audit log cannot be written: every verdict that would
+                                           let a recorded connection out becomes DENY until it can */
 
 /* Single entry of the `config` array map; written by the daemon, read by every program. */
 struct bg_config {
