@@ -240,8 +240,12 @@ public enum ConfigParser {
                     }
                 case "recording":
                     c.recording = try recording(v)
+                case "audit":
+                    c.audit = try audit(v)
+                case "metrics":
+                    c.metrics = try metrics(v)
                 default:
-                    throw fail(k, "unknown key '\(key)'; expected tables, regions, groups, default-policy, policies, cgroups, maskers or recording")
+                    throw fail(k, "unknown key '\(key)'; expected tables, regions, groups, default-policy, policies, cgroups, maskers, recording, audit or metrics")
                 }
             }
             guard !c.policyOrder.isEmpty else {

@@ -160,6 +160,10 @@ public struct BordergateConfig: Sendable {
     public var cgroups: [(cgroup: String, policy: String)] = []
     /// How long session recordings are kept and how much disk they may take (`recording:`).
     public var recording = RecordingConfig()
+    /// Audit log rotation and retention (`audit:`).
+    public var audit = AuditLogConfig()
+    /// Where `/metrics` is served (`metrics:`); nil: not served.
+    public var metrics: MetricsConfig?
 
     public init(path: String, defaultPolicy: String) {
         self.path = path

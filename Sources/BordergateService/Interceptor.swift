@@ -60,6 +60,7 @@ public final class Interceptor: @unchecked Sendable {
         proxy = TransparentProxy(configuration: .init(port: settings.proxyPort, upstreamMark: KernelGuard.proxyMark),
                                  group: group, resolver: resolver, sink: hub,
                                  handlers: Inspection.handlers(httpRules: masking.rules(for:), recorder: recorder), logger: logger)
+        Self.applyAuditRotation(residencyConfig.config.audit, to: hub.log)
         hub.onWritabilityChange = { [kernel, settings] problem in
             Self.auditWritabilityChanged(problem, kernel: kernel, settings: settings)
         }
@@ -264,6 +265,7 @@ public final class Interceptor: @unchecked Sendable {
         let summary = try residency.reload(trigger: trigger)
         // retention reads the config in force each time; the body cap applies to new sessions
         (recorder as? StoreRecorder)?.maxSessionBodyBytes = residency.config.config.recording.maxSessionBodyBytes
+        Self.applyAuditRotation(residency.config.config.audit, to: hub.log)
         applyConfiguredCgroups()
         return summary
     }

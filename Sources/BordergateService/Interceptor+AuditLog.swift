@@ -1,7 +1,14 @@
+import BordergateAudit
 import BordergateKernel
+import BordergatePolicy
 import Foundation
 
 extension Interceptor {
+    /// The config's `audit:` keys: rotation past a size, retention of rotated files.
+    static func applyAuditRotation(_ c: AuditLogConfig, to log: AuditLog) {
+        log.setRotation(c.rotateBytes.map { AuditLog.Rotation(bytes: $0, retain: c.retain) })
+    }
+
     /// Fail closed on the audit log: while it cannot be written the kernel refuses every guarded
     /// connection it would record (the proxy refuses what it is handed, ``KernelResolver``), and
     /// the operator is told once, on stderr, what to do; it lifts when a write succeeds again.
