@@ -204,6 +204,9 @@ public final class AuditHub: @unchecked Sendable {
 
     public var subscriberCount: Int { lock.withLock { subscribers.count } }
 
+    /// Events published and not written yet (the log's lag, for `/metrics`).
+    public var queuedCount: Int { lock.withLock { queue.count } }
+
     public struct Counters: Sendable, Codable {
         public var published: UInt64
         public var writeFailures: UInt64

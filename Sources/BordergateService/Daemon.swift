@@ -46,23 +46,30 @@ public enum Daemon {
                   audit log       \(settings.auditLogPath)
                   recordings      \(interceptor.sessionStore?.path ?? "off (see the error above)")
                   pins            \(settings.pinRoot)
+                  metrics         \(interceptor.residency.config.config.metrics.map { "http://\($0.listen)/metrics" } ?? "off (metrics: {listen: 127.0.0.1:9380} in the config)")
                   config          \(config.config.path) (default policy \(config.config.defaultPolicy))
                   tables          \(config.tableNotes.joined(separator: "\n                              "))
                   guarding        \(resumed) cgroup(s) resumed from pins
                 watch with: bordergate events -f\n
                 """.utf8))
         }
-        // Shut down in reverse: reload, control, retention, grants, proxy, pump.
-        let group = ServiceGroup(
-            services: [
-                KernelEventPumpService(interceptor: interceptor),
-                ProxyService(interceptor: interceptor),
-                GrantExpiryService(interceptor: interceptor),
-                RecordingRetentionService(interceptor: interceptor),
-                ControlService(control: control, hub: hub, logger: logger, stoppedBy: stoppedBy, onListening: announce),
-                ReloadService(interceptor: interceptor, hangups: hangups),
-            ],
-            logger: logger)
+        // Shut down in reverse: reload, control, metrics, retention, grants, proxy, pump.
+        var services: [any Service] = [
+            KernelEventPumpService(interceptor: interceptor),
+            ProxyService(interceptor: interceptor),
+            GrantExpiryService(interceptor: interceptor),
+            RecordingRetentionService(interceptor: interceptor),
+        ]
+        // metrics: read at start; a reload does not move the listener (restart for that)
+        if let m = interceptor.residency.config.config.metrics {
+            services.append(MetricsService(server: MetricsServer(config: m, metrics: DaemonMetrics(interceptor: interceptor)),
+                                           hub: hub, logger: logger))
+        }
+        services += [
+            ControlService(control: control, hub: hub, logger: logger, stoppedBy: stoppedBy, onListening: announce),
+            ReloadService(interceptor: interceptor, hangups: hangups),
+        ] as [any Service]
+        let group = ServiceGroup(services: services, logger: logger)
         let stopOnSignal = Task {
             for await s in stops {
                 stoppedBy.withLockedValue { $0 = "\(s)" }
