@@ -52,6 +52,7 @@ public enum Daemon {
                   guarding        \(resumed) cgroup(s) resumed from pins
                 watch with: bordergate events -f\n
                 """.utf8))
+            SystemdUnit.notify("READY=1\nSTATUS=guarding \(resumed) cgroup(s) resumed from pins; proxy on \(interceptor.proxyAddresses.joined(separator: ", "))")
         }
         // Shut down in reverse: reload, control, metrics, retention, grants, proxy, pump.
         var services: [any Service] = [
@@ -177,6 +178,7 @@ struct ControlService: Service {
         try? await gracefulShutdown()
         let on = stoppedBy.withLockedValue { $0 }.map { " on \($0)" } ?? ""
         logger.info("stopping\(on)")
+        SystemdUnit.notify("STOPPING=1")
         hub.publish(AuditEvent(type: .daemon, message: "daemon stopping\(on); guards stay in place and refuse connections until a daemon returns"))
         await control.stop()
     }
