@@ -45,6 +45,9 @@ extension AuditHub {
         do {
             try log.appendEvents([event], into: &block, lines: &lines)
         } catch {
+            // its line is not in the log: nothing of it may pass for a line of the batch
+            block.removeAll(keepingCapacity: true)
+            lines.removeAll(keepingCapacity: true)
             return .stillFailing("\(error)")
         }
         return .recovered(event, line: lines.first.map { Data(block[$0]) } ?? Data())

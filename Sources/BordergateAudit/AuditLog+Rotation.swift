@@ -35,6 +35,18 @@ extension AuditLog {
         return rotatedFiles(directory: dir).map { dir + "/" + $0 } + [logPath]
     }
 
+    /// The rotated files that may hold events since `since` (all when nil), oldest first: what a
+    /// reader of the history reads before the current file. A file last written before `since`
+    /// holds nothing newer.
+    public static func rotatedHistory(logPath: String, since: Date?) -> [String] {
+        let dir = (logPath as NSString).deletingLastPathComponent
+        return rotatedFiles(directory: dir).map { dir + "/" + $0 }.filter { path in
+            guard let since else { return true }
+            var st = stat()
+            return stat(path, &st) != 0 || Double(st.st_mtim.tv_sec) + 1 >= since.timeIntervalSince1970
+        }
+    }
+
     /// Names of the rotated files in a directory, oldest first.
     static func rotatedFiles(directory dir: String) -> [String] {
         ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? [])

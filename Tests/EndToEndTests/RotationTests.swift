@@ -27,6 +27,15 @@ extension EndToEnd {
         let second = try String(contentsOfFile: audit + "/" + rotated[1], encoding: .utf8)
         #expect(second.hasPrefix("{") && second.split(separator: "\n")[0].contains(#""continues":"\#(rotated[0])""#))
 
+        // the history spans the files: events and export read them all
+        let listed = d.cli("events --since 1h --type connect -o json").stdout.split(separator: "\n").count
+        #expect(listed >= 250, "events reads the rotated files too: \(listed)")
+        let bundle = d.stateDir + "/period.tar.gz"
+        let export = d.cli("audit export --since 1h --out \(bundle)")
+        #expect(export.status == 0, "\(export.stdout) \(export.stderr)")
+        let checked = d.cli("audit verify --bundle \(bundle)")
+        #expect(checked.status == 0 && checked.stdout.contains("ok: bundle"), "\(checked.stdout)")
+
         let moved = d.stateDir + "/" + rotated[1]
         try FileManager.default.moveItem(atPath: audit + "/" + rotated[1], toPath: moved)
         let gap = d.cli("audit verify")

@@ -102,7 +102,9 @@ struct EventsCommand: AsyncParsableCommand {
             }
             if !client.isDaemonRunning {
                 if follow { _ = try client.call(ControlRequest(command: .ping)) } // says no daemon
-                _ = try AuditLog.read(path: settings.auditLogPath, filter: filter) { e, line in sink.event(e, line: line) }
+                for file in AuditLog.rotatedHistory(logPath: settings.auditLogPath, since: filter.since) + [settings.auditLogPath] {
+                    _ = try AuditLog.read(path: file, filter: filter) { e, line in sink.event(e, line: line) }
+                }
                 sink.historyEnded()
                 return
             }
