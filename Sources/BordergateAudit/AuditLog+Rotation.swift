@@ -101,22 +101,52 @@ extension AuditLog {
         headAt = 0
         try appendCheckpoint(to: &block, seq: &seq, chain: &chain, continues: name)
         if let retain = r.retain {
-            let removed = removeExpired(directory: dir, olderThan: Date().addingTimeInterval(-retain), keep: name)
-            if !removed.isEmpty {
-                let e = AuditEvent(type: .daemon, message: "audit log retention removed \(removed.count) file(s) last written more than \(Self.durationText(retain)) ago: \(removed.joined(separator: ", ")); the oldest file kept starts with a checkpoint that signs the last line before it")
-                let start = block.count
-                e.appendJSON(to: &block)
-                seq += 1
-                chain = Chain.seal(&block, from: start, seq: seq, previous: chain)
-                block.append(UInt8(ascii: "\n"))
-                unsigned += 1
-            }
+            appendRetention(retain, keep: name, to: &block, seq: &seq, chain: &chain)
         }
+    }
+
+    /// Removes what retention lets go and puts its chained record into `block` (nothing when
+    /// nothing went). With the lock and the file lock held.
+    private func appendRetention(_ retain: Double, keep: String?, to block: inout [UInt8], seq: inout UInt64, chain: inout Chain.Value) {
+        let dir = (path as NSString).deletingLastPathComponent
+        let removed = removeExpired(directory: dir, olderThan: Date().addingTimeInterval(-retain), keep: keep)
+        guard !removed.isEmpty else { return }
+        let e = AuditEvent(type: .daemon, message: "audit log retention removed \(removed.count) file(s) last written more than \(Self.durationText(retain)) ago: \(removed.joined(separator: ", ")); the oldest file kept starts with a checkpoint that signs the last line before it")
+        let start = block.count
+        e.appendJSON(to: &block)
+        seq += 1
+        chain = Chain.seal(&block, from: start, seq: seq, previous: chain)
+        block.append(UInt8(ascii: "\n"))
+        unsigned += 1
+    }
+
+    /// Applies retention now, outside a rotation: a log that seldom rotates still lets old files
+    /// go on time (the daemon calls it hourly). Returns the files removed.
+    @discardableResult
+    public func applyRetention() throws -> [String] {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let retain = rotationSettings?.retain else { return [] }
+        lockFile()
+        defer { flock(fd, LOCK_UN) }
+        var (seq, chain) = try currentHead()
+        var block: [UInt8] = []
+        appendRetention(retain, keep: nil, to: &block, seq: &seq, chain: &chain)
+        guard !block.isEmpty else { return [] }
+        _ = try writeChained(block, seq: seq, chain: chain)
+        return Self.retentionRecord(block)
+    }
+
+    /// The file names a retention record lists (for the caller's log line).
+    private static func retentionRecord(_ block: [UInt8]) -> [String] {
+        let text = String(decoding: block, as: UTF8.self)
+        guard let r = text.range(of: " ago: "), let end = text.range(of: "; the oldest", range: r.upperBound..<text.endIndex) else { return [] }
+        return text[r.upperBound..<end.lowerBound].components(separatedBy: ", ")
     }
 
     /// Removes whole rotated files last modified before `cutoff`, oldest first, stopping at the
     /// first one that is younger (the chain is removed from its start only). Never `keep`.
-    func removeExpired(directory dir: String, olderThan cutoff: Date, keep: String) -> [String] {
+    func removeExpired(directory dir: String, olderThan cutoff: Date, keep: String?) -> [String] {
         var removed: [String] = []
         for f in Self.rotatedFiles(directory: dir) where f != keep {
             var st = stat()

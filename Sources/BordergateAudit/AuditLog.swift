@@ -201,7 +201,7 @@ public final class AuditLog: @unchecked Sendable {
     var pendingHead: [UInt8]?
 
     /// Writes a block of chained lines; with the lock and the flock held.
-    private func writeChained(_ block: [UInt8], seq: UInt64, chain: Chain.Value) throws -> UInt64 {
+    func writeChained(_ block: [UInt8], seq: UInt64, chain: Chain.Value) throws -> UInt64 {
         defer { pendingHead = nil }
         var off = 0
         while off < block.count {
@@ -245,7 +245,7 @@ public final class AuditLog: @unchecked Sendable {
     }
 
     /// The seq and chain value to continue from: ours if nobody wrote since, else the file's tail.
-    private func currentHead() throws -> (UInt64, Chain.Value) {
+    func currentHead() throws -> (UInt64, Chain.Value) {
         var st = stat()
         fstat(fd, &st)
         let fileSize = UInt64(st.st_size)

@@ -60,6 +60,7 @@ public enum Daemon {
             ProxyService(interceptor: interceptor),
             GrantExpiryService(interceptor: interceptor),
             RecordingRetentionService(interceptor: interceptor),
+            AuditRetentionService(hub: hub, logger: logger),
         ]
         // metrics: read at start; a reload does not move the listener (restart for that)
         if let m = interceptor.residency.config.config.metrics {
@@ -147,6 +148,27 @@ struct RecordingRetentionService: Service {
             while !Task.isCancelled {
                 await interceptor.applyRecordingRetentionInBackground()
                 try? await Task.sleep(for: Self.interval)
+            }
+        }
+    }
+}
+
+/// The audit log's retention between rotations, hourly (rotation applies it too).
+struct AuditRetentionService: Service {
+    let hub: AuditHub
+    let logger: Logger
+
+    func run() async {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(3600))
+                guard !Task.isCancelled else { break }
+                do {
+                    let removed = try hub.log.applyRetention()
+                    if !removed.isEmpty { logger.info("audit log retention removed \(removed.joined(separator: ", "))") }
+                } catch {
+                    logger.error("audit log retention: \(error); old files stay until it works")
+                }
             }
         }
     }

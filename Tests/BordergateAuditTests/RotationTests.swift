@@ -124,6 +124,24 @@ private func verify(_ files: [String], dir: String) throws -> LogVerifier.Report
         #expect(r.notes.contains { $0.contains("after \(before[1])") }, "\(r.notes)")
     }
 
+    @Test func retentionBetweenRotationsRemovesOldFilesAndTheRestStillVerifies() throws {
+        let dir = logDir()
+        let log = try AuditLog(path: dir + "/events.jsonl", checkpointEvery: 50, checkpointInterval: .seconds(3600))
+        log.setRotation(.init(bytes: 4096, retain: 3600))
+        try append(log, 0..<60)
+        #expect(try log.applyRetention().isEmpty, "nothing is old yet")
+        let files = AuditLog.rotatedFiles(directory: dir)
+        try #require(files.count >= 2)
+        for f in files {
+            try FileManager.default.setAttributes([.modificationDate: Date().addingTimeInterval(-7200)], ofItemAtPath: dir + "/" + f)
+        }
+        #expect(try log.applyRetention() == files)
+        #expect(AuditLog.rotatedFiles(directory: dir).isEmpty)
+        try append(log, 60..<62)
+        let r = try verify(AuditLog.chainFiles(logPath: log.path), dir: dir)
+        #expect(r.ok, "\(r.problems)")
+    }
+
     @Test func aSecondWriterFollowsTheRotationAndKeepsOneChain() throws {
         let dir = logDir()
         let a = try AuditLog(path: dir + "/events.jsonl", checkpointEvery: 50, checkpointInterval: .seconds(3600))
