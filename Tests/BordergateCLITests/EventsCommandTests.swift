@@ -27,6 +27,24 @@ import Testing
         #expect(back == f)
     }
 
+    @Test func untilBoundsTheHistoryAndOutputFileTakesTheEvents() throws {
+        let c = try EventsCommand.parse(["--until", "2026-12-04T22:00:01Z", "-o", "json"])
+        let f = c.filter(negating: [])
+        var early = Self.connect(.pass, host: "a.example")
+        early.time = AuditTime.parse("2026-12-04T22:00:00Z")!
+        var late = early
+        late.time = AuditTime.parse("2026-12-04T22:00:02Z")!
+        #expect(f.matches(early) && !f.matches(late))
+        #expect(throws: (any Error).self) { try EventsCommand.parse(["--until", "soon"]) }
+        let path = NSTemporaryDirectory() + "bg-events-\(UUID().uuidString).jsonl"
+        defer { unlink(path) }
+        let sink = try EventsSink(format: .json, last: 1, file: path)
+        sink.event(early, line: Data("one".utf8))
+        sink.event(late, line: Data("two".utf8))
+        sink.historyEnded()
+        #expect(try String(contentsOfFile: path, encoding: .utf8) == "two\n", "--last 1 of the history, to the file")
+    }
+
     @Test func lastNeedsAPositiveNumberAndInputCannotBeFollowed() {
         #expect(throws: (any Error).self) { try EventsCommand.parse(["--last", "0"]) }
         #expect(throws: (any Error).self) { try EventsCommand.parse(["--input", "x.jsonl", "-f"]) }

@@ -15,7 +15,8 @@ struct EventsCommand: AsyncParsableCommand {
               bordergate events --since 15m --verdict deny
               bordergate events -f --cgroup /ci -o json | jq .destination
               bordergate events --last 20 --not --verdict pass -o table
-              bordergate events --input saved.jsonl --host '*.example.com'
+              bordergate events --input saved.jsonl --host '*.example.com' --until 1h
+              bordergate --generate-completion-script bash > /etc/bash_completion.d/bordergate
             """)
 
     @OptionGroup var common: CommonOptions
@@ -25,6 +26,12 @@ struct EventsCommand: AsyncParsableCommand {
 
     @Option(help: ArgumentHelp("Only events since a duration ago (90s, 15m, 2h, 7d) or an RFC 3339 time.", valueName: "when"))
     var since: String?
+
+    @Option(help: ArgumentHelp("Only events up to a duration ago or an RFC 3339 time.", valueName: "when"))
+    var until: String?
+
+    @Option(help: ArgumentHelp("Write the events to this file instead of standard output (appended).", valueName: "file"))
+    var outputFile: String?
 
     @Option(name: .shortAndLong, help: "Output: compact (one line per event), json (the log's JSON, one event per line) or table (columns with a header).")
     var output: EventOutput = .compact
@@ -60,6 +67,9 @@ struct EventsCommand: AsyncParsableCommand {
         if let since, EventFilter.parseSince(since) == nil {
             throw ValidationError("--since takes a duration (90s, 15m, 2h, 7d) or an RFC 3339 time, not '\(since)'")
         }
+        if let until, EventFilter.parseSince(until) == nil {
+            throw ValidationError("--until takes a duration (90s, 15m, 2h, 7d) or an RFC 3339 time, not '\(until)'")
+        }
         if let last, last < 1 { throw ValidationError("--last takes a number of events, 1 or more") }
         if input != nil, follow { throw ValidationError("--input reads a saved file; -f follows a running daemon: give one") }
         if negations > 0, Self.negatedOptions(in: Array(CommandLine.arguments.dropFirst())).count < negations {
@@ -72,6 +82,7 @@ struct EventsCommand: AsyncParsableCommand {
     /// The options named in `negated` go into a filter the events must not match.
     func filter(negating negated: Set<String>) -> EventFilter {
         var yes = EventFilter(since: since.flatMap { EventFilter.parseSince($0) })
+        yes.until = until.flatMap { EventFilter.parseSince($0) }
         var no = EventFilter()
         func put<T>(_ name: String, _ value: T?, _ key: WritableKeyPath<EventFilter, T?>) {
             guard let value else { return }
@@ -93,7 +104,7 @@ struct EventsCommand: AsyncParsableCommand {
             let settings = common.settings
             let client = ControlClient(path: settings.controlSocket)
             let decoder = AuditEvent.makeDecoder()
-            let sink = EventsSink(format: output, last: last)
+            let sink = try EventsSink(format: output, last: last, file: outputFile)
             if let input {
                 guard FileManager.default.fileExists(atPath: input) else { throw ServiceError("no file \(input) to read events from") }
                 _ = try AuditLog.read(path: input, filter: filter) { e, line in sink.event(e, line: line) }

@@ -10,10 +10,24 @@ final class EventsSink {
     private var held: [(AuditEvent, Data)] = []
     private var live = false
     private var headerDone = false
+    private let out: FileHandle
+    /// Verdicts in colour: on a terminal only, and not when NO_COLOR is set (no-color.org).
+    private let colour: Bool
 
-    init(format: EventOutput, last: Int?) {
+    init(format: EventOutput, last: Int?, file: String? = nil) throws {
         self.format = format
         self.last = last
+        if let file {
+            guard FileManager.default.fileExists(atPath: file) || FileManager.default.createFile(atPath: file, contents: nil),
+                  let h = FileHandle(forWritingAtPath: file) else {
+                throw ServiceError("cannot write events to \(file): check the path and its permissions")
+            }
+            h.seekToEndOfFile()
+            out = h
+        } else {
+            out = .standardOutput
+        }
+        colour = file == nil && format != .json && isatty(1) == 1 && ProcessInfo.processInfo.environment["NO_COLOR"] == nil
     }
 
     func event(_ e: AuditEvent, line: Data) {
@@ -36,13 +50,26 @@ final class EventsSink {
     private func write(_ e: AuditEvent, line: Data) {
         if format == .table, !headerDone {
             headerDone = true
-            FileHandle.standardOutput.write(Data((EventTable.header + "\n").utf8))
+            out.write(Data((EventTable.header + "\n").utf8))
         }
+        var data: Data
         switch format {
-        case .table: FileHandle.standardOutput.write(Data((EventTable.row(e) + "\n").utf8))
-        case .compact, .json: Output.event(e, line: line, as: format)
+        case .table: data = Data(painted(EventTable.row(e), e).utf8)
+        case .compact: data = Data(painted(EventFormatter.compact(e), e).utf8)
+        case .json: data = line
         }
+        data.append(UInt8(ascii: "\n"))
+        out.write(data)
     }
+
+    /// The verdict's first appearance in the line, in its colour.
+    private func painted(_ text: String, _ e: AuditEvent) -> String {
+        guard colour, let v = e.verdict, let code = Self.colours[v.rawValue],
+              let at = text.range(of: " \(v.rawValue) ") else { return text }
+        return text.replacingCharacters(in: at, with: " \u{1B}[\(code)m\(v.rawValue)\u{1B}[0m ")
+    }
+
+    static let colours = ["deny": "31", "error": "31", "pass": "32", "redirect": "36", "audit": "33", "grant": "35"]
 }
 
 /// `-o table`: fixed columns, so a stream lines up without knowing what comes later.
