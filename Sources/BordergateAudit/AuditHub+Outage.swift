@@ -19,6 +19,12 @@ extension AuditHub {
     /// How often the writer tries the log again while it cannot write.
     static let outageRetry: TimeInterval = 1
 
+    /// Sets (or with nil removes) what is told when the log stops or starts taking writes again:
+    /// the error, or nil. Called on the writer thread, without the hub's lock.
+    public func setWritabilityHandler(_ handler: (@Sendable (_ problem: String?) -> Void)?) {
+        lock.withLock { onWritabilityChange = handler }
+    }
+
     /// Whether the log takes writes. One atomic load: the proxy asks on every connection.
     public var isWritable: Bool { !blocked.load(ordering: .acquiring) }
 

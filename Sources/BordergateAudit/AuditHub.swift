@@ -80,8 +80,8 @@ public final class AuditHub: @unchecked Sendable {
     var outage: LogOutage?
     let blocked = Atomic<Bool>(false)
     /// Told when the log stops taking writes (the error) and when it takes them again (nil); on
-    /// the writer thread, so it must be quick. Set before events are published.
-    public nonisolated(unsafe) var onWritabilityChange: (@Sendable (_ problem: String?) -> Void)?
+    /// the writer thread, so it must be quick (``setWritabilityHandler(_:)``; read with the lock).
+    var onWritabilityChange: (@Sendable (_ problem: String?) -> Void)?
 
     public init(log: AuditLog) {
         self.log = log

@@ -61,7 +61,7 @@ public final class Interceptor: @unchecked Sendable {
                                  group: group, resolver: resolver, sink: hub,
                                  handlers: Inspection.handlers(httpRules: masking.rules(for:), recorder: recorder), logger: logger)
         Self.applyAuditRotation(residencyConfig.config.audit, to: hub.log)
-        hub.onWritabilityChange = { [kernel, settings] problem in
+        hub.setWritabilityHandler { [kernel, settings] problem in
             Self.auditWritabilityChanged(problem, kernel: kernel, settings: settings)
         }
     }
@@ -206,6 +206,7 @@ public final class Interceptor: @unchecked Sendable {
         stopping.withLockedValue { $0 = true }
         try? await group.shutdownGracefully()
         sessionStore?.flush() // the last sessions' rows and events
+        hub.setWritabilityHandler(nil) // the kernel's maps close now
         kernel.close()
     }
 
