@@ -150,7 +150,8 @@ public final class AuditHub: @unchecked Sendable {
             lock.lock()
             let change = noteWriteResult(failure: failure, events: batch.count, recovered: recovered)
             if let failure {
-                // A full disk must not stop the guard: keep serving live readers, count the loss.
+                // Live readers are still served and the loss counted; meanwhile the outage
+                // (AuditHub+Outage.swift) has guarded connections refused.
                 writeFailures += UInt64(batch.count)
                 lastWriteError = failure
             }
