@@ -1,5 +1,6 @@
 import CBordergateSys
 import Foundation
+import Synchronization
 
 /// Where every event goes: appended to the durable ``AuditLog`` and fanned out live to every
 /// subscriber (`bordergate events -f`).
@@ -48,7 +49,7 @@ public final class AuditHub: @unchecked Sendable {
         }
 
         /// Called with the hub's lock held.
-        fileprivate func deliver(_ event: AuditEvent, line: Data) {
+        func deliver(_ event: AuditEvent, line: Data) {
             guard filter.matches(event) else { return }
             if missed > 0 {
                 if case .dropped = continuation.yield(.missed(missed)) {
@@ -69,7 +70,7 @@ public final class AuditHub: @unchecked Sendable {
     /// partial write every time), so fewer, larger writes; a live reader sees events this much later.
     public static let batchWindow: Duration = .milliseconds(5)
     /// Guards the queue and everything the writer touches.
-    private let lock = NSCondition()
+    let lock = NSCondition()
     private var queue: [AuditEvent] = []
     /// Events the queue may hold; refusals are coalesced past half of it.
     public let capacity: Int
@@ -79,11 +80,17 @@ public final class AuditHub: @unchecked Sendable {
     private var writerWaiting = false
     private var stopping = false
     private var writerRunning = false
-    private var subscribers: [Int: Subscription] = [:]
+    var subscribers: [Int: Subscription] = [:]
     private var nextID = 0
     private var published: UInt64 = 0
     private var writeFailures: UInt64 = 0
     private var lastWriteError: String?
+    /// Set while the log cannot be written (AuditHub+Outage.swift).
+    var outage: LogOutage?
+    let blocked = Atomic<Bool>(false)
+    /// Told when the log stops taking writes (the error) and when it takes them again (nil); on
+    /// the writer thread, so it must be quick (``setWritabilityHandler(_:)``; read with the lock).
+    var onWritabilityChange: (@Sendable (_ problem: String?) -> Void)?
 
     public init(log: AuditLog, capacity: Int = 65_536) {
         self.log = log
@@ -128,9 +135,15 @@ public final class AuditHub: @unchecked Sendable {
         var lines: [Range<Int>] = []
         lock.lock()
         while true {
-            while queue.isEmpty && coalescer.isEmpty && !stopping {
+            var retryDue = false
+            while queue.isEmpty && coalescer.isEmpty && !stopping && !retryDue {
                 writerWaiting = true
-                lock.wait()
+                if outage != nil {
+                    // nothing may come to write while the guard refuses: retry on a timer
+                    retryDue = !lock.wait(until: Date().addingTimeInterval(Self.outageRetry))
+                } else {
+                    lock.wait()
+                }
                 writerWaiting = false
             }
             if queue.isEmpty && coalescer.isEmpty && stopping { break }
@@ -150,10 +163,18 @@ public final class AuditHub: @unchecked Sendable {
             // One buffer for the batch, kept between batches: no allocation per event. The log
             // encodes and chains into it.
             var failure: String?
-            do { try log.appendEvents(batch, into: &block, lines: &lines) } catch { failure = "\(error)" }
+            // after an outage, its record goes first; until that is written, nothing else is tried
+            let recovered = endOutageIfWritable(into: &block, lines: &lines)
+            if case .stillFailing(let error) = recovered {
+                failure = error
+            } else {
+                do { try log.appendEvents(batch, into: &block, lines: &lines) } catch { failure = "\(error)" }
+            }
             lock.lock()
+            let change = noteWriteResult(failure: failure, events: batch.count, recovered: recovered)
             if let failure {
-                // A full disk must not stop the guard: keep serving live readers, count the loss.
+                // Live readers are still served and the loss counted; meanwhile the outage
+                // (AuditHub+Outage.swift) has guarded connections refused.
                 writeFailures += UInt64(batch.count)
                 lastWriteError = failure
             }
@@ -175,6 +196,11 @@ public final class AuditHub: @unchecked Sendable {
             }
             writing = false
             lock.broadcast()
+            if let change, let tell = onWritabilityChange {
+                lock.unlock()
+                tell(change)
+                lock.lock()
+            }
         }
         writerRunning = false
         lock.broadcast()
@@ -201,6 +227,9 @@ public final class AuditHub: @unchecked Sendable {
     }
 
     public var subscriberCount: Int { lock.withLock { subscribers.count } }
+
+    /// Events published and not written yet (the log's lag, for `/metrics`).
+    public var queuedCount: Int { lock.withLock { queue.count } }
 
     public struct Counters: Sendable, Codable {
         public var published: UInt64

@@ -16,22 +16,26 @@ import Foundation
 /// the file grew under them, so a daemon and an `exec` sharing a state directory keep one chain.
 public final class AuditLog: @unchecked Sendable {
     public let path: String
-    private let fd: Int32
-    private let lock = NSLock()
-    private var size: UInt64
+    /// Replaced when the log rotates (AuditLog+Rotation.swift).
+    var fd: Int32
+    let lock = NSLock()
+    var size: UInt64
     private var dirty = false
     private var syncTimer: DispatchSourceTimer?
-    private let signingKey: Curve25519.Signing.PrivateKey
+    let signingKey: Curve25519.Signing.PrivateKey
     private let publicKeyText: String
-    private let checkpointEvery: Int
+    let checkpointEvery: Int
     private let checkpointInterval: Duration
     /// The last chained line: its seq and chain value; nil until read from the file's tail.
-    private var head: (seq: UInt64, chain: Chain.Value)?
+    var head: (seq: UInt64, chain: Chain.Value)?
     /// The file size `head` was read at or written to: a different size means another writer.
-    private var headAt: UInt64 = .max
+    var headAt: UInt64 = .max
     /// Chained events since the last checkpoint, and when that was.
-    private var unsigned = 0
-    private var lastCheckpoint = ContinuousClock.now
+    var unsigned = 0
+    var lastCheckpoint = ContinuousClock.now
+    /// When to move to a new file and which old files to remove (`audit:` in the config); set by
+    /// the daemon, read with the lock held.
+    var rotationSettings: Rotation?
 
     /// The public key that verifies this log's checkpoints (`ed25519:<base64>`).
     public var publicKey: String { publicKeyText }
@@ -135,9 +139,12 @@ public final class AuditLog: @unchecked Sendable {
         guard !events.isEmpty else { return currentSize }
         lock.lock()
         defer { lock.unlock() }
-        flock(fd, LOCK_EX)
+        lockFile()
         defer { flock(fd, LOCK_UN) }
         var (seq, chain) = try currentHead()
+        if let r = rotationSettings, size >= r.bytes, size > 0 {
+            try rotate(r, into: &block, seq: &seq, chain: &chain)
+        }
         for event in events {
             let start = block.count
             event.appendJSON(to: &block)
@@ -169,7 +176,7 @@ public final class AuditLog: @unchecked Sendable {
     }
 
     private func checkpointLocked() throws {
-        flock(fd, LOCK_EX)
+        lockFile()
         defer { flock(fd, LOCK_UN) }
         // after another writer's lines, currentHead counts an unsigned tail as 1
         var (seq, chain) = try currentHead()
@@ -179,9 +186,9 @@ public final class AuditLog: @unchecked Sendable {
         try writeChained(block, seq: seq, chain: chain)
     }
 
-    private func appendCheckpoint(to block: inout [UInt8], seq: inout UInt64, chain: inout Chain.Value) throws {
+    func appendCheckpoint(to block: inout [UInt8], seq: inout UInt64, chain: inout Chain.Value, continues: String? = nil) throws {
         let start = block.count
-        try Checkpoint.appendJSON(signing: seq, chain: chain, key: signingKey, publicKey: publicKeyText, to: &block)
+        try Checkpoint.appendJSON(signing: seq, chain: chain, key: signingKey, publicKey: publicKeyText, continues: continues, to: &block)
         seq += 1
         chain = Chain.seal(&block, from: start, seq: seq, previous: chain)
         pendingHead = Array(block[start...])
@@ -191,20 +198,23 @@ public final class AuditLog: @unchecked Sendable {
     }
 
     /// The last checkpoint line of the block being written, copied to ``headPath`` once it is in the log.
-    private var pendingHead: [UInt8]?
+    var pendingHead: [UInt8]?
 
     /// Writes a block of chained lines; with the lock and the flock held.
-    private func writeChained(_ block: [UInt8], seq: UInt64, chain: Chain.Value) throws -> UInt64 {
+    func writeChained(_ block: [UInt8], seq: UInt64, chain: Chain.Value) throws -> UInt64 {
         defer { pendingHead = nil }
         var off = 0
         while off < block.count {
             let n = block.withUnsafeBytes { write(fd, $0.baseAddress! + off, $0.count - off) }
             if n < 0 {
                 if errno == EINTR { continue }
-                // part of the block may be in the file: the next write re-reads the tail (and
-                // keeps our head if the tail holds less)
+                let err = errno
+                // part of the block may be in the file (ENOSPC midway): cut it off again, so the
+                // log ends on the last whole line it acknowledged; the next write re-reads the
+                // tail either way (and keeps our head if the tail holds less)
+                if off > 0 { _ = ftruncate(fd, off_t(size)) }
                 headAt = .max
-                throw AuditError(.write, path: path, errno: errno)
+                throw AuditError(.write, path: path, errno: err)
             }
             off += n
         }
@@ -235,7 +245,7 @@ public final class AuditLog: @unchecked Sendable {
     }
 
     /// The seq and chain value to continue from: ours if nobody wrote since, else the file's tail.
-    private func currentHead() throws -> (UInt64, Chain.Value) {
+    func currentHead() throws -> (UInt64, Chain.Value) {
         var st = stat()
         fstat(fd, &st)
         let fileSize = UInt64(st.st_size)
@@ -253,7 +263,8 @@ public final class AuditLog: @unchecked Sendable {
             // after our next event, so no run of unsigned events grows past the verifier's bound
             unsigned = found.checkpoint ? 0 : max(unsigned, checkpointEvery - 1)
         } else if head == nil {
-            head = (0, .genesis)
+            // a new file after a rotation continues the rotated one's chain
+            head = Self.lastRotatedSeal(directory: (path as NSString).deletingLastPathComponent) ?? (0, .genesis)
             unsigned = 0
         }
         // else the file lost chained lines we wrote (truncated, or an unchained line put after

@@ -113,6 +113,8 @@ public struct DaemonStatus: Codable, Sendable {
     public var heapInUse: UInt64?
     /// The session recording store, in words: its path, size and retention, or why it is off.
     public var recordings: String?
+    /// Set while the audit log cannot be written: since when, why, and that connections are refused.
+    public var auditProblem: String?
 
     public init(pid: Int32, version: String, startedAt: Date, proxy: [String], pinRoot: String, stateDirectory: String,
                 auditLog: String, cgroupRoot: String, programs: [String], guards: [Guard], kernel: [String: UInt64],

@@ -12,6 +12,10 @@ public struct EventFilter: Codable, Sendable, Equatable {
     public var region: String?
     /// A hostname glob (`*.example.com`), matched against the destination's host.
     public var host: String?
+    /// Events up to this time only (`events --until`).
+    public var until: Date?
+    /// Filters an event must match none of (`events --not --verdict pass`).
+    public var not: [EventFilter]?
 
     public init(since: Date? = nil, pid: Int? = nil, cgroup: String? = nil, verdict: Verdict? = nil, type: AuditEvent.Kind? = nil,
                 region: String? = nil, host: String? = nil) {
@@ -27,7 +31,9 @@ public struct EventFilter: Codable, Sendable, Equatable {
     public var isEmpty: Bool { self == EventFilter() }
 
     public func matches(_ e: AuditEvent) -> Bool {
+        if let not, not.contains(where: { !$0.isEmpty && $0.matches(e) }) { return false }
         if let since, e.time < since { return false }
+        if let until, e.time > until { return false }
         if let pid, e.process?.pid != pid { return false }
         if let verdict, e.verdict != verdict { return false }
         if let type, e.type != type { return false }

@@ -172,6 +172,7 @@ public func kernelReasonText(_ raw: UInt32) -> String {
     case UInt32(BG_REASON_NOT_PROXY.rawValue): return "what listens on the proxy's port is not Bordergate's proxy: refused (fail closed)"
     case UInt32(BG_REASON_OTHER_NETNS.rawValue): return "the socket is in another network namespace than the proxy, where 127.0.0.1 is not Bordergate: refused (fail closed)"
     case UInt32(BG_REASON_PROXY_LIMIT.rawValue): return "the cgroup or the user already holds as many proxied connections as the config allows (proxy: max-connections-per-cgroup, max-connections-per-uid): refused"
+    case UInt32(BG_REASON_AUDIT_BLOCKED.rawValue): return "the daemon cannot write its audit log: refused until it can (fail closed)"
     default: return ""
     }
 }

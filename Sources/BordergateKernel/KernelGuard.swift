@@ -437,7 +437,17 @@ public final class KernelGuard: @unchecked Sendable {
         cfg.proxy_mark = Self.proxyMark
         cfg.proxy_port = port
         if port != 0 { cfg.reserved_port = port }
-        cfg.flags = port == 0 ? 0 : BG_CONFIG_FLAG_READY
+        // A stopping daemon leaves the audit block in place (fail closed); a starting one clears
+        // it and sets it again if its own log cannot be written.
+        cfg.flags = port == 0 ? cfg.flags & BG_CONFIG_FLAG_AUDIT_BLOCKED : BG_CONFIG_FLAG_READY
+        try config.update(0, cfg)
+    }
+
+    /// While set, the kernel refuses every guarded connection it would record (reason
+    /// BG_REASON_AUDIT_BLOCKED): the daemon sets it when its audit log cannot be written.
+    public func setAuditBlocked(_ blocked: Bool) throws {
+        var cfg = config.lookup(0) ?? bg_config()
+        if blocked { cfg.flags |= BG_CONFIG_FLAG_AUDIT_BLOCKED } else { cfg.flags &= ~BG_CONFIG_FLAG_AUDIT_BLOCKED }
         try config.update(0, cfg)
     }
 

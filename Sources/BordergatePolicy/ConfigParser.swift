@@ -247,8 +247,12 @@ public enum ConfigParser {
                     c.export = try export(v)
                 case "proxy":
                     c.proxy = try proxy(v)
+                case "audit":
+                    c.audit = try audit(v)
+                case "metrics":
+                    c.metrics = try metrics(v)
                 default:
-                    throw fail(k, "unknown key '\(key)'; expected tables, regions, groups, default-policy, policies, cgroups, maskers, recording, tls, export or proxy")
+                    throw fail(k, "unknown key '\(key)'; expected tables, regions, groups, default-policy, policies, cgroups, maskers, recording, tls, export, proxy, audit or metrics")
                 }
             }
             guard !c.policyOrder.isEmpty else {

@@ -185,6 +185,10 @@ public struct BordergateConfig: Sendable {
     public var export: ExportConfig?
     /// Limits on proxied connections (`proxy:`).
     public var proxy = ProxyConfig()
+    /// Audit log rotation and retention (`audit:`).
+    public var audit = AuditLogConfig()
+    /// Where `/metrics` is served (`metrics:`); nil: not served.
+    public var metrics: MetricsConfig?
 
     public init(path: String, defaultPolicy: String) {
         self.path = path

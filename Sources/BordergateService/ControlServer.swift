@@ -154,14 +154,19 @@ final class ControlServer: @unchecked Sendable {
         }
         let end = subscription?.historyEnd ?? interceptor.hub.log.currentSize
         do {
-            var reader = try AuditLog.Reader(path: interceptor.hub.log.path, upTo: end, filter: filter)
-            while let batch = try reader.next() {
-                var out = ByteBuffer()
-                for (_, line) in batch {
-                    out.writeBytes(line)
-                    out.writeInteger(UInt8(ascii: "\n"))
+            // rotated files first (whole), then the current one up to where the subscription
+            // begins (a rotation while this reads can repeat or skip the events of one batch)
+            let path = interceptor.hub.log.path
+            for (file, limit) in AuditLog.rotatedHistory(logPath: path, since: filter.since).map({ ($0, UInt64?.none) }) + [(path, end)] {
+                var reader = try AuditLog.Reader(path: file, upTo: limit, filter: filter)
+                while let batch = try reader.next() {
+                    var out = ByteBuffer()
+                    for (_, line) in batch {
+                        out.writeBytes(line)
+                        out.writeInteger(UInt8(ascii: "\n"))
+                    }
+                    try await channel.writeAndFlush(out)
                 }
-                try await channel.writeAndFlush(out)
             }
             try await channel.writeAndFlush(Self.notice(ControlNotice(control: "history-end")))
             if let subscription {

@@ -46,25 +46,35 @@ public enum Daemon {
                   audit log       \(settings.auditLogPath)
                   recordings      \(interceptor.sessionStore?.path ?? "off (see the error above)")
                   pins            \(settings.pinRoot)
+                  metrics         \(interceptor.residency.config.config.metrics.map { "http://\($0.listen)/metrics" } ?? "off (metrics: {listen: 127.0.0.1:9380} in the config)")
                   config          \(config.config.path) (default policy \(config.config.defaultPolicy))
                   tables          \(config.tableNotes.joined(separator: "\n                              "))
                   guarding        \(resumed) cgroup(s) resumed from pins
                 watch with: bordergate events -f\n
                 """.utf8))
+            SystemdUnit.notify("READY=1\nSTATUS=guarding \(resumed) cgroup(s) resumed from pins; proxy on \(interceptor.proxyAddresses.joined(separator: ", "))")
         }
-        // Shut down in reverse: reload, control, retention, grants, proxy, pump.
-        let group = ServiceGroup(
-            services: [
-                KernelEventPumpService(interceptor: interceptor),
-                FleetExportService(config: interceptor.residency.config.config, settings: settings, logger: logger),
-                ProxyService(interceptor: interceptor),
-                GrantExpiryService(interceptor: interceptor),
-                RefusalSweepService(interceptor: interceptor),
-                RecordingRetentionService(interceptor: interceptor),
-                ControlService(control: control, hub: hub, logger: logger, stoppedBy: stoppedBy, onListening: announce),
-                ReloadService(interceptor: interceptor, hangups: hangups),
-            ],
-            logger: logger)
+        // Shut down in reverse: reload, control, metrics, retention, refusal sweep, grants, proxy,
+        // export, pump.
+        var services: [any Service] = [
+            KernelEventPumpService(interceptor: interceptor),
+            FleetExportService(config: interceptor.residency.config.config, settings: settings, logger: logger),
+            ProxyService(interceptor: interceptor),
+            GrantExpiryService(interceptor: interceptor),
+            RefusalSweepService(interceptor: interceptor),
+            RecordingRetentionService(interceptor: interceptor),
+            AuditRetentionService(hub: hub, logger: logger),
+        ]
+        // metrics: read at start; a reload does not move the listener (restart for that)
+        if let m = interceptor.residency.config.config.metrics {
+            services.append(MetricsService(server: MetricsServer(config: m, metrics: DaemonMetrics(interceptor: interceptor)),
+                                           hub: hub, logger: logger))
+        }
+        services += [
+            ControlService(control: control, hub: hub, logger: logger, stoppedBy: stoppedBy, onListening: announce),
+            ReloadService(interceptor: interceptor, hangups: hangups),
+        ] as [any Service]
+        let group = ServiceGroup(services: services, logger: logger)
         let stopOnSignal = Task {
             for await s in stops {
                 stoppedBy.withLockedValue { $0 = "\(s)" }
@@ -146,6 +156,27 @@ struct RecordingRetentionService: Service {
     }
 }
 
+/// The audit log's retention between rotations, hourly (rotation applies it too).
+struct AuditRetentionService: Service {
+    let hub: AuditHub
+    let logger: Logger
+
+    func run() async {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(3600))
+                guard !Task.isCancelled else { break }
+                do {
+                    let removed = try hub.log.applyRetention()
+                    if !removed.isEmpty { logger.info("audit log retention removed \(removed.joined(separator: ", "))") }
+                } catch {
+                    logger.error("audit log retention: \(error); old files stay until it works")
+                }
+            }
+        }
+    }
+}
+
 /// Ends grants on time, every second.
 struct GrantExpiryService: Service {
     let interceptor: Interceptor
@@ -183,6 +214,7 @@ struct ControlService: Service {
         try? await gracefulShutdown()
         let on = stoppedBy.withLockedValue { $0 }.map { " on \($0)" } ?? ""
         logger.info("stopping\(on)")
+        SystemdUnit.notify("STOPPING=1")
         hub.publish(AuditEvent(type: .daemon, message: "daemon stopping\(on); guards stay in place and refuse connections until a daemon returns"))
         await control.stop()
     }

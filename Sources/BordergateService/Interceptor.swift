@@ -59,7 +59,7 @@ public final class Interceptor: @unchecked Sendable {
         (sessionStore, recorder) = Self.openRecording(settings: settings, config: residencyConfig.config.recording,
                                                       owner: mode != .ephemeral, hub: hub, logger: logger)
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount))
-        let resolver = KernelResolver(kernel: kernel, describer: describer, residency: residency)
+        let resolver = KernelResolver(kernel: kernel, describer: describer, residency: residency, hub: hub)
         let masking = MaskingRulesProvider(residency: residency, hashKey: try MaskingRulesProvider.hashKey(settings: settings))
         let tls = TLSInterceptionProvider(residency: residency, settings: settings, logger: logger)
         if TLSInterceptionProvider.intercepts(residencyConfig.config) {
@@ -70,6 +70,10 @@ public final class Interceptor: @unchecked Sendable {
                                  group: group, resolver: resolver, sink: hub,
                                  handlers: Inspection.handlers(httpRules: masking.rules(for:), tls: tls.current,
                                                                recorder: recorder), logger: logger)
+        Self.applyAuditRotation(residencyConfig.config.audit, to: hub.log)
+        hub.setWritabilityHandler { [kernel, settings] problem in
+            Self.auditWritabilityChanged(problem, kernel: kernel, settings: settings)
+        }
     }
 
     /// Opens the session store. Nothing here stops the interceptor: a store that cannot be opened
@@ -162,6 +166,8 @@ public final class Interceptor: @unchecked Sendable {
         proxyAddresses = try await proxy.start()
         try applyProxyLimits()
         try kernel.setProxy(tgid: getpid(), port: UInt16(proxy.port))
+        // setProxy starts from a clear audit block; a log that failed already keeps it
+        if !hub.isWritable { try kernel.setAuditBlocked(true) }
         reader = try kernel.makeEventReader()
     }
 
@@ -216,6 +222,7 @@ public final class Interceptor: @unchecked Sendable {
         stopping.withLockedValue { $0 = true }
         try? await group.shutdownGracefully()
         sessionStore?.flush() // the last sessions' rows and events
+        hub.setWritabilityHandler(nil) // the kernel's maps close now
         kernel.close()
     }
 
@@ -278,6 +285,7 @@ public final class Interceptor: @unchecked Sendable {
         try? applyProxyLimits()
         // retention reads the config in force each time; the body cap applies to new sessions
         (recorder as? StoreRecorder)?.maxSessionBodyBytes = residency.config.config.recording.maxSessionBodyBytes
+        Self.applyAuditRotation(residency.config.config.audit, to: hub.log)
         applyConfiguredCgroups()
         return summary
     }
@@ -340,6 +348,7 @@ public final class Interceptor: @unchecked Sendable {
             defaultPolicy: residency.config.config.defaultPolicy, tables: residency.config.tableNotes,
             kernelTables: residency.kernelTableSummary(), heapInUse: bg_heap_in_use())
         status.recordings = recordingSummary()
+        status.auditProblem = hub.outageSummary
         return status
     }
 
@@ -413,6 +422,7 @@ public final class Interceptor: @unchecked Sendable {
     /// The two halves of a client port that came round before the proxy accepted the connection
     /// that held it (BG_ORIG_CONTESTED in bordergate_abi.h).
     static let supersededReason = "a later connection from the same client address and port reached the proxy before it accepted this one, and it cannot tell the two apart: refused (fail closed; the proxy is falling behind)"
+    static let auditBlockedReason = "the daemon cannot write its audit log: refused until it can (fail closed)"
     static let contestedReason = "an earlier connection from the same client address and port was still waiting for the proxy, and it cannot tell the two apart: refused (fail closed; the proxy is falling behind)"
 
     func auditEvent(for e: KernelConnectEvent, verdict: Verdict, reason override: String? = nil,
@@ -446,6 +456,7 @@ struct KernelResolver: ConnectionResolver {
     let kernel: KernelGuard
     let describer: ProcessDescriber
     let residency: Residency
+    let hub: AuditHub
 
     func resolve(client: SocketAddress) -> ProxiedConnection? {
         guard let (addr, port) = KernelAddress.from(client),
@@ -465,7 +476,10 @@ struct KernelResolver: ConnectionResolver {
             connectedAt: wallClock(monotonicNanos: orig.identity.monotonicNanos))
         conn.rule = upfront.rule
         if let policy = residency.policy(slot: slot) { conn.inspection = policy.inspectionPlan }
-        if orig.contested {
+        if !hub.isWritable {
+            // redirected before the kernel was told; nothing unrecorded leaves
+            conn.refusal = Interceptor.auditBlockedReason
+        } else if orig.contested {
             conn.refusal = Interceptor.contestedReason
         } else if needsVerdict {
             conn.decide = { [residency] host in

@@ -81,7 +81,7 @@ func parseError(_ text: String) -> String {
     @Test(arguments: [
         ("policies:\n  p:\n    mode: strict\n", "cfg.yaml:3:11: mode is 'strict'; expected one of enforce, audit"),
         ("policies:\n  p:\n    alow: []\n", "cfg.yaml:3:5: unknown key 'alow' in policy p; expected mode, inspect, unknown, loopback, private, default, allow, deny, mask, record or tls"),
-        ("policy:\n  p: {}\n", "cfg.yaml:1:1: unknown key 'policy'; expected tables, regions, groups, default-policy, policies, cgroups, maskers, recording, tls, export or proxy"),
+        ("policy:\n  p: {}\n", "cfg.yaml:1:1: unknown key 'policy'; expected tables, regions, groups, default-policy, policies, cgroups, maskers, recording, tls, export, proxy, audit or metrics"),
         ("policies:\n  p:\n    mask:\n      strategy: scramble\n", "cfg.yaml:4:17: strategy is 'scramble'; expected one of redact, partial, hash"),
         ("policies:\n  p:\n    mask: {detectors: [email, emial]}\n", "cfg.yaml:3:23: policy p masks with 'emial', which is neither a built-in detector (email, credit-card, iban, us-ssn, phone, ip-address, aws-access-key, jwt, private-key, secret-token) nor defined under 'maskers:'"),
         ("maskers:\n  emp: 'EMP-[0-9'\npolicies:\n  p: {}\n", "cfg.yaml:2:8: masker emp: 'EMP-[0-9' is not a regular expression"),

@@ -255,11 +255,15 @@ final class DaemonFixture: @unchecked Sendable {
          "BORDERGATE_PROXY_PORT": String(port), "BORDERGATE_CONFIG": configPath].merging(extraEnvironment) { $1 }
     }
 
+    /// More environment for the daemon only (NOTIFY_SOCKET, as systemd sets it).
+    var daemonEnvironment: [String: String] = [:]
+
     var auditLog: String { stateDir + "/audit/events.jsonl" }
 
     /// Starts the daemon and waits until its control socket answers.
     func start() throws {
-        guard let pid = Harness.spawn([Harness.binary, "daemon"], environment: environment, stdout: logPath, stderr: logPath) else {
+        guard let pid = Harness.spawn([Harness.binary, "daemon"], environment: environment.merging(daemonEnvironment) { $1 },
+                                      stdout: logPath, stderr: logPath) else {
             throw HarnessError("cannot start \(Harness.binary)")
         }
         self.pid = pid

@@ -48,6 +48,8 @@ enum bg_reason {
                                       lacks the proxy's mark): a squatter (fail closed) */
     BG_REASON_PROXY_LIMIT = 8,     /* the cgroup or the user already holds as many proxied
                                       connections as `proxy_limits` allows */
+    BG_REASON_AUDIT_BLOCKED = 9,   /* the daemon cannot write its audit log (disk full): nothing
+                                      unrecorded may leave (fail closed) */
 };
 
 enum bg_event_kind {
@@ -73,6 +75,8 @@ enum bg_stat {
 
 /* Policy flags in bg_config.flags. */
 #define BG_CONFIG_FLAG_READY 1u /* a proxy port is set */
+#define BG_CONFIG_FLAG_AUDIT_BLOCKED 2u /* the audit log cannot be written: every verdict that would
+                                           let a recorded connection out becomes DENY until it can */
 
 /* Single entry of the `config` array map; written by the daemon, read by every program. */
 struct bg_config {

@@ -92,6 +92,14 @@ static __always_inline enum bg_decision decide(struct bg_orig *o, const struct b
         o->verdict = BG_VERDICT_DENY;
         o->reason = BG_REASON_OTHER_NETNS;
     }
+    /* No record, no connection: while the daemon cannot write its audit log, what would have
+     * been recorded is refused (quiet rows are never recorded, so loopback keeps working) */
+    if (o->verdict != BG_VERDICT_DENY && cfg && (cfg->flags & BG_CONFIG_FLAG_AUDIT_BLOCKED) &&
+        !(o->flags & BG_ROW_QUIET)) {
+        o->verdict = BG_VERDICT_DENY;
+        o->reason = BG_REASON_AUDIT_BLOCKED;
+        o->flags &= ~BG_ROW_AUDIT;
+    }
     return o->verdict == BG_VERDICT_DENY ? BG_DECISION_REFUSE : BG_DECISION_ALLOW;
 }
 

@@ -87,7 +87,7 @@ public enum Checkpoint {
 
     /// Appends an unsealed checkpoint line (ending in `}`) for `seq`/`chain` to `out`.
     static func appendJSON(signing seq: UInt64, chain: Chain.Value, key: Curve25519.Signing.PrivateKey,
-                           publicKey: String, time: Date = Date(), to out: inout [UInt8]) throws {
+                           publicKey: String, continues: String? = nil, time: Date = Date(), to out: inout [UInt8]) throws {
         let signature = try key.signature(for: message(seq: seq, chain: chain))
         var w = JSONWriter(out: out)
         out = []
@@ -102,6 +102,8 @@ public enum Checkpoint {
         w.close()
         w.field("key", publicKey)
         w.field("signature", signature.base64EncodedString())
+        // the first line of a file after a rotation: the file whose last line it signs
+        if let continues { w.field("continues", continues) }
         w.close()
         out = w.bytes
     }
@@ -113,6 +115,8 @@ public enum Checkpoint {
         public var signs: Signs?
         public var key: String?
         public var signature: String?
+        /// Set on the first line of a file after a rotation: the file before it.
+        public var continues: String?
     }
 
     /// Whether a line is a checkpoint, looked up without decoding it: `type` is the third field.

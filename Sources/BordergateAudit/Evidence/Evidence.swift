@@ -51,7 +51,9 @@ public enum Evidence {
         if FileManager.default.isWritableFile(atPath: logPath), let log = try? AuditLog(path: logPath) {
             try? log.checkpoint()
         }
-        return try EvidenceBundle.export(logFiles: [logPath], since: since, until: until,
+        // the rotated files too, in chain order: a period may span a rotation
+        let files = AuditLog.rotatedHistory(logPath: logPath, since: since) + [logPath]
+        return try EvidenceBundle.export(logFiles: files, since: since, until: until,
                                          publicKey: publicKey(logDirectory: dir), to: out)
     }
 }

@@ -47,6 +47,9 @@ public struct LogVerifier {
     private var lastLine: (file: String, line: Int) = ("", 0)
     private var head: (line: [UInt8], seq: UInt64, source: String)?
     private var headSeen: Bool?
+    /// The first file verified continues a rotated one that was not given (retention removed it,
+    /// or someone did): the file it names and where; a retention event naming it settles it.
+    private var startsAfter: (name: [UInt8], file: String, line: Int)?
     private let decoder = JSONDecoder()
 
     /// `anchor`: the seq and chain value of the line before the first one verified (a bundle
@@ -122,6 +125,15 @@ public struct LogVerifier {
             }
             return
         }
+        if !started, seal.seq > 1, let anchor = rotationAnchor(line, seq: seal.seq) {
+            // the signed checkpoint that starts a rotated file names the last line before it
+            previous = (anchor.seq, anchor.chain)
+            startsAfter = (Array(anchor.file.utf8), file, number)
+            report.notes.append("\(file):\(number): the log starts at seq \(seal.seq), after \(anchor.file) (seq \(anchor.seq)), which was not given")
+        }
+        if let after = startsAfter, after.name.count > 0, Self.contains(line, Self.retentionWords), Self.contains(line, after.name) {
+            startsAfter = nil // removed by retention, and on record
+        }
         let (expected, before) = previous.map { ($0.seq + 1, $0.chain) } ?? (1, .genesis)
         let isFirst = !started
         started = true
@@ -169,6 +181,30 @@ public struct LogVerifier {
         }
     }
 
+    /// The anchor a rotated file's first line gives: a checkpoint with `continues`, signed, that
+    /// signs the seq right before its own.
+    private func rotationAnchor(_ line: UnsafeRawBufferPointer, seq: UInt64) -> (seq: UInt64, chain: Chain.Value, file: String)? {
+        guard Checkpoint.isCheckpoint(line), let f = try? decoder.decode(Checkpoint.Fields.self, from: Data(line)),
+              let name = f.continues, let signs = f.signs, signs.seq + 1 == seq, let chain = Chain.Value(hex: signs.chain),
+              checkSignature(Array(line)) == nil else { return nil }
+        return (signs.seq, chain, name)
+    }
+
+    static let retentionWords = Array("audit log retention removed".utf8)
+
+    static func contains(_ line: UnsafeRawBufferPointer, _ needle: [UInt8]) -> Bool {
+        guard let base = line.baseAddress, needle.count <= line.count else { return false }
+        // memchr for the first byte, then memcmp (glibc's memmem needs _GNU_SOURCE)
+        return needle.withUnsafeBytes { n in
+            var at = 0
+            while at + n.count <= line.count, let hit = memchr(base + at, Int32(n[0]), line.count - at - n.count + 1) {
+                if memcmp(hit, n.baseAddress!, n.count) == 0 { return true }
+                at = hit - UnsafeMutableRawPointer(mutating: base) + 1
+            }
+            return false
+        }
+    }
+
     /// Why a checkpoint line's signature does not hold, or nil when it does.
     private func checkSignature(_ line: [UInt8]) -> String? {
         guard let f = try? decoder.decode(Checkpoint.Fields.self, from: Data(line)), let signs = f.signs,
@@ -187,6 +223,9 @@ public struct LogVerifier {
 
     /// Ends the verification: the unsigned tail and the recorded last checkpoint.
     public mutating func finish() -> Report {
+        if let after = startsAfter {
+            problem(after.file, after.line, .deleted, "the log continues from \(String(decoding: after.name, as: UTF8.self)), which was not given and which no retention event records removing: give it before this file, or it was deleted")
+        }
         if legacy > 0 {
             report.notes.append("\(legacy) line(s) written before the log was chained are not covered")
         }

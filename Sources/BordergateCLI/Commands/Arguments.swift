@@ -12,6 +12,8 @@ enum EventOutput: String, ExpressibleByArgument, CaseIterable {
     case compact
     /// The event's JSON exactly as the log holds it, one per line.
     case json
+    /// Fixed columns with a header: time, type, verdict, process, destination, policy, reason.
+    case table
 }
 
 /// `--verdict`: the verdicts Bordergate writes. A word it does not write is an error here rather

@@ -55,7 +55,8 @@ struct AuditCommand: AsyncParsableCommand {
                     if r.keyFromBundle { print("note: verified with the key the bundle carries, \(r.manifest.key); compare it with the host's `bordergate audit key`") }
                 } else {
                     let settings = common.settings
-                    let paths = files.isEmpty ? [settings.auditLogPath] : files
+                    // by default the rotated files too, in chain order
+                    let paths = files.isEmpty ? AuditLog.chainFiles(logPath: settings.auditLogPath) : files
                     report = try Evidence.verify(files: paths, key: key,
                                                  stateLogDirectory: (settings.auditLogPath as NSString).deletingLastPathComponent)
                     what = paths.joined(separator: ", ")

@@ -19,12 +19,14 @@ struct BordergateCommand: AsyncParsableCommand {
               bordergate events -f                              watch connections live
               bordergate sessions list --since 1h               recorded sessions (show, replay, export)
               bordergate regions lookup 198.51.100.7            which region, and which table says so
+              bordergate install-service                        run the daemon as a systemd service
 
             'bordergate help COMMAND' (or 'bordergate COMMAND --help') explains one command.
             """,
         version: bordergateVersion,
         subcommands: [DaemonCommand.self, ExecCommand.self, AttachCommand.self, DetachCommand.self,
                       StatusCommand.self, EventsCommand.self, ReloadCommand.self, GrantCommand.self,
-                      PolicyCommand.self, RegionsCommand.self, AuditCommand.self, SessionsCommand.self, CACommand.self]
+                      PolicyCommand.self, RegionsCommand.self, AuditCommand.self, SessionsCommand.self, CACommand.self,
+                      InstallServiceCommand.self, UninstallServiceCommand.self]
     )
 }

@@ -56,6 +56,7 @@ enum Output {
         print("kernel      " + counters(s.kernel))
         print("proxy       " + counters(s.proxyCounters))
         print("audit       " + counters(s.audit) + " live_readers=\(s.subscribers)")
+        if let p = s.auditProblem { print("AUDIT LOG   \(p)") }
         if let r = s.recordings { print("recordings  \(r)") }
         if let heap = s.heapInUse { print("memory      heap in use \(String(format: "%.1f", Double(heap) / 1048576)) MiB") }
     }
