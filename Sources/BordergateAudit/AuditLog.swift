@@ -42,6 +42,13 @@ public final class AuditLog: @unchecked Sendable {
     /// Where the last checkpoint is copied after it is written: a verifier compares the log with
     /// it to see a tail cut off after that checkpoint.
     public var headPath: String { Self.headPath(forLogDirectory: (path as NSString).deletingLastPathComponent) }
+    /// The seq of the last line this writer put in the log (0 before its first), for the lag
+    /// of what reads the log behind it (the fleet export).
+    public var lastWrittenSeq: UInt64 {
+        lock.lock()
+        defer { lock.unlock() }
+        return head?.seq ?? 0
+    }
     public static func headPath(forLogDirectory dir: String) -> String { dir + "/checkpoint.json" }
 
     public init(path: String, syncInterval: Duration = .milliseconds(200), checkpointEvery: Int = 1000,

@@ -56,9 +56,10 @@ public enum Daemon {
         }
         // Shut down in reverse: reload, control, metrics, retention, refusal sweep, grants, proxy,
         // export, pump.
+        let export = FleetExportService(config: interceptor.residency.config.config, settings: settings, logger: logger)
         var services: [any Service] = [
             KernelEventPumpService(interceptor: interceptor),
-            FleetExportService(config: interceptor.residency.config.config, settings: settings, logger: logger),
+            export,
             ProxyService(interceptor: interceptor),
             GrantExpiryService(interceptor: interceptor),
             RefusalSweepService(interceptor: interceptor),
@@ -67,7 +68,7 @@ public enum Daemon {
         ]
         // metrics: read at start; a reload does not move the listener (restart for that)
         if let m = interceptor.residency.config.config.metrics {
-            services.append(MetricsService(server: MetricsServer(config: m, metrics: DaemonMetrics(interceptor: interceptor)),
+            services.append(MetricsService(server: MetricsServer(config: m, metrics: DaemonMetrics(interceptor: interceptor, exporter: export.exporter)),
                                            hub: hub, logger: logger))
         }
         services += [

@@ -62,6 +62,8 @@ extension EndToEnd {
               postgres:
                 url: \(pg.url)
                 table: fleet_events
+            metrics:
+              listen: 127.0.0.1:19483
             """
         let d = DaemonFixture("fleet", port: 17_480, config: config)
         defer { d.tearDown() }
@@ -105,6 +107,12 @@ extension EndToEnd {
         #expect(compact.stdout.split(separator: "\n").count >= 300, "\(compact.stdout.suffix(300)) \(compact.stderr)")
         let none = d.cli("events --source \(pg.url) --table fleet_events --from 'no-such-host*'")
         #expect(none.status == 0 && none.stdout.isEmpty)
+
+        // /metrics says how far the export is behind, and that it reaches PostgreSQL
+        let page = Harness.sh("curl -sS http://127.0.0.1:19483/metrics").stdout
+        #expect(page.contains("bordergate_export_connected 1"), "\(page.suffix(600))")
+        let lag = page.split(separator: "\n").first { $0.hasPrefix("bordergate_export_lag_events ") }
+        #expect(lag.flatMap { Double($0.split(separator: " ")[1]) }.map { $0 < 50 } == true, "\(lag ?? "no lag series")")
     }
 
     @Test func aBrokenExportURLIsAConfigErrorAtItsLine() throws {

@@ -1,4 +1,5 @@
 import BordergateAudit
+import BordergateFleet
 import BordergateKernel
 import BordergateProxy
 import CoreMetrics
@@ -39,9 +40,13 @@ final class DaemonMetrics: Sendable {
     private let logWritable: MetricGauge
     private let logWriteFailures: MetricCounter
     private let guarded: MetricGauge
+    private let exporter: FleetExporter?
+    private let exportLag: MetricGauge?
+    private let exportConnected: MetricGauge?
 
-    init(interceptor: Interceptor) {
+    init(interceptor: Interceptor, exporter: FleetExporter? = nil) {
         self.interceptor = interceptor
+        self.exporter = exporter
         let registry = self.registry
         func counter(_ name: String, _ help: String) -> MetricCounter {
             MetricCounter(label: name, dimensions: [], handler: registry.makeCounter(descriptor: Self.descriptor(name, help)))
@@ -62,6 +67,13 @@ final class DaemonMetrics: Sendable {
         logWriteFailures = counter("bordergate_audit_log_write_failures_total", "Events that could not be written to the audit log.")
         guarded = gauge("bordergate_guarded_cgroups", "Cgroups under a guard.")
         gauge("bordergate_build_info", "The running Bordergate's version.", labels: [("version", bordergateVersion)]).set(1)
+        if exporter != nil {
+            exportLag = gauge("bordergate_export_lag_events", "Events in the audit log not yet in the fleet's PostgreSQL.")
+            exportConnected = gauge("bordergate_export_connected", "1 while the last attempt to ship events to PostgreSQL succeeded.")
+        } else {
+            exportLag = nil
+            exportConnected = nil
+        }
     }
 
     /// The whole name as the metric name: ours are spelled out where they are made.
@@ -118,6 +130,12 @@ final class DaemonMetrics: Sendable {
         advance(logWriteFailures, "write_failures", to: audit.writeFailures)
         active.set(Double(proxy.active))
         logLag.set(Double(interceptor.hub.queuedCount))
+        if let exporter, let exportLag, let exportConnected {
+            let status = exporter.status
+            let logged = Int64(clamping: interceptor.hub.log.lastWrittenSeq)
+            exportLag.set(Double(max(0, logged - status.exportedSeq)))
+            exportConnected.set(status.connected ? 1 : 0)
+        }
         logWritable.set(interceptor.hub.isWritable ? 1 : 0)
         guarded.set(Double(interceptor.kernel.guardedCgroups().count))
         var out: [UInt8] = []
