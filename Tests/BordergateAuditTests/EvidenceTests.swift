@@ -334,6 +334,15 @@ private func sha256sum(_ data: [UInt8]) throws -> String {
         try expectProblem(dir, .unchained, line: 8)
     }
 
+    @Test func eventsPutAheadOfTheChainFailTheVerification() throws {
+        var (dir, ls) = try fixture()
+        ls.insert(String(decoding: event(998).jsonLine(), as: UTF8.self), at: 0)
+        ls.insert(String(decoding: event(999).jsonLine(), as: UTF8.self), at: 0)
+        save(ls, dir + "/events.jsonl")
+        try expectProblem(dir, .unchained, line: 1)
+        #expect(try verify(dir).problems.first?.message.hasPrefix("2 line(s) ahead of the chain's first line") == true)
+    }
+
     @Test func checkpointsRemovedLeaveTooLongAnUnsignedTail() throws {
         let dir = tempDir()
         try writeLog(dir, count: 30, every: 1000)

@@ -42,6 +42,8 @@ public struct LogVerifier {
     private var started = false
     private var report = Report()
     private var legacy = 0
+    /// Where the first of them is.
+    private var firstLegacy: (file: String, line: Int)?
     private var unsigned = 0
     private var firstUnsigned: (file: String, line: Int)?
     private var lastLine: (file: String, line: Int) = ("", 0)
@@ -120,6 +122,7 @@ public struct LogVerifier {
                 report.notes.append("\(file):\(number): not a whole JSON line (torn by a crash), skipped")
             } else if !started {
                 legacy += 1
+                if firstLegacy == nil { firstLegacy = (file, number) }
             } else {
                 problem(file, number, .unchained, "an event without seq and chain inside the chained log: inserted, or its seal removed")
             }
@@ -226,8 +229,11 @@ public struct LogVerifier {
         if let after = startsAfter {
             problem(after.file, after.line, .deleted, "the log continues from \(String(decoding: after.name, as: UTF8.self)), which was not given and which no retention event records removing: give it before this file, or it was deleted")
         }
-        if legacy > 0 {
-            report.notes.append("\(legacy) line(s) written before the log was chained are not covered")
+        if legacy > 0, let first = firstLegacy {
+            // Lines ahead of the chain could have been there before Bordergate chained its log, or
+            // have been put there since: nothing tells which, so they fail the verification.
+            problem(first.file, first.line, .unchained,
+                    "\(legacy) line(s) ahead of the chain's first line carry no seq and chain: written before the log was chained, or inserted since; they are not evidence (move them out to verify the rest)")
         }
         if let head, headSeen != true {
             if headSeen == false {
