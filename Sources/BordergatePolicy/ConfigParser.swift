@@ -318,8 +318,18 @@ public enum ConfigParser {
                         throw fail(v, "\(key) is '\(s)'; expected a number of connections such as 4096 (0: no limit)")
                     }
                     if key == "max-connections-per-cgroup" { p.maxConnectionsPerCgroup = limit } else { p.maxConnectionsPerUID = limit }
+                case "drain":
+                    let s = try string(v, key)
+                    if s == "0" {
+                        p.drainSeconds = 0
+                    } else {
+                        guard let d = ConfigParser.duration(s), d <= 3600 else {
+                            throw fail(v, "drain is '\(s)'; expected a duration such as 10s or 2m (at most 1h), or 0")
+                        }
+                        p.drainSeconds = d
+                    }
                 default:
-                    throw fail(k, "unknown key '\(key)' in proxy; expected max-connections-per-cgroup or max-connections-per-uid")
+                    throw fail(k, "unknown key '\(key)' in proxy; expected max-connections-per-cgroup, max-connections-per-uid or drain")
                 }
             }
             return p

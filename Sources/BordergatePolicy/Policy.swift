@@ -73,13 +73,19 @@ public struct ProxyConfig: Sendable, Equatable {
     public static let defaultMaxPerCgroup: UInt32 = 4096
     public static let defaultMaxPerUID: UInt32 = 4096
 
+    public static let defaultDrain: Double = 10
+
     public var maxConnectionsPerCgroup: UInt32
     public var maxConnectionsPerUID: UInt32
+    /// `drain: 10s`: how long a stopping daemon lets relayed connections finish (new guarded
+    /// connects are refused from the start of the stop) before it closes what is left. 0: none.
+    public var drainSeconds: Double
 
     public init(maxConnectionsPerCgroup: UInt32 = ProxyConfig.defaultMaxPerCgroup,
-                maxConnectionsPerUID: UInt32 = ProxyConfig.defaultMaxPerUID) {
+                maxConnectionsPerUID: UInt32 = ProxyConfig.defaultMaxPerUID, drainSeconds: Double = ProxyConfig.defaultDrain) {
         self.maxConnectionsPerCgroup = maxConnectionsPerCgroup
         self.maxConnectionsPerUID = maxConnectionsPerUID
+        self.drainSeconds = drainSeconds
     }
 }
 

@@ -137,7 +137,8 @@ struct ProxyService: Service {
 
     func run() async {
         try? await gracefulShutdown() // or cancellation: stopping fails closed all the same
-        await interceptor.stopProxy(failClosed: true)
+        let drain = interceptor.residency.config.config.proxy.drainSeconds
+        await interceptor.stopProxy(failClosed: true, drain: .milliseconds(Int(drain * 1000)))
     }
 }
 

@@ -210,8 +210,21 @@ public final class Interceptor: @unchecked Sendable {
 
     /// Stops the proxy. With `failClosed`, the kernel is told no proxy is listening first, so
     /// guarded connects are refused with EPERM (and recorded) until a daemon comes back.
-    func stopProxy(failClosed: Bool) async {
+    func stopProxy(failClosed: Bool, drain: Duration = .zero) async {
         if failClosed { try? kernel.setProxy(tgid: 0, port: 0) }
+        // Nothing new is redirected now; what is relayed may finish, up to `drain`.
+        let deadline = ContinuousClock.now + drain
+        var waited = false
+        while proxy.counters.values.active > 0 && ContinuousClock.now < deadline {
+            if !waited {
+                logger.info("proxy: letting \(proxy.counters.values.active) relayed connection(s) finish (up to \(drain))")
+                waited = true
+            }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        if waited, proxy.counters.values.active > 0 {
+            logger.notice("proxy: closing \(proxy.counters.values.active) relayed connection(s) still open after \(drain)")
+        }
         await proxy.stop()
         // what waited in the listeners' backlog was reset unaccepted
         for e in kernel.takeUnclaimedOriginals() { reportUnreached(e) }
