@@ -65,54 +65,50 @@ extension EndToEnd {
             metrics:
               listen: 127.0.0.1:19483
             """
-        let d = DaemonFixture("fleet", port: 17_480, config: config)
-        defer { d.tearDown() }
-        try d.start()
-        let cg = try Harness.makeCgroup("fleet")
-        defer { Harness.removeCgroup(cg) }
-        #expect(d.cli("attach \(cg)").status == 0)
-        func exported() -> Int { Int(pg.psql("SELECT count(*) FROM fleet_events")) ?? -1 }
-        func waitForExport(_ what: String) {
-            let deadline = Date().addingTimeInterval(30)
-            while exported() != loggedSeqs(d).count && Date() < deadline { usleep(200_000) }
-            #expect(exported() == loggedSeqs(d).count, "\(what): \(exported()) rows for \(loggedSeqs(d).count) logged events")
+        try withOwnDaemon("fleet", port: 17_480, config: config) { d, cg in
+            func exported() -> Int { Int(pg.psql("SELECT count(*) FROM fleet_events")) ?? -1 }
+            func waitForExport(_ what: String) {
+                let deadline = Date().addingTimeInterval(30)
+                while exported() != loggedSeqs(d).count && Date() < deadline { usleep(200_000) }
+                #expect(exported() == loggedSeqs(d).count, "\(what): \(exported()) rows for \(loggedSeqs(d).count) logged events")
+            }
+            #expect(try connections(100, in: cg).stdout.contains("done"))
+            waitForExport("first run")
+
+            // PostgreSQL goes away while events keep coming: they wait in the log, not in memory
+            pg.stop()
+            #expect(try connections(150, in: cg).stdout.contains("done"))
+            sleep(2)
+            try pg.start()
+            #expect(try connections(50, in: cg).stdout.contains("done"))
+            waitForExport("after the restart")
+            let seqs = loggedSeqs(d)
+            #expect(pg.psql("SELECT count(DISTINCT seq) FROM fleet_events") == String(seqs.count), "no duplicate")
+            #expect(pg.psql("SELECT min(seq) || ' ' || max(seq) FROM fleet_events") == "\(seqs.first ?? 0) \(seqs.last ?? 0)")
+            let host = pg.psql("SELECT DISTINCT host FROM fleet_events")
+            #expect(!host.isEmpty && !host.contains("\n"), "one host: \(host)")
+            // the line is stored exactly as the log has it: the chain can be checked from the table
+            let lastLine = pg.psql("SELECT line FROM fleet_events ORDER BY seq DESC LIMIT 1")
+            let log = (try? String(contentsOfFile: d.auditLog, encoding: .utf8)) ?? ""
+            #expect(log.contains(lastLine + "\n"), "the stored line is the log's")
+
+            // the same filters against the fleet table
+            let connects = d.cli("events --source \(pg.url) --table fleet_events --type connect -o json")
+            #expect(connects.status == 0, "\(connects.stderr)")
+            let lines = connects.stdout.split(separator: "\n")
+            #expect(lines.count >= 300, "\(lines.count) connect events from the fleet table")
+            #expect(lines.allSatisfy { $0.hasPrefix("{\"host\":\"\(host)\",") && $0.contains("\"type\":\"connect\"") })
+            let compact = d.cli("events --source \(pg.url) --table fleet_events --from '\(host)' --type close")
+            #expect(compact.stdout.split(separator: "\n").count >= 300, "\(compact.stdout.suffix(300)) \(compact.stderr)")
+            let none = d.cli("events --source \(pg.url) --table fleet_events --from 'no-such-host*'")
+            #expect(none.status == 0 && none.stdout.isEmpty)
+
+            // /metrics says how far the export is behind, and that it reaches PostgreSQL
+            let page = Harness.sh("curl -sS http://127.0.0.1:19483/metrics").stdout
+            #expect(page.contains("bordergate_export_connected 1"), "\(page.suffix(600))")
+            let lag = page.split(separator: "\n").first { $0.hasPrefix("bordergate_export_lag_events ") }
+            #expect(lag.flatMap { Double($0.split(separator: " ")[1]) }.map { $0 < 50 } == true, "\(lag ?? "no lag series")")
         }
-        #expect(try connections(100, in: cg).stdout.contains("done"))
-        waitForExport("first run")
-
-        // PostgreSQL goes away while events keep coming: they wait in the log, not in memory
-        pg.stop()
-        #expect(try connections(150, in: cg).stdout.contains("done"))
-        sleep(2)
-        try pg.start()
-        #expect(try connections(50, in: cg).stdout.contains("done"))
-        waitForExport("after the restart")
-        let seqs = loggedSeqs(d)
-        #expect(pg.psql("SELECT count(DISTINCT seq) FROM fleet_events") == String(seqs.count), "no duplicate")
-        #expect(pg.psql("SELECT min(seq) || ' ' || max(seq) FROM fleet_events") == "\(seqs.first ?? 0) \(seqs.last ?? 0)")
-        let host = pg.psql("SELECT DISTINCT host FROM fleet_events")
-        #expect(!host.isEmpty && !host.contains("\n"), "one host: \(host)")
-        // the line is stored exactly as the log has it: the chain can be checked from the table
-        let lastLine = pg.psql("SELECT line FROM fleet_events ORDER BY seq DESC LIMIT 1")
-        let log = (try? String(contentsOfFile: d.auditLog, encoding: .utf8)) ?? ""
-        #expect(log.contains(lastLine + "\n"), "the stored line is the log's")
-
-        // the same filters against the fleet table
-        let connects = d.cli("events --source \(pg.url) --table fleet_events --type connect -o json")
-        #expect(connects.status == 0, "\(connects.stderr)")
-        let lines = connects.stdout.split(separator: "\n")
-        #expect(lines.count >= 300, "\(lines.count) connect events from the fleet table")
-        #expect(lines.allSatisfy { $0.hasPrefix("{\"host\":\"\(host)\",") && $0.contains("\"type\":\"connect\"") })
-        let compact = d.cli("events --source \(pg.url) --table fleet_events --from '\(host)' --type close")
-        #expect(compact.stdout.split(separator: "\n").count >= 300, "\(compact.stdout.suffix(300)) \(compact.stderr)")
-        let none = d.cli("events --source \(pg.url) --table fleet_events --from 'no-such-host*'")
-        #expect(none.status == 0 && none.stdout.isEmpty)
-
-        // /metrics says how far the export is behind, and that it reaches PostgreSQL
-        let page = Harness.sh("curl -sS http://127.0.0.1:19483/metrics").stdout
-        #expect(page.contains("bordergate_export_connected 1"), "\(page.suffix(600))")
-        let lag = page.split(separator: "\n").first { $0.hasPrefix("bordergate_export_lag_events ") }
-        #expect(lag.flatMap { Double($0.split(separator: " ")[1]) }.map { $0 < 50 } == true, "\(lag ?? "no lag series")")
     }
 
     @Test func aBrokenExportURLIsAConfigErrorAtItsLine() throws {

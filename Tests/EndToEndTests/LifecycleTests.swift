@@ -16,9 +16,10 @@ extension EndToEnd {
 
     /// A daemon of its own (it will be stopped or killed) guarding a fresh cgroup; both are
     /// removed afterwards.
-    func withOwnDaemon(_ name: String, port: Int, _ body: (DaemonFixture, String) throws -> Void) throws {
+    func withOwnDaemon(_ name: String, port: Int, config: String = DaemonFixture.builtInConfig,
+                       _ body: (DaemonFixture, String) throws -> Void) throws {
         try Harness.requireEnvironment()
-        let d = DaemonFixture(name, port: port)
+        let d = DaemonFixture(name, port: port, config: config)
         defer { d.tearDown() }
         try d.start()
         let cg = try Harness.makeCgroup(name)
@@ -291,35 +292,29 @@ extension EndToEnd {
 
 extension EndToEnd {
     @Test func aStoppingDaemonLetsRelayedConnectionsFinishAndRefusesNewOnes() throws {
-        try Harness.requireEnvironment()
-        let config = DaemonFixture.builtInConfig + "proxy:\n  drain: 15s\n"
-        let d = DaemonFixture("drain", port: 17_484, config: config)
-        defer { d.tearDown() }
-        try d.start()
-        let cg = try Harness.makeCgroup("drain")
-        defer { Harness.removeCgroup(cg) }
-        #expect(d.cli("attach \(cg)").status == 0)
-        // a slow download through the proxy: about 5 s at 3 MB/s, more than socket buffers hold
-        let out = NSTemporaryDirectory() + "bge2e-drain-download-\(getpid())"
-        defer { unlink(out); unlink(out + ".err") }
-        let n = 16_000_000
-        let curl = Harness.inCgroup(cg, "curl -sS --limit-rate 3m -o /dev/null -w '%{size_download}' http://\(Harness.host4)/bytes/\(n); echo \" exit $?\"")
-        _ = Harness.sh("(\(curl)) >\(out) 2>\(out).err </dev/null &")
-        usleep(800_000)
-        let stopping = Date()
-        kill(try #require(d.pid), SIGTERM)
-        // while it drains, a new guarded connect is refused
-        usleep(300_000)
-        let fresh = Harness.sh(Harness.inCgroup(cg, "curl -sS --max-time 5 http://\(Harness.host4)/"))
-        #expect(fresh.status != 0, "a connection made while the daemon stops was relayed: \(fresh.stdout)")
-        let deadline = Date().addingTimeInterval(30)
-        while !((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").contains("exit") && Date() < deadline { usleep(100_000) }
-        let result = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
-        #expect(result.trimmingCharacters(in: .whitespacesAndNewlines) == "\(n) exit 0",
-                "the download finished whole: \(result) \((try? String(contentsOfFile: out + ".err", encoding: .utf8)) ?? "")")
-        d.stop()
-        #expect(Date().timeIntervalSince(stopping) > 1.5, "the daemon waited for the download")
-        let events = d.events()
-        #expect(events.contains { $0.type == .close && $0.bytes?.received ?? 0 >= UInt64(n) }, "its close event was logged")
+        try withOwnDaemon("drain", port: 17_484, config: DaemonFixture.builtInConfig + "proxy:\n  drain: 15s\n") { d, cg in
+            // a slow download through the proxy: about 5 s at 3 MB/s, more than socket buffers hold
+            let out = NSTemporaryDirectory() + "bge2e-drain-download-\(getpid())"
+            defer { unlink(out); unlink(out + ".err") }
+            let n = 16_000_000
+            let curl = Harness.inCgroup(cg, "curl -sS --limit-rate 3m -o /dev/null -w '%{size_download}' http://\(Harness.host4)/bytes/\(n); echo \" exit $?\"")
+            _ = Harness.sh("(\(curl)) >\(out) 2>\(out).err </dev/null &")
+            usleep(800_000)
+            let stopping = Date()
+            kill(try #require(d.pid), SIGTERM)
+            // while it drains, a new guarded connect is refused
+            usleep(300_000)
+            let fresh = Harness.sh(Harness.inCgroup(cg, "curl -sS --max-time 5 http://\(Harness.host4)/"))
+            #expect(fresh.status != 0, "a connection made while the daemon stops was relayed: \(fresh.stdout)")
+            let deadline = Date().addingTimeInterval(30)
+            while !((try? String(contentsOfFile: out, encoding: .utf8)) ?? "").contains("exit") && Date() < deadline { usleep(100_000) }
+            let result = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+            #expect(result.trimmingCharacters(in: .whitespacesAndNewlines) == "\(n) exit 0",
+                    "the download finished whole: \(result) \((try? String(contentsOfFile: out + ".err", encoding: .utf8)) ?? "")")
+            d.stop()
+            #expect(Date().timeIntervalSince(stopping) > 1.5, "the daemon waited for the download")
+            let events = d.events()
+            #expect(events.contains { $0.type == .close && $0.bytes?.received ?? 0 >= UInt64(n) }, "its close event was logged")
+        }
     }
 }
