@@ -199,18 +199,19 @@ static __always_inline int source_routed(struct __sk_buff *skb)
     if (skb->protocol == bpf_htons(0x86DD)) {
         __u8 next;
         if (bpf_skb_load_bytes(skb, 6, &next, 1))
-            return 0;
+            return 1; /* not even a whole IPv6 header: nothing to vouch for */
         __u32 off = 40;
 #pragma unroll
         for (int i = 0; i < 6; i++) {
             if (next == 43) /* IPPROTO_ROUTING */
                 return 1;
-            if (next != 0 && next != 60 && next != 44) /* hop-by-hop, destination options, fragment */
+            /* hop-by-hop, destination options, fragment, authentication */
+            if (next != 0 && next != 60 && next != 44 && next != 51)
                 return 0;
             __u8 h[2];
             if (bpf_skb_load_bytes(skb, off, h, 2))
-                return 0;
-            off += next == 44 ? 8 : ((__u32)h[1] + 1) * 8;
+                return 1; /* a header announced and not there: fail closed */
+            off += next == 44 ? 8 : next == 51 ? ((__u32)h[1] + 2) * 4 : ((__u32)h[1] + 1) * 8;
             next = h[0];
         }
         return 1;
@@ -226,7 +227,7 @@ static __always_inline int source_routed(struct __sk_buff *skb)
                 return 0;
             __u8 opt[2];
             if (bpf_skb_load_bytes(skb, off, opt, 1))
-                return 0;
+                return 1; /* options announced by the header length and not there */
             if (opt[0] == 0) /* end of options */
                 return 0;
             if (opt[0] == 1) { /* no-op */

@@ -89,7 +89,7 @@ public final class FleetExporter: Sendable {
         binds.append(lines.map { $0.verdict ?? "" })
         binds.append(lines.map(\.line))
         let sql = """
-            INSERT INTO \(target.table) (host, seq, time, type, verdict, line, event)
+            INSERT INTO \(target.quotedTable) (host, seq, time, type, verdict, line, event)
             SELECT h, s, t::timestamptz, y, NULLIF(v, ''), l, l::jsonb
             FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[]) AS u(h, s, t, y, v, l)
             ON CONFLICT (host, seq) DO NOTHING

@@ -34,7 +34,7 @@ public struct FleetReader: Sendable {
             let like = (hostPattern ?? "*").replacingOccurrences(of: "%", with: "\\%").replacingOccurrences(of: "*", with: "%")
             while !Task.isCancelled {
                 let sql = """
-                    SELECT time, host, seq, line FROM \(target.table)
+                    SELECT time, host, seq, line FROM \(target.quotedTable)
                     WHERE (time, host, seq) > ($1, $2, $3) AND host LIKE $4
                     ORDER BY time, host, seq LIMIT 5000
                     """

@@ -13,8 +13,12 @@ public struct FleetTarget: Sendable, Equatable {
 
     public init(url: String, table: String = FleetTarget.defaultTable) {
         self.url = url
-        self.table = table
+        // checked again here, not only in the config: the name goes into SQL text
+        self.table = Self.isIdentifier(table) ? table : Self.defaultTable
     }
+
+    /// The table's name as SQL writes it: quoted, so a reserved word is a name too.
+    var quotedTable: String { "\"\(table)\"" }
 
     /// Why `url` or `table` cannot be used, or nil: for config errors at their line.
     public static func problem(url: String, table: String) -> String? {
@@ -35,7 +39,13 @@ public struct FleetTarget: Sendable, Equatable {
 
     /// The URL with its password hidden, for messages.
     public static func redacted(_ url: String) -> String {
-        guard var c = URLComponents(string: url), c.password != nil else { return url }
+        guard var c = URLComponents(string: url) else {
+            // unparsable: whatever stands between the scheme and the last @ may be a password
+            guard let scheme = url.range(of: "://"), let at = url.range(of: "@", options: .backwards),
+                  scheme.upperBound <= at.lowerBound else { return url }
+            return url[..<scheme.upperBound] + "***" + url[at.lowerBound...]
+        }
+        guard c.password != nil else { return url }
         c.password = "***"
         return c.string ?? url
     }
@@ -47,7 +57,8 @@ public struct FleetTarget: Sendable, Equatable {
               let host = c.host, !host.isEmpty, let user = c.user, !user.isEmpty else { throw BadURL() }
         let database = c.path.hasPrefix("/") && c.path.count > 1 ? String(c.path.dropFirst()) : user
         let tls: PostgresClient.Configuration.TLS
-        switch c.queryItems?.first(where: { $0.name == "sslmode" })?.value ?? "prefer" {
+        // require by default: prefer would go on in cleartext when anyone in the path answers N
+        switch c.queryItems?.first(where: { $0.name == "sslmode" })?.value ?? "require" {
         case "disable": tls = .disable
         case "prefer", "allow": tls = .prefer(.makeClientConfiguration())
         case "require", "verify-ca", "verify-full": tls = .require(.makeClientConfiguration())
@@ -69,7 +80,7 @@ public struct FleetTarget: Sendable, Equatable {
     /// each: the extended protocol takes one per query.
     var schema: [String] {
         ["""
-        CREATE TABLE IF NOT EXISTS \(table) (
+        CREATE TABLE IF NOT EXISTS \(quotedTable) (
             host text NOT NULL,
             seq bigint NOT NULL,
             time timestamptz NOT NULL,
@@ -80,6 +91,6 @@ public struct FleetTarget: Sendable, Equatable {
             exported_at timestamptz NOT NULL DEFAULT now(),
             PRIMARY KEY (host, seq)
         )
-        """, "CREATE INDEX IF NOT EXISTS \(table)_time ON \(table) (time)"]
+        """, "CREATE INDEX IF NOT EXISTS \"\(table)_time\" ON \(quotedTable) (time)"]
     }
 }

@@ -66,6 +66,11 @@ struct LogTail {
                 pos.seq = line.seq
             }
         }
+        if consumed == 0 && data.count == Self.chunk {
+            // one line longer than a chunk: no event is that long; pass over it in pieces (each
+            // piece fails to parse), so the export never stalls on it
+            consumed = data.count
+        }
         pos.offset += UInt64(consumed)
         return (lines, pos)
     }
@@ -81,6 +86,9 @@ struct LogTail {
             guard let end = b[start...].firstIndex(of: UInt8(ascii: "\"")) else { return nil }
             return String(decoding: b[start..<end], as: UTF8.self)
         }
+        // a whole JSON object first: a line torn by a crash and joined to the next would fail
+        // PostgreSQL's jsonb cast and hold the whole batch back
+        guard (try? JSONSerialization.jsonObject(with: bytes)) is [String: Any] else { return nil }
         if let seqAt = findLast(Array(#","seq":"#.utf8), in: b),
            let time = string(after: Array(#"{"time":""#.utf8)), let type = string(after: Array(#","type":""#.utf8)) {
             let digits = b[(seqAt + 7)...].prefix { $0 >= 0x30 && $0 <= 0x39 }

@@ -37,8 +37,9 @@ extension ConfigParser.Reader {
                         url = text
                     case "table":
                         table = try string(pv, "export.postgres.table")
-                        let plain = table.first.map { ("a"..."z").contains($0) } == true && table.count <= 63
-                            && table.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "_" }
+                        let scalars = table.unicodeScalars
+                        let plain = scalars.first.map { ("a"..."z").contains($0) } == true && scalars.count <= 63
+                            && scalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "_" }
                         guard plain else {
                             throw fail(pv, "export.postgres.table '\(table)' is not a plain SQL name; expected lower-case letters, digits and _, starting with a letter")
                         }

@@ -64,10 +64,20 @@ import Testing
         #expect(reordered?.seq == 7 && reordered?.type == "close" && reordered?.time == "t")
     }
 
+    @Test func aLineTornByACrashAndJoinedToTheNextIsPassedOver() throws {
+        let log = dir() + "/events.jsonl"
+        let torn = #"{"time":"2026-12-04T10:00:01.0Z","id":"x1","type":"conn"# + line(2)
+        try (torn + "\n" + line(3) + "\n").write(toFile: log, atomically: true, encoding: .utf8)
+        let tail = LogTail(logPath: log, position: LogPosition())
+        #expect(try tail.next(limit: 10).lines.map(\.seq) == [3])
+    }
+
     @Test func urlsAndTablesAreChecked() {
         #expect(FleetTarget.problem(url: "postgresql://u@h/db", table: "bordergate_events") == nil)
         #expect(FleetTarget.problem(url: "mysql://u@h/db", table: "t")?.contains("not a PostgreSQL URL") == true)
         #expect(FleetTarget.problem(url: "postgresql://u@h/db", table: "t; drop table x")?.contains("not a plain SQL name") == true)
         #expect(FleetTarget.redacted("postgresql://u:secret@h/db") == "postgresql://u:***@h/db")
+        #expect(!FleetTarget.redacted("postgresql://u:se cret%@h/db").contains("se cret"))
+        #expect(FleetTarget(url: "postgresql://u@h/db", table: "x; drop").table == FleetTarget.defaultTable)
     }
 }

@@ -24,6 +24,12 @@ let tlsConfig = """
           detectors: all
           fields: [password]
         record: true
+      tls-by-name:
+        inspect: all
+        unknown: deny
+        tls: intercept
+        allow:
+          - hosts: [\(secureHost), pinned.test.example, untrusted.test.example]
     """
 
 extension EndToEnd {
@@ -194,5 +200,26 @@ extension EndToEnd {
         let o = execTLS(d, "echo | openssl s_client -tls1_3 -alpn h2,http/1.1 -connect \(Harness.host4):443 -servername \(secureHost) 2>&1")
         #expect(o.stdout.contains("ALPN protocol: http/1.1"), "\(o.stdout.suffix(800))")
         #expect(o.stdout.contains("TLSv1.3"))
+    }
+
+    @Test func aNameThatIsNotVerifiedDoesNotAllowAConnection() throws {
+        // Under a policy that allows by name only, a passthrough or insecure host's SNI is never
+        // checked against a certificate: a tool could name one and dial anything.
+        let d = try Self.tls.get()
+        func exec(_ command: String) -> Harness.ShellResult {
+            d.cli("exec --policy tls-by-name --user nobody -- sh -c \(Harness.shellQuote(command))")
+        }
+        let intercepted = exec("curl -sS --max-time 20 \(resolve(secureHost)) https://\(secureHost)/")
+        #expect(intercepted.status == 0, "a verified name is allowed: \(intercepted.stderr)")
+        let passthrough = exec("curl -sS --max-time 20 --cacert \(testHostCA) \(resolve("pinned.test.example")) https://pinned.test.example/")
+        #expect(passthrough.status != 0, "an unverified passthrough name let the connection through: \(passthrough.stdout)")
+        // an insecure host's name is verified after all when it is what allows the connection
+        let insecure = exec("curl -sS --max-time 20 \(resolve("untrusted.test.example", port: 8443)) https://untrusted.test.example:8443/")
+        #expect(insecure.status != 0, "an unverified insecure-host name let the connection through: \(insecure.stdout)")
+        let events = d.waitForEvents { all in all.contains { $0.type == .tls && $0.reason?.contains("its name is not verified") == true } }
+        #expect(events.contains { $0.type == .tls && $0.verdict == .deny
+            && $0.reason == "pinned.test.example is on tls.passthrough, so its name is not verified, and the destination's address alone is not allowed" })
+        #expect(events.contains { $0.type == .tls && $0.verdict == .deny && $0.destination?.port == 8443
+            && $0.reason?.contains("not trusted") == true })
     }
 }

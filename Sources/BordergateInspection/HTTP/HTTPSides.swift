@@ -139,7 +139,15 @@ final class HTTPSide<Role: HTTPSideRole>: ChannelDuplexHandler, RemovableChannel
         guard let relay else { return }
         // A TCP close without TLS's close_notify: most servers and many tools end that way, and
         // HTTP's own framing says whether anything was cut short. The close follows.
-        if case NIOSSLError.uncleanShutdown = error { return }
+        if case NIOSSLError.uncleanShutdown = error {
+            // ...unless a response was still arriving: one whose end is the connection's end
+            // could have been cut, and the tool must not see a clean close of it
+            if Role.side == .server, relay.response != nil {
+                relay.connection.fail(end: .resetBy(.server), error: "server: the TLS connection ended without close_notify during a response")
+                relay.closeBoth()
+            }
+            return
+        }
         if error is HTTPParserError {
             Role.broken("\(error)", relay)
         } else {

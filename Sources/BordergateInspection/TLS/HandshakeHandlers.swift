@@ -107,13 +107,28 @@ final class ClientHelloHold: ChannelInboundHandler, RemovableChannelHandler, @un
     /// Told when this handler refuses, so the tool's handshake ending is not reported twice.
     weak var watch: ClientHandshakeWatch?
 
+    /// How long the destination may take for its handshake.
+    static let upstreamTimeout = TimeAmount.seconds(15)
+    private var timer: Scheduled<Void>?
+
     func handlerAdded(context: ChannelHandlerContext) {
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         pendingUpstream?.whenComplete { result in
             let (hold, context) = bound.value
+            hold.timer?.cancel()
             hold.upstreamDone(result, context: context)
         }
         pendingUpstream = nil
+        timer = context.eventLoop.scheduleTask(in: Self.upstreamTimeout) {
+            let (hold, context) = bound.value
+            guard !hold.released, context.channel.isActive else { return }
+            hold.refuse("the TLS handshake with \(hold.host) did not finish within \(Self.upstreamTimeout.nanoseconds / 1_000_000_000) s", context: context)
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -137,7 +152,7 @@ final class ClientHelloHold: ChannelInboundHandler, RemovableChannelHandler, @un
     }
 
     private func upstreamDone(_ result: Result<[UInt8]?, Error>, context: ChannelHandlerContext) {
-        guard context.channel.isActive else { return }
+        guard context.channel.isActive, !refused else { return }
         switch result {
         case .failure(let error):
             let reason = (error as? ProxyError)?.description ?? "\(error)"
@@ -168,7 +183,11 @@ final class ClientHelloHold: ChannelInboundHandler, RemovableChannelHandler, @un
 
     /// The destination is not what it must be: the tool gets a fatal handshake_failure alert (40)
     /// rather than a certificate, and a `tls` event names the reason.
+    private var refused = false
+
     private func refuse(_ reason: String, context: ChannelHandlerContext, end: ConnectionEnding = .upstreamFailed) {
+        guard !refused else { return }
+        refused = true
         held = []
         watch?.disarm()
         connection.publish(TLSEvents.event(connection, verdict: .deny, reason: reason))

@@ -45,12 +45,21 @@ public struct TLSInspector: ProtocolHandler {
         guard let tls = settings() else {
             throw ProxyError("TLS interception is not configured (no local CA could be loaded); the connection is refused")
         }
-        if let serverName, tls.isPassthrough(serverName) {
-            return .passedThrough(try raw.setup(connection: connection, logger: logger))
-        }
         let address = connection.connection.target.ipAddress ?? "?"
         let shown = serverName ?? address
-        let insecure = tls.isInsecure(shown)
+        if let serverName, tls.isPassthrough(serverName) {
+            // The SNI of a passthrough host is never checked against a certificate: it must not be
+            // what allowed the connection (a tool could name a listed host and dial anywhere).
+            guard Self.allowedWithoutName(connection) else {
+                connection.publish(TLSEvents.event(connection, verdict: .deny, reason: "\(serverName) is on tls.passthrough, so its name is not verified, and the destination's address alone is not allowed"))
+                throw ProxyError("passthrough host \(serverName): the address alone is not allowed, and the name cannot be verified without interception")
+            }
+            connection.publish(TLSEvents.event(connection, verdict: .audit, reason: "\(serverName) is on tls.passthrough: relayed as it is, content not inspected"))
+            return .passedThrough(try raw.setup(connection: connection, logger: logger))
+        }
+        // Unverified only where the name does not decide: otherwise a tool could name an insecure
+        // host and dial anything; it is verified against the name it gave instead.
+        let insecure = tls.isInsecure(shown) && Self.allowedWithoutName(connection)
         if insecure {
             connection.publish(TLSEvents.event(connection, verdict: .audit,
                                                reason: "certificate of \(shown) not verified (tls.insecure-hosts)"))
@@ -80,6 +89,13 @@ public struct TLSInspector: ProtocolHandler {
         case .intercepted(let v): await http.handle(value: v, logger: logger)
         case .passedThrough(let v): await raw.handle(value: v, logger: logger)
         }
+    }
+
+    /// Whether the connection's verdict stands without its hostname: it never needed one, or the
+    /// destination's address alone is allowed.
+    static func allowedWithoutName(_ connection: InspectedConnection) -> Bool {
+        guard let decide = connection.connection.decide else { return true }
+        return decide(.none).relay
     }
 
     /// The old-style verification callback only observes (it returns BoringSSL's own result), to
