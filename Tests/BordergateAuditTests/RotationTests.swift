@@ -61,6 +61,25 @@ private func verify(_ files: [String], dir: String) throws -> LogVerifier.Report
         #expect(all.events == 100)
     }
 
+    @Test func wordsATaskPutInAnEventAreNoRetentionRecord() throws {
+        let dir = logDir()
+        let log = try AuditLog(path: dir + "/events.jsonl", checkpointEvery: 50, checkpointInterval: .seconds(3600))
+        log.setRotation(.init(bytes: 4096))
+        try append(log, 0..<100)
+        let files = AuditLog.chainFiles(logPath: log.path)
+        try #require(files.count >= 3)
+        let first = (files[0] as NSString).lastPathComponent
+        // a tool's executable path carrying the retention record's words and the file's name
+        var forged = AuditEvent(type: .connect, verdict: .pass, reason: "allow")
+        forged.process = .init(pid: 1, ppid: 0, uid: 1000, user: nil, comm: "x",
+                               exe: "/tmp/audit log retention removed 1 file(s) last written more than 1d ago: \(first); the oldest file kept", cgroup: "/ci")
+        var block: [UInt8] = []
+        var ranges: [Range<Int>] = []
+        try log.appendEvents([forged], into: &block, lines: &ranges)
+        let r = try verify(Array(AuditLog.chainFiles(logPath: log.path).dropFirst()), dir: dir)
+        #expect(r.problems.first?.kind == .deleted, "the removed first file went unnoticed: \(r.problems)")
+    }
+
     @Test func aReopenedLogContinuesTheChainOfTheRotatedFileWhenTheNewOneIsEmpty() throws {
         let dir = logDir()
         do {

@@ -134,7 +134,8 @@ public struct LogVerifier {
             startsAfter = (Array(anchor.file.utf8), file, number)
             report.notes.append("\(file):\(number): the log starts at seq \(seal.seq), after \(anchor.file) (seq \(anchor.seq)), which was not given")
         }
-        if let after = startsAfter, after.name.count > 0, Self.contains(line, Self.retentionWords), Self.contains(line, after.name) {
+        if let after = startsAfter, after.name.count > 0, Self.contains(line, Self.retentionWords),
+           Self.isRetentionRecord(line, naming: String(decoding: after.name, as: UTF8.self)) {
             startsAfter = nil // removed by retention, and on record
         }
         let (expected, before) = previous.map { ($0.seq + 1, $0.chain) } ?? (1, .genesis)
@@ -194,6 +195,19 @@ public struct LogVerifier {
     }
 
     static let retentionWords = Array("audit log retention removed".utf8)
+
+    /// Whether `line` is the writer's own retention record (a `daemon` event with no process,
+    /// whose message lists the removed files) and lists `name` exactly: words a tool put into
+    /// another event (an executable's path, a hostname) are no record.
+    static func isRetentionRecord(_ line: UnsafeRawBufferPointer, naming name: String) -> Bool {
+        guard let e = try? AuditEvent.makeDecoder().decode(AuditEvent.self, from: Data(line)),
+              e.type == .daemon, e.process == nil, e.destination == nil,
+              let message = e.message, message.hasPrefix("audit log retention removed "),
+              let listStart = message.range(of: " ago: "),
+              let listEnd = message.range(of: "; the oldest file kept", range: listStart.upperBound..<message.endIndex) else { return false }
+        let names = message[listStart.upperBound..<listEnd.lowerBound].components(separatedBy: ", ")
+        return names.contains(name)
+    }
 
     static func contains(_ line: UnsafeRawBufferPointer, _ needle: [UInt8]) -> Bool {
         guard let base = line.baseAddress, needle.count <= line.count else { return false }
