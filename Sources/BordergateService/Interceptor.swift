@@ -66,6 +66,7 @@ public final class Interceptor: @unchecked Sendable {
         proxy = TransparentProxy(configuration: .init(port: settings.proxyPort, upstreamMark: KernelGuard.proxyMark),
                                  group: group, resolver: resolver, sink: hub,
                                  handlers: Inspection.handlers(httpRules: masking.rules(for:), tls: tls.current,
+                                                               postgresRules: masking.postgresRules(for:),
                                                                recorder: recorder), logger: logger)
     }
 
