@@ -93,6 +93,8 @@ final class PostgreSQLRelay: @unchecked Sendable {
     var upstream: Channel { connection.upstream }
     var allocator: ByteBufferAllocator { client.allocator }
 
+    /// The extended protocol's messages the server answers at the next Sync.
+    static let extendedMessages: Set<UInt8> = [UInt8(ascii: "P"), UInt8(ascii: "B"), UInt8(ascii: "D"), UInt8(ascii: "E"), UInt8(ascii: "C")]
     static let sslRequestCode: UInt32 = 80_877_103
     static let gssEncRequestCode: UInt32 = 80_877_104
     static let cancelRequestCode: UInt32 = 80_877_102
@@ -262,7 +264,7 @@ final class PostgreSQLRelay: @unchecked Sendable {
         if endsSegment {
             outstanding += 1
             segments.append(Segment())
-        } else if frame.type != nil {
+        } else if let t = frame.type, Self.extendedMessages.contains(t) {
             forwardedSinceSync = true
         }
     }
