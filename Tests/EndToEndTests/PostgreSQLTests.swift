@@ -172,7 +172,11 @@ extension EndToEnd {
                 cur.execute("SELECT count(*) FROM customers")
                 print("after", cur.fetchone()[0])
                 """
-            let r = try Harness.python(script, inCgroup: cg)
+            // Debian's python3-psycopg, with Debian's python (a python3 earlier on PATH lacks it)
+            let path = NSTemporaryDirectory() + "bge2e-\(getpid())-\(UUID().uuidString).py"
+            try script.write(toFile: path, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            let r = Harness.sh(Harness.inCgroup(cg, "/usr/bin/python3 \(path)"))
             #expect(r.status == 0, "python: \(r.stdout) \(r.stderr)")
             expectNoDatabasePII(r.stdout + r.stderr, "psycopg's output")
             #expect(r.stdout.contains("binary (1, '[EMAIL]', '[REDACTED]')"), "out: \(r.stdout) \(r.stderr)")

@@ -183,8 +183,7 @@ final class PostgreSQLRelay: @unchecked Sendable {
         let analysis = SQLAnalysis.analyse(sql, guardrails: rules.guardrails)
         let texts = analysis.parseError != nil ? [SQLAnalysis.unparsed(sql)] : analysis.statements.map(\.normalized)
         if failedLocally {
-            if let tx = analysis.statements.first?.transaction, analysis.statements.count == 1,
-               ["TRANS_STMT_COMMIT", "TRANS_STMT_ROLLBACK", "TRANS_STMT_ROLLBACK_TO", "TRANS_STMT_PREPARE"].contains(tx) {
+            if let tx = Self.endOfFailedBlock(analysis) {
                 failedLocally = false
                 if tx == "TRANS_STMT_ROLLBACK_TO" || tx == "TRANS_STMT_ROLLBACK" {
                     return forwardQuery(frame, texts: texts)
@@ -215,14 +214,35 @@ final class PostgreSQLRelay: @unchecked Sendable {
         let analysis = SQLAnalysis.analyse(sql, guardrails: rules.guardrails)
         let text = analysis.parseError != nil ? SQLAnalysis.unparsed(sql) : analysis.statements.map(\.normalized).joined(separator: "; ")
         if failedLocally {
-            return try refuse(SQLAnalysis.Refusal(rule: "aborted", message: "current transaction is aborted, commands ignored until end of transaction block"),
-                              text: text, extended: true, code: "25P02", guardrail: false)
+            switch Self.endOfFailedBlock(analysis) {
+            case "TRANS_STMT_ROLLBACK", "TRANS_STMT_ROLLBACK_TO":
+                failedLocally = false
+            case .some:
+                failedLocally = false
+                // COMMIT (or PREPARE TRANSACTION) of a failed block is a ROLLBACK
+                var body = allocator.buffer(capacity: name.utf8.count + 12)
+                body.writeNullTerminated(name)
+                body.writeNullTerminated("ROLLBACK")
+                body.writeInteger(Int16(0))
+                prepared[name] = "ROLLBACK -- the client's COMMIT of a block a guardrail failed"
+                return forward(PGFrame(type: UInt8(ascii: "P"), body: body))
+            case nil:
+                return try refuse(SQLAnalysis.Refusal(rule: "aborted", message: "current transaction is aborted, commands ignored until end of transaction block"),
+                                  text: text, extended: true, code: "25P02", guardrail: false)
+            }
         }
         if rules.guardrails != nil, let refusal = analysis.refusal(undecidable: rules.guardrails!.blockUndecidable) {
             return try refuse(refusal, text: text, extended: true)
         }
         prepared[name] = text
         forward(frame)
+    }
+
+    /// The transaction statement that ends a failed block (alone in its string), if it is one.
+    static func endOfFailedBlock(_ analysis: SQLAnalysis) -> String? {
+        guard analysis.statements.count == 1, let tx = analysis.statements[0].transaction,
+              ["TRANS_STMT_COMMIT", "TRANS_STMT_ROLLBACK", "TRANS_STMT_ROLLBACK_TO", "TRANS_STMT_PREPARE"].contains(tx) else { return nil }
+        return tx
     }
 
     func bind(_ frame: PGFrame) throws {
