@@ -29,7 +29,7 @@ public enum Inspection {
         handlers.registerFallback(raw)
         handlers.register(http, for: [.http])
         handlers.register(TLSInspector(settings: tls, http: http, raw: raw), for: [.tls])
-        handlers.register(PostgreSQLInspector(rules: postgresRules, recorder: recorder), for: [.postgresql])
+        handlers.register(PostgreSQLInspector(rules: postgresRules, recorder: recorder, raw: raw), for: [.postgresql])
         return handlers
     }
 }

@@ -35,15 +35,19 @@ public struct PostgreSQLInspector: ProtocolHandler {
 
     let rules: Rules
     let recorder: any SessionRecorder
+    /// For plans that ask for nothing but the relay: the bytes go as they are.
+    let raw: RawRelay
 
-    public init(rules: @escaping Rules, recorder: any SessionRecorder) {
+    public init(rules: @escaping Rules, recorder: any SessionRecorder, raw: RawRelay) {
         self.rules = rules
         self.recorder = recorder
+        self.raw = raw
     }
 
     public struct Value: Sendable {
         let connection: InspectedConnection
-        let relay: PostgreSQLRelay
+        let relay: PostgreSQLRelay?
+        let raw: RawRelay.Value?
     }
 
     /// A plan that intercepts TLS is carried out by keeping TLS off (the SSLRequest is answered `N`).
@@ -53,6 +57,9 @@ public struct PostgreSQLInspector: ProtocolHandler {
 
     public func setup(connection: InspectedConnection, logger: Logger) throws -> Value {
         let plan = connection.plan
+        if plan.isOpaque {
+            return Value(connection: connection, relay: nil, raw: try raw.setup(connection: connection, logger: logger))
+        }
         var resolved = PostgreSQLRules(engine: nil, blockOnError: true, guardrails: nil)
         for reference in [plan.masking, plan.sql].compactMap({ $0 }) {
             // Fail closed: the policy that asked for masking or guardrails is gone (a reload removed it).
@@ -82,13 +89,14 @@ public struct PostgreSQLInspector: ProtocolHandler {
         try connection.client.pipeline.syncOperations.addHandler(relay.clientSide)
         try connection.upstream.pipeline.syncOperations.addHandler(ByteToMessageHandler(PGMessageDecoder(frontend: false)))
         try connection.upstream.pipeline.syncOperations.addHandler(relay.upstreamSide)
-        return Value(connection: connection, relay: relay)
+        return Value(connection: connection, relay: relay, raw: nil)
     }
 
     public func handle(value: Value, logger: Logger) async {
+        if let r = value.raw { return await raw.handle(value: r, logger: logger) }
+        guard let relay = value.relay else { return }
         try? await value.connection.client.closeFuture.get()
         try? await value.connection.upstream.closeFuture.get()
-        let relay = value.relay
         try? await value.connection.client.eventLoop.submit { relay.finishRecording() }.get()
         relay.recording.close(SessionEnd(endedAt: Date(), bytes: value.connection.bytes, ending: nil))
     }
