@@ -138,8 +138,10 @@ extension EndToEnd {
             let show = d.cli("sessions show \(session.id)")
             #expect(show.status == 0, "sessions show: \(show.stderr)")
             #expect(show.stdout.contains("\\connect app alice -- application_name=psql"), "show: \(show.stdout)")
-            #expect(show.stdout.contains("SELECT count(*) FROM customers WHERE id > $1 -> SELECT 1"), "show: \(show.stdout)")
-            #expect(show.stdout.contains("DROP TABLE customers -> ERROR 42501"), "show: \(show.stdout)")
+            #expect(show.stdout.contains("SELECT count(*) FROM customers WHERE id > $1;\n--   #"), "show: \(show.stdout)")
+            #expect(show.stdout.contains("-> SELECT 1 (1 row)"), "show: \(show.stdout)")
+            #expect(show.stdout.contains("DROP TABLE customers;\n--   #"), "show: \(show.stdout)")
+            #expect(show.stdout.contains("-> ERROR 42501: DROP is refused by the guardrail 'drop'"), "show: \(show.stdout)")
             #expect(show.stdout.contains("guardrail drop"), "show: \(show.stdout)")
             expectNoDatabasePII(show.stdout, "sessions show")
             #expect(!show.stdout.contains(PostgreSQLServer.password))
@@ -186,7 +188,10 @@ extension EndToEnd {
             let events = d.waitForEvents { all in all.contains { $0.type == .session && $0.process?.cgroup == cg } }
             let session = try #require(events.first { $0.type == .session && $0.process?.cgroup == cg }?.session)
             let show = d.cli("sessions show \(session.id)")
-            #expect(show.stdout.contains("SELECT id, email FROM customers WHERE email LIKE $1 ORDER BY id -> SELECT 2"), "show: \(show.stdout)")
+            #expect(show.stdout.contains("SELECT id, email FROM customers WHERE email LIKE $1 ORDER BY id;\n--   $1 = '[EMAIL]'"), "show: \(show.stdout)")
+            #expect(show.stdout.contains("-> SELECT 2 (2 rows, 2 masked: email 2)"), "show: \(show.stdout)")
+            #expect(show.stdout.contains("TRUNCATE customers;\n--   #"), "show: \(show.stdout)")
+            #expect(show.stdout.contains("ROLLBACK;\n--   #"), "the client's ROLLBACK after the refusal: \(show.stdout)")
             expectNoDatabasePII(show.stdout, "sessions show")
         }
     }

@@ -199,7 +199,11 @@ final class PostgreSQLRelay: @unchecked Sendable {
         }
         if let refusal = analysis.refusal(undecidable: rules.guardrails?.blockUndecidable ?? false), rules.guardrails != nil {
             let refused = analysis.statements.first { $0.refusal == refusal }?.normalized ?? texts.joined(separator: "; ")
-            return try refuse(refusal, text: refused, extended: false)
+            if rules.guardrails!.audit {
+                publishGuardrail(refusal, text: refused, verdict: .audit)
+            } else {
+                return try refuse(refusal, text: refused, extended: false)
+            }
         }
         forwardQuery(frame, texts: texts)
     }
@@ -232,7 +236,11 @@ final class PostgreSQLRelay: @unchecked Sendable {
             }
         }
         if rules.guardrails != nil, let refusal = analysis.refusal(undecidable: rules.guardrails!.blockUndecidable) {
-            return try refuse(refusal, text: text, extended: true)
+            if rules.guardrails!.audit {
+                publishGuardrail(refusal, text: text, verdict: .audit)
+            } else {
+                return try refuse(refusal, text: text, extended: true)
+            }
         }
         prepared[name] = text
         forward(frame)
@@ -298,12 +306,7 @@ final class PostgreSQLRelay: @unchecked Sendable {
     /// session goes on. When the server still owes answers to earlier messages, the refusal cannot
     /// be put in its place among them: the connection ends (fail closed) rather than answer out of order.
     func refuse(_ refusal: SQLAnalysis.Refusal, text: String, extended: Bool, code: String = "42501", guardrail: Bool = true) throws {
-        let c = connection.connection
-        if guardrail {
-            connection.publish(AuditEvent(
-                type: .guardrail, verdict: .deny, reason: refusal.message, process: c.process, destination: c.destination,
-                protocol: .postgresql, policy: c.policy, rule: refusal.rule, connection: c.connectionID, message: text))
-        }
+        if guardrail { publishGuardrail(refusal, text: text, verdict: .deny) }
         let now = Date()
         recording.append(.sql(SQLStatement(text: text, outcome: "ERROR \(code): \(refusal.message)",
                                            guardrail: guardrail ? refusal.rule : nil, startedAt: now, finishedAt: now)))
@@ -318,6 +321,14 @@ final class PostgreSQLRelay: @unchecked Sendable {
             clientSide.write(PGMessages.readyForQuery(readyStatus(), allocator: allocator))
         }
         clientSide.flush()
+    }
+
+    /// The `guardrail` event: the rule, why, and the statement normalised (never its constants).
+    func publishGuardrail(_ refusal: SQLAnalysis.Refusal, text: String, verdict: Verdict) {
+        let c = connection.connection
+        connection.publish(AuditEvent(
+            type: .guardrail, verdict: verdict, reason: refusal.message, process: c.process, destination: c.destination,
+            protocol: .postgresql, policy: c.policy, rule: refusal.rule, connection: c.connectionID, message: text))
     }
 
     // MARK: the connection

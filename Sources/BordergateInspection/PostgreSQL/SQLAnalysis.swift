@@ -33,11 +33,15 @@ public struct SQLGuardrails: Sendable, Equatable {
     /// A statement the parser cannot parse, or whose effect cannot be seen in the tree (a `DO`
     /// block, a function body in a string): refused (`on-error: block`, the default) or passed.
     public var blockUndecidable: Bool
+    /// The policy is in `mode: audit`: nothing is refused; each statement a rule would have
+    /// refused is a `guardrail` event with verdict `audit`.
+    public var audit: Bool
 
-    public init(deny: [Rule] = [], review: [Rule] = [], blockUndecidable: Bool = true) {
+    public init(deny: [Rule] = [], review: [Rule] = [], blockUndecidable: Bool = true, audit: Bool = false) {
         self.deny = deny
         self.review = review
         self.blockUndecidable = blockUndecidable
+        self.audit = audit
     }
 }
 
