@@ -84,4 +84,36 @@ final class PGFramerTests: XCTestCase {
         XCTAssertEqual(fields[UInt8(ascii: "C")], "42501")
         XCTAssertEqual(Array(PGMessages.readyForQuery(UInt8(ascii: "I"), allocator: a).readableBytesView), [0x5A, 0, 0, 0, 5, 0x49])
     }
+
+    /// Random and mutated streams, cut at random points: the framer either yields messages whose
+    /// re-framing gives back the bytes it consumed, waits, or throws one line; it never traps.
+    func testRandomStreamsNeverTrap() {
+        var rng = SystemRandomNumberGenerator()
+        for round in 0..<3000 {
+            var bytes = Self.clientStream
+            for _ in 0..<Int.random(in: 0...4, using: &rng) where !bytes.isEmpty {
+                bytes[Int.random(in: 0..<bytes.count, using: &rng)] = UInt8.random(in: 0...255, using: &rng)
+            }
+            if round % 3 == 0 { bytes = (0..<Int.random(in: 0...64, using: &rng)).map { _ in UInt8.random(in: 0...255, using: &rng) } }
+            var untyped = round % 2 == 0
+            var buffer = ByteBuffer()
+            var consumed: [UInt8] = []
+            var rest = bytes[...]
+            do {
+                while !rest.isEmpty {
+                    let n = Int.random(in: 1...max(1, rest.count), using: &rng)
+                    buffer.writeBytes(rest.prefix(n))
+                    rest = rest.dropFirst(n)
+                    while let f = try PGMessageDecoder.next(from: &buffer, untyped: &untyped, side: "the peer") {
+                        consumed += Array(f.encoded(allocator: ByteBufferAllocator()).readableBytesView)
+                        _ = try? PostgreSQLRelay.rowDescription(f.body)
+                        _ = PGMessages.fields(of: f.body)
+                    }
+                }
+                XCTAssertEqual(consumed, Array(bytes.prefix(consumed.count)))
+            } catch {
+                XCTAssertFalse("\(error)".contains("\n"))
+            }
+        }
+    }
 }
