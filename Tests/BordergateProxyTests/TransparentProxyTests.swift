@@ -263,7 +263,9 @@ final class InboundRecorder: ChannelInboundHandler, @unchecked Sendable {
         let handlers = Inspection.handlers()
         #expect(handlers.handler(for: .none, speaking: .http) != nil)
         #expect(handlers.handler(for: .none, speaking: .postgresql) != nil)
-        #expect(handlers.handler(for: InspectionPlan(interceptTLS: true), speaking: .tls) == nil)
+        #expect(handlers.handler(for: InspectionPlan(interceptTLS: true), speaking: .tls) != nil)
+        #expect(handlers.handler(for: .none, speaking: .tls) != nil, "TLS not intercepted goes to the raw relay")
+        #expect(handlers.handler(for: InspectionPlan(interceptTLS: true), speaking: .tcp) == nil)
         #expect(handlers.handler(for: InspectionPlan(record: true), speaking: .tcp) == nil)
         #expect(ProtocolHandlers().handler(for: .none, speaking: .tcp) == nil)
     }

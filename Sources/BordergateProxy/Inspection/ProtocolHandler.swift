@@ -44,9 +44,12 @@ public struct ProtocolHandlers: Sendable {
     }
 
     /// The handler for a connection that speaks `spoken` with `plan`, if one can carry the plan out.
+    /// A protocol's own handler that cannot carry the plan out leaves it to the fallback (TLS that
+    /// is not intercepted goes to the raw relay when the plan allows it relayed as it is).
     func handler(for plan: InspectionPlan, speaking spoken: ProxyProtocol) -> (any ProtocolHandler)? {
-        guard let handler = byProtocol[plan.protocol ?? spoken] ?? fallback, handler.supports(plan) else { return nil }
-        return handler
+        if let own = byProtocol[plan.protocol ?? spoken], own.supports(plan) { return own }
+        if let fallback, fallback.supports(plan) { return fallback }
+        return nil
     }
 }
 
