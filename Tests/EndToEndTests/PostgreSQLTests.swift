@@ -198,12 +198,53 @@ extension EndToEnd {
 
     @Test func copyOutRowsAreMasked() throws {
         try withDatabase("pg-copy", policy: "db-copy") { _, cg in
-            let r = try psql(cg, "\\copy customers TO STDOUT\n\\copy (SELECT id, email FROM big) TO STDOUT WITH (FORMAT csv)\n")
+            let input = NSTemporaryDirectory() + "bge2e-\(getpid())-copy-in.txt"
+            try (1...500).map { "row \($0)\n" }.joined().write(toFile: input, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(atPath: input) }
+            let r = try psql(cg, """
+                \\copy customers TO STDOUT
+                \\copy (SELECT id, email FROM big) TO STDOUT WITH (FORMAT csv)
+                CREATE TEMP TABLE copied (line text);
+                \\copy copied FROM '\(input)'
+                SELECT 'copied in: ' || count(*) FROM copied;
+                """)
+            #expect(r.stdout.contains("copied in: 500"), "COPY IN through the proxy: \(r.stdout.suffix(200)) \(r.stderr)")
             #expect(r.status == 0, "psql: \(r.stderr)")
             expectNoDatabasePII(r.stdout, "COPY's output")
             #expect(r.stdout.contains("1\tAda\t[EMAIL]\t[US-SSN]\tcard [CREDIT-CARD]"), "copy: \(r.stdout.prefix(300))")
             #expect(!r.stdout.contains("user7@example.org"))
             #expect(r.stdout.contains("20000,[EMAIL]"), "every one of 20000 rows streamed: \(r.stdout.suffix(200))")
+        }
+    }
+
+    @Test func aCancelRequestIsRelayedAndRecordedAgainstItsSession() throws {
+        try withDatabase("pg-cancel") { d, cg in
+            let script = """
+                import psycopg, threading, time
+                conn = psycopg.connect(host="\(Harness.host4)", port=\(PostgreSQLServer.port), user="alice",
+                                       password="\(PostgreSQLServer.password)", dbname="app", autocommit=True)
+                def cancel():
+                    time.sleep(1)
+                    conn.cancel()
+                threading.Thread(target=cancel).start()
+                try:
+                    conn.execute("SELECT pg_sleep(10)")
+                    print("not cancelled")
+                except psycopg.errors.QueryCanceled:
+                    print("cancelled")
+                print("after", conn.execute("SELECT 1").fetchone()[0])
+                """
+            let path = NSTemporaryDirectory() + "bge2e-\(getpid())-\(UUID().uuidString).py"
+            try script.write(toFile: path, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            let r = Harness.sh(Harness.inCgroup(cg, "/usr/bin/python3 \(path)"))
+            #expect(r.stdout.contains("cancelled\nafter 1"), "python: \(r.stdout) \(r.stderr)")
+            let events = d.waitForEvents { all in all.filter { $0.type == .session && $0.process?.cgroup == cg }.count >= 2 }
+            let ids = events.filter { $0.type == .session && $0.process?.cgroup == cg }.compactMap { $0.session?.id }
+            let shown = ids.map { ($0, d.cli("sessions show \($0)").stdout) }
+            let main = try #require(shown.first { $0.1.contains("pg_sleep") }, "sessions: \(shown.map(\.1))")
+            #expect(main.1.contains("ERROR 57014"), "the cancelled statement's outcome: \(main.1)")
+            #expect(shown.contains { $0.1.contains("-- cancel request for session \(main.0)") }, "sessions: \(shown.map(\.1))")
         }
     }
 

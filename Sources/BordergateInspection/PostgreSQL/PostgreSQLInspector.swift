@@ -37,6 +37,8 @@ public struct PostgreSQLInspector: ProtocolHandler {
     let recorder: any SessionRecorder
     /// For plans that ask for nothing but the relay: the bytes go as they are.
     let raw: RawRelay
+    /// Shared by every connection this handler runs.
+    let cancelKeys = PGCancelKeys()
 
     public init(rules: @escaping Rules, recorder: any SessionRecorder, raw: RawRelay) {
         self.rules = rules
@@ -84,7 +86,7 @@ public struct PostgreSQLInspector: ProtocolHandler {
             id: conn.connectionID, startedAt: conn.connectedAt, process: conn.process, destination: conn.destination,
             policy: conn.policy, protocol: .postgresql, content: plan.record))
         let relay = PostgreSQLRelay(connection: connection, rules: resolved, recording: recording,
-                                    recordContent: plan.record, logger: logger)
+                                    recordContent: plan.record, cancelKeys: cancelKeys, logger: logger)
         try connection.client.pipeline.syncOperations.addHandler(ByteToMessageHandler(PGMessageDecoder(frontend: true)))
         try connection.client.pipeline.syncOperations.addHandler(relay.clientSide)
         try connection.upstream.pipeline.syncOperations.addHandler(ByteToMessageHandler(PGMessageDecoder(frontend: false)))

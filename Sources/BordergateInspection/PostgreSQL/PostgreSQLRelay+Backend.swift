@@ -25,6 +25,9 @@ extension PostgreSQLRelay {
             transactionStatus = status
             readyForQuery()
             write(frame)
+        case UInt8(ascii: "K"):
+            cancelKeys.register(Array(frame.body.readableBytesView), session: connection.connection.connectionID)
+            write(frame)
         case UInt8(ascii: "T"):
             columns = try Self.rowDescription(frame.body)
             write(frame)

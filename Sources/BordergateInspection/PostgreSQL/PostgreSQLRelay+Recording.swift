@@ -45,6 +45,7 @@ extension PostgreSQLRelay {
 
     /// At the end of the connection: statements that never got an answer.
     func finishRecording() {
+        cancelKeys.remove(session: connection.connection.connectionID)
         for segment in segments {
             for s in segment.statements { record(s, outcome: "no answer: the connection ended") }
         }

@@ -14,6 +14,7 @@ final class PostgreSQLRelay: @unchecked Sendable {
     let rules: PostgreSQLRules
     let recording: any SessionRecording
     let recordContent: Bool
+    let cancelKeys: PGCancelKeys
     let logger: Logger
     private(set) var clientSide: PGClientSide!
     private(set) var upstreamSide: PGUpstreamSide!
@@ -79,8 +80,9 @@ final class PostgreSQLRelay: @unchecked Sendable {
     }
 
     init(connection: InspectedConnection, rules: PostgreSQLRules, recording: any SessionRecording, recordContent: Bool,
-         logger: Logger) {
+         cancelKeys: PGCancelKeys, logger: Logger) {
         self.connection = connection
+        self.cancelKeys = cancelKeys
         self.rules = rules
         self.recording = recording
         self.recordContent = recordContent
@@ -165,6 +167,14 @@ final class PostgreSQLRelay: @unchecked Sendable {
                 policy: c.policy, connection: c.connectionID,
                 message: "PostgreSQL \(what) answered N: the policy inspects this connection, so it goes on in plaintext if the client's sslmode allows it (prefer, allow, disable); a client that requires encryption ends it (fail closed)"))
         case Self.cancelRequestCode:
+            // relayed: the server checks the key, and a cancel can only stop a statement
+            let key = Array(r.buffer.readableBytesView)
+            let target = cancelKeys.session(for: key)
+            let now = Date()
+            recording.append(.sql(SQLStatement(
+                text: "-- cancel request" + (target.map { " for session \($0)" } ?? ""),
+                outcome: target == nil ? "relayed; no session through this proxy holds that key" : "relayed",
+                startedAt: now, finishedAt: now)))
             forward(frame)
         default:
             var params: [String: String] = [:]
