@@ -22,6 +22,7 @@ public enum Inspection {
     public static func handlers(httpRules: @escaping HTTPInspector.Rules = { _ in nil },
                                 tls: @escaping TLSInspector.Settings = { nil },
                                 postgresRules: @escaping PostgreSQLInspector.Rules = { _ in nil },
+                                approvals: SQLApprovals? = nil,
                                 recorder: any SessionRecorder = DiscardingRecorder()) -> ProtocolHandlers {
         var handlers = ProtocolHandlers()
         let raw = RawRelay(recorder: recorder)
@@ -29,7 +30,7 @@ public enum Inspection {
         handlers.registerFallback(raw)
         handlers.register(http, for: [.http])
         handlers.register(TLSInspector(settings: tls, http: http, raw: raw), for: [.tls])
-        handlers.register(PostgreSQLInspector(rules: postgresRules, recorder: recorder, raw: raw), for: [.postgresql])
+        handlers.register(PostgreSQLInspector(rules: postgresRules, recorder: recorder, raw: raw, approvals: approvals), for: [.postgresql])
         return handlers
     }
 }

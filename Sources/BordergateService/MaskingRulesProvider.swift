@@ -55,7 +55,8 @@ final class MaskingRulesProvider: Sendable {
         if policy.mask != nil, http == nil { return nil }
         let guardrails = policy.sql.map { sql in
             SQLGuardrails(deny: sql.deny.map(Self.guardrail), review: sql.review.map(Self.guardrail),
-                          blockUndecidable: sql.onError == .block, audit: policy.mode == .audit)
+                          blockUndecidable: sql.onError == .block, audit: policy.mode == .audit,
+                          reviewTimeout: sql.reviewTimeout)
         }
         return PostgreSQLRules(engine: http?.engine, blockOnError: http?.blockOnError ?? true, guardrails: guardrails)
     }

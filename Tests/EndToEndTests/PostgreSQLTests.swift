@@ -75,6 +75,8 @@ let postgresConfig = """
         record: true
         sql:
           deny: [drop, truncate, delete-without-where, {table: "payroll.*"}]
+          review: [alter]
+          review-timeout: 3s
       db-copy:
         inspect: all
         unknown: allow
@@ -245,6 +247,39 @@ extension EndToEnd {
             let main = try #require(shown.first { $0.1.contains("pg_sleep") }, "sessions: \(shown.map(\.1))")
             #expect(main.1.contains("ERROR 57014"), "the cancelled statement's outcome: \(main.1)")
             #expect(shown.contains { $0.1.contains("-- cancel request for session \(main.0)") }, "sessions: \(shown.map(\.1))")
+        }
+    }
+
+    @Test func aReviewedStatementWaitsForApprovalOrIsRefusedWhenNobodyAnswers() throws {
+        try withDatabase("pg-review") { d, cg in
+            let path = NSTemporaryDirectory() + "bge2e-\(getpid())-review.sql"
+            try "ALTER TABLE customers ADD COLUMN IF NOT EXISTS tier int;\nSELECT 'tier ' || count(*) FROM customers WHERE tier IS NULL;\n"
+                .write(toFile: path, atomically: true, encoding: .utf8)
+            defer { try? FileManager.default.removeItem(atPath: path) }
+            let out = path + ".out"
+            defer { try? FileManager.default.removeItem(atPath: out) }
+            let command = Harness.inCgroup(cg, "PGPASSWORD=\(PostgreSQLServer.password) psql -X -At -h \(Harness.host4) -p \(PostgreSQLServer.port) -U alice -d app -f \(path)")
+            let pid = try #require(Harness.spawn(["/bin/bash", "-c", command], stdout: out, stderr: out))
+            // held: a guardrail event with the request id, and `pending` lists it
+            let events = d.waitForEvents { all in all.contains { $0.type == .guardrail && $0.process?.cgroup == cg && $0.request != nil } }
+            let held = try #require(events.first { $0.type == .guardrail && $0.process?.cgroup == cg && $0.request != nil })
+            #expect(held.verdict == .other("review"))
+            let id = try #require(held.request)
+            let pending = d.cli("pending")
+            #expect(pending.stdout.contains(id) && pending.stdout.contains("ALTER TABLE customers ADD COLUMN IF NOT EXISTS tier int"), "pending: \(pending.stdout) \(pending.stderr)")
+            let approve = d.cli("approve \(id) --reason 'CHG-42'")
+            #expect(approve.status == 0, "approve: \(approve.stdout) \(approve.stderr)")
+            let (status, _) = Harness.wait(pid, timeout: 30)
+            let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+            #expect(status == 0 && text.contains("ALTER TABLE") && text.contains("tier 2"), "psql: \(text)")
+            #expect(d.cli("approve \(id)").status != 0, "an answered request cannot be answered again")
+            let approved = d.waitForEvents { all in all.contains { $0.type == .guardrail && $0.request == id && $0.verdict == .pass } }
+            #expect(approved.contains { $0.type == .guardrail && $0.request == id && ($0.reason ?? "").contains("CHG-42") })
+
+            // nobody answers: refused after review-timeout (3 s), and the session goes on
+            let r = try psql(cg, "ALTER TABLE customers ADD COLUMN IF NOT EXISTS tier2 int;\nSELECT 'still here';\n")
+            #expect(r.stderr.contains("needs approval (sql.review: alter), and nobody approved it within 3 s"), "psql: \(r.stderr)")
+            #expect(r.stdout.contains("still here"), "psql: \(r.stdout)")
         }
     }
 

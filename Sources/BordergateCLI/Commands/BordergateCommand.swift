@@ -25,6 +25,7 @@ struct BordergateCommand: AsyncParsableCommand {
         version: bordergateVersion,
         subcommands: [DaemonCommand.self, ExecCommand.self, AttachCommand.self, DetachCommand.self,
                       StatusCommand.self, EventsCommand.self, ReloadCommand.self, GrantCommand.self,
-                      PolicyCommand.self, RegionsCommand.self, AuditCommand.self, SessionsCommand.self, CACommand.self]
+                      PolicyCommand.self, RegionsCommand.self, AuditCommand.self, SessionsCommand.self, CACommand.self,
+                      PendingCommand.self, ApproveCommand.self, RejectCommand.self]
     )
 }

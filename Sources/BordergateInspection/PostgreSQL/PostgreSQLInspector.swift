@@ -39,8 +39,11 @@ public struct PostgreSQLInspector: ProtocolHandler {
     let raw: RawRelay
     /// Shared by every connection this handler runs.
     let cancelKeys = PGCancelKeys()
+    /// Where `review` rules hold statements (the daemon's control server answers them).
+    let approvals: SQLApprovals?
 
-    public init(rules: @escaping Rules, recorder: any SessionRecorder, raw: RawRelay) {
+    public init(rules: @escaping Rules, recorder: any SessionRecorder, raw: RawRelay, approvals: SQLApprovals?) {
+        self.approvals = approvals
         self.rules = rules
         self.recorder = recorder
         self.raw = raw
@@ -86,7 +89,8 @@ public struct PostgreSQLInspector: ProtocolHandler {
             id: conn.connectionID, startedAt: conn.connectedAt, process: conn.process, destination: conn.destination,
             policy: conn.policy, protocol: .postgresql, content: plan.record))
         let relay = PostgreSQLRelay(connection: connection, rules: resolved, recording: recording,
-                                    recordContent: plan.record, cancelKeys: cancelKeys, logger: logger)
+                                    recordContent: plan.record, cancelKeys: cancelKeys, approvals: approvals,
+                                    logger: logger)
         try connection.client.pipeline.syncOperations.addHandler(ByteToMessageHandler(PGMessageDecoder(frontend: true)))
         try connection.client.pipeline.syncOperations.addHandler(relay.clientSide)
         try connection.upstream.pipeline.syncOperations.addHandler(ByteToMessageHandler(PGMessageDecoder(frontend: false)))

@@ -46,6 +46,7 @@ extension PostgreSQLRelay {
     /// At the end of the connection: statements that never got an answer.
     func finishRecording() {
         cancelKeys.remove(session: connection.connection.connectionID)
+        forgetHeld()
         for segment in segments {
             for s in segment.statements { record(s, outcome: "no answer: the connection ended") }
         }
@@ -60,7 +61,7 @@ extension PostgreSQLRelay {
         let counts = Self.eventCounts(s.masked)
         recording.append(.sql(SQLStatement(
             text: s.note.map { "\(s.text) -- \($0)" } ?? s.text, parameters: recordContent ? s.parameters : [], rows: rows,
-            outcome: outcome, startedAt: s.startedAt, finishedAt: Date(), masked: counts)))
+            outcome: outcome, guardrail: s.guardrail, startedAt: s.startedAt, finishedAt: Date(), masked: counts)))
         guard !counts.isEmpty else { return }
         let c = connection.connection
         var event = AuditEvent(type: .mask, process: c.process, destination: c.destination, protocol: .postgresql, policy: c.policy,

@@ -15,6 +15,8 @@ final class PostgreSQLRelay: @unchecked Sendable {
     let recording: any SessionRecording
     let recordContent: Bool
     let cancelKeys: PGCancelKeys
+    /// Where a `review` rule holds statements; nil: nothing can answer, so they are refused.
+    let approvals: SQLApprovals?
     let logger: Logger
     private(set) var clientSide: PGClientSide!
     private(set) var upstreamSide: PGUpstreamSide!
@@ -34,6 +36,19 @@ final class PostgreSQLRelay: @unchecked Sendable {
     /// After a refused Parse: the client's messages up to its Sync are dropped, as the server
     /// drops them after an error.
     var discardingUntilSync = false
+    /// A statement a `review` rule holds, and the client's messages that came after it (the
+    /// client's socket is not read meanwhile).
+    var held: Hold?
+    var heldQueue: [PGFrame] = []
+
+    struct Hold {
+        var id: String
+        var frame: PGFrame
+        /// The Parse's statement name; nil for a Query.
+        var parseName: String?
+        var texts: [String]
+        var refusal: SQLAnalysis.Refusal
+    }
 
     /// What each outstanding ReadyForQuery closes: results arrive in the order the client asked.
     var segments: [Segment] = [Segment()]
@@ -77,12 +92,15 @@ final class PostgreSQLRelay: @unchecked Sendable {
         var rows: UInt64 = 0
         var masked = MaskCounts()
         var note: String?
+        /// The review rule that held it before it was approved.
+        var guardrail: String?
     }
 
     init(connection: InspectedConnection, rules: PostgreSQLRules, recording: any SessionRecording, recordContent: Bool,
-         cancelKeys: PGCancelKeys, logger: Logger) {
+         cancelKeys: PGCancelKeys, approvals: SQLApprovals?, logger: Logger) {
         self.connection = connection
         self.cancelKeys = cancelKeys
+        self.approvals = approvals
         self.rules = rules
         self.recording = recording
         self.recordContent = recordContent
@@ -104,6 +122,10 @@ final class PostgreSQLRelay: @unchecked Sendable {
     // MARK: the client's messages
 
     func fromClient(_ frame: PGFrame) throws {
+        if held != nil {
+            heldQueue.append(frame)
+            return
+        }
         guard let type = frame.type else { return try untyped(frame) }
         switch type {
         case UInt8(ascii: "Q"):
@@ -211,6 +233,8 @@ final class PostgreSQLRelay: @unchecked Sendable {
             let refused = analysis.statements.first { $0.refusal == refusal }?.normalized ?? texts.joined(separator: "; ")
             if rules.guardrails!.audit {
                 publishGuardrail(refusal, text: refused, verdict: .audit)
+            } else if refusal.review, approvals != nil {
+                return try hold(Hold(id: "", frame: frame, parseName: nil, texts: texts, refusal: refusal))
             } else {
                 return try refuse(refusal, text: refused, extended: false)
             }
@@ -218,8 +242,8 @@ final class PostgreSQLRelay: @unchecked Sendable {
         forwardQuery(frame, texts: texts)
     }
 
-    private func forwardQuery(_ frame: PGFrame, texts: [String]) {
-        for text in texts { segments[segments.count - 1].statements.append(Pending(text: text)) }
+    func forwardQuery(_ frame: PGFrame, texts: [String], guardrail: String? = nil) {
+        for text in texts { segments[segments.count - 1].statements.append(Pending(text: text, guardrail: guardrail)) }
         forward(frame, endsSegment: true)
     }
 
@@ -248,6 +272,8 @@ final class PostgreSQLRelay: @unchecked Sendable {
         if rules.guardrails != nil, let refusal = analysis.refusal(undecidable: rules.guardrails!.blockUndecidable) {
             if rules.guardrails!.audit {
                 publishGuardrail(refusal, text: text, verdict: .audit)
+            } else if refusal.review, approvals != nil {
+                return try hold(Hold(id: "", frame: frame, parseName: name, texts: [text], refusal: refusal))
             } else {
                 return try refuse(refusal, text: text, extended: true)
             }
@@ -334,11 +360,13 @@ final class PostgreSQLRelay: @unchecked Sendable {
     }
 
     /// The `guardrail` event: the rule, why, and the statement normalised (never its constants).
-    func publishGuardrail(_ refusal: SQLAnalysis.Refusal, text: String, verdict: Verdict) {
+    func publishGuardrail(_ refusal: SQLAnalysis.Refusal, text: String, verdict: Verdict, request: String? = nil) {
         let c = connection.connection
-        connection.publish(AuditEvent(
+        var event = AuditEvent(
             type: .guardrail, verdict: verdict, reason: refusal.message, process: c.process, destination: c.destination,
-            protocol: .postgresql, policy: c.policy, rule: refusal.rule, connection: c.connectionID, message: text))
+            protocol: .postgresql, policy: c.policy, rule: refusal.rule, connection: c.connectionID, message: text)
+        event.request = request
+        connection.publish(event)
     }
 
     // MARK: the connection

@@ -16,7 +16,7 @@ enum FrontendRole: PGSideRole {
     static let side = Side.client
     static func read(_ frame: PGFrame, _ relay: PostgreSQLRelay) throws { try relay.fromClient(frame) }
     static func inputClosed(_ relay: PostgreSQLRelay) { relay.upstreamSide.closeOutputAfterWrites() }
-    static func mayRead(_ relay: PostgreSQLRelay) -> Bool { relay.upstream.isWritable }
+    static func mayRead(_ relay: PostgreSQLRelay) -> Bool { relay.upstream.isWritable && relay.held == nil }
     static func becameWritable(_ relay: PostgreSQLRelay) { relay.upstreamSide.partnerWritable() }
 }
 

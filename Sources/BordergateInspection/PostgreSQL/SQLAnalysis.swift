@@ -27,8 +27,8 @@ public struct SQLGuardrails: Sendable, Equatable {
     }
 
     public var deny: [Rule]
-    /// Rules that hold a statement for approval. Approvals are not implemented yet, so a statement
-    /// they catch is refused (fail closed) and the message says it needed a review.
+    /// Rules that hold a statement until it is approved (`bordergate approve`); refused when it is
+    /// rejected, when nobody answers in time, or where nothing can answer (no daemon).
     public var review: [Rule]
     /// A statement the parser cannot parse, or whose effect cannot be seen in the tree (a `DO`
     /// block, a function body in a string): refused (`on-error: block`, the default) or passed.
@@ -36,12 +36,16 @@ public struct SQLGuardrails: Sendable, Equatable {
     /// The policy is in `mode: audit`: nothing is refused; each statement a rule would have
     /// refused is a `guardrail` event with verdict `audit`.
     public var audit: Bool
+    /// How long a statement a `review` rule holds waits for an answer before it is refused.
+    public var reviewTimeout: TimeInterval
 
-    public init(deny: [Rule] = [], review: [Rule] = [], blockUndecidable: Bool = true, audit: Bool = false) {
+    public init(deny: [Rule] = [], review: [Rule] = [], blockUndecidable: Bool = true, audit: Bool = false,
+                reviewTimeout: TimeInterval = 300) {
         self.deny = deny
         self.review = review
         self.blockUndecidable = blockUndecidable
         self.audit = audit
+        self.reviewTimeout = reviewTimeout
     }
 }
 
@@ -62,6 +66,8 @@ struct SQLAnalysis {
         /// The rule's name as the policy writes it (`drop`, `table payroll.*`, `review:alter`).
         var rule: String
         var message: String
+        /// A `review` rule's: the statement may be held for approval instead.
+        var review = false
     }
 
     var statements: [Statement]
@@ -73,7 +79,9 @@ struct SQLAnalysis {
         if let parseError {
             return block ? Refusal(rule: "on-error", message: "the statement cannot be parsed (\(parseError)), so no guardrail can decide it (on-error: block)") : nil
         }
-        return statements.lazy.compactMap(\.refusal).first { block || $0.rule != "on-error" }
+        // a deny anywhere in the string wins over a review: approving it must not run the other
+        let all = statements.compactMap(\.refusal).filter { block || $0.rule != "on-error" }
+        return all.first { !$0.review } ?? all.first
     }
 
     /// How the recording shows a string it could not parse: never its text, which may hold values.
@@ -131,8 +139,7 @@ struct SQLAnalysis {
             for rule in rules {
                 guard let why = breaks(rule, facts) else { continue }
                 if review {
-                    return Refusal(rule: "review:\(rule.name)",
-                                   message: "\(why) needs approval (sql.review: \(rule.name)); approvals are not available yet, so it is refused")
+                    return Refusal(rule: "review:\(rule.name)", message: "\(why) needs approval (sql.review: \(rule.name))", review: true)
                 }
                 return Refusal(rule: rule.name, message: "\(why) is refused by the guardrail '\(rule.name)'")
             }
