@@ -7,7 +7,7 @@ import Yams
 /// ```yaml
 /// sql:
 ///   deny: [drop, truncate, delete-without-where, {table: "payroll.*"}]
-///   review: [alter, update-without-where]   # approvals are not implemented yet: refused
+///   review: [alter, update-without-where]   # held until bordergate approve (or reject, or the timeout)
 ///   review-timeout: 5m
 ///   on-error: block                         # a statement that cannot be parsed or decided
 /// ```
