@@ -42,6 +42,9 @@ let package = Package(
         // zlib (Debian: zlib1g-dev), for gzip and deflate bodies the HTTP handler masks. Used
         // directly rather than through compress-nio, whose streaming inflate cannot drain output
         // zlib still holds once the input is used up.
+        // libpg_query, PostgreSQL's own parser as a C library (Debian: libpg-query-dev, a static
+        // library without a pkg-config file): SQL guardrails and normalisation.
+        .systemLibrary(name: "CPgQuery", path: "Sources/CPgQuery", providers: [.apt(["libpg-query-dev"])]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // The kernel/user contract: bpf/include/bordergate_abi.h, shared verbatim by the BPF programs
         // and by Swift. The .bpf.c files (and their helpers in bpf/lib) are compiled for the BPF target by the plugin, not here.
@@ -98,7 +101,7 @@ let package = Package(
         // recording); NIOHTTP1 and NIOSSL belong here, never in BordergateProxy.
         .target(
             name: "BordergateInspection",
-            dependencies: ["BordergateProxy", "BordergateAudit", "BordergateRecording", "BordergateMasking", "CZlib",
+            dependencies: ["BordergateProxy", "BordergateAudit", "BordergateRecording", "BordergateMasking", "CZlib", "CPgQuery",
                            "BordergateCertificates",
                            .product(name: "NIOCore", package: "swift-nio"),
                            .product(name: "NIOTLS", package: "swift-nio"),

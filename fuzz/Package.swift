@@ -8,6 +8,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     ],
     targets: [
         .plugin(name: "EmbedDataPlugin", capability: .buildTool(), path: "Plugins/EmbedDataPlugin"),
@@ -16,10 +17,15 @@ let package = Package(
         .target(name: "BordergatePolicy", dependencies: ["BordergateRegions", "BordergateMasking", .product(name: "Yams", package: "Yams")]),
         // The proxy's sniffers: plain Swift, no NIO (see ProtocolSniffer.swift).
         .target(name: "BordergateSniffing"),
+        // The PostgreSQL framer alone (one file of BordergateInspection; ByteBuffer from NIOCore),
+        // built for testing so the harness reaches its internal types.
+        .target(name: "BordergatePGFraming", dependencies: [.product(name: "NIOCore", package: "swift-nio")],
+                swiftSettings: [.unsafeFlags(["-enable-testing"])]),
         // One binary for every target (one link); FUZZ_TARGET picks the parser. libFuzzer brings main().
         .executableTarget(
             name: "bordergate-fuzz",
-            dependencies: ["BordergateRegions", "BordergatePolicy", "BordergateSniffing", "BordergateMasking"],
+            dependencies: ["BordergateRegions", "BordergatePolicy", "BordergateSniffing", "BordergateMasking", "BordergatePGFraming",
+                           .product(name: "NIOCore", package: "swift-nio")],
             path: "Harness",
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),

@@ -16,8 +16,8 @@ die() { printf 'setup: %s\n' "$*" >&2; exit 1; }
 
 
 
-scripts/lib/packages.sh setup libbpf-dev libelf-dev zlib1g-dev libsqlite3-dev pkg-config bpftool iproute2 curl python3 python3-pip unzip util-linux procps \
-  openssl git ca-certificates postgresql
+scripts/lib/packages.sh setup libbpf-dev libelf-dev zlib1g-dev libsqlite3-dev libpg-query-dev pkg-config bpftool iproute2 curl python3 python3-pip unzip util-linux procps \
+  openssl git ca-certificates postgresql python3-psycopg
 
 # The kernel side: say what is missing rather than fail later with an errno.
 [ -e /sys/kernel/btf/vmlinux ] || die "this kernel has no BTF (/sys/kernel/btf/vmlinux); Bordergate needs CONFIG_DEBUG_INFO_BTF=y (Linux 5.8+)"

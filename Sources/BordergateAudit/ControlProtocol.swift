@@ -8,6 +8,8 @@ import Foundation
 public struct ControlRequest: Codable, Sendable, Equatable {
     public enum Command: String, Codable, Sendable {
         case status, attach, detach, events, ping, reload, grant
+        /// Statements held by `review` guardrails: list, release, refuse.
+        case pending, approve, reject
     }
 
     public var command: Command
@@ -25,9 +27,13 @@ public struct ControlRequest: Codable, Sendable, Equatable {
     public var seconds: Double?
     public var reason: String?
     public var user: String?
+    /// approve/reject: the held statement's id (its `guardrail` event's `request`).
+    public var request: String?
 
     public init(command: Command, cgroup: String? = nil, all: Bool? = nil, follow: Bool? = nil, filter: EventFilter? = nil,
-                policy: String? = nil, allow: String? = nil, seconds: Double? = nil, reason: String? = nil, user: String? = nil) {
+                policy: String? = nil, allow: String? = nil, seconds: Double? = nil, reason: String? = nil, user: String? = nil,
+                request: String? = nil) {
+        self.request = request
         self.command = command
         self.cgroup = cgroup
         self.all = all

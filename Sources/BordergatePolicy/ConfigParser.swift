@@ -384,8 +384,9 @@ public enum ConfigParser {
                     }
                     p.record = b
                 case "tls": p.tls = try choice(v, "tls", TLSMode.self)
+                case "sql": p.sql = try sqlPolicy(v, policy: name)
                 default:
-                    throw fail(k, "unknown key '\(key)' in policy \(name); expected mode, inspect, unknown, loopback, private, default, allow, deny, mask, record or tls")
+                    throw fail(k, "unknown key '\(key)' in policy \(name); expected mode, inspect, unknown, loopback, private, default, allow, deny, mask, record, sql or tls")
                 }
             }
             return p

@@ -32,6 +32,8 @@ public struct Policy: Sendable {
     public var mask: MaskPolicy?
     /// `record: true`: keep the content of its sessions (masked) as well as their metadata.
     public var record = false
+    /// `sql:`: guardrails on PostgreSQL statements (nil: statements are not decided).
+    public var sql: SQLPolicy?
     /// `tls: intercept`: terminate its connections' TLS, so what is inside is masked and recorded.
     public var tls: TLSMode = .passthrough
     /// Where it was defined ("file:line:column"), for messages.
@@ -40,7 +42,7 @@ public struct Policy: Sendable {
     public init(name: String) { self.name = name }
 
     /// Its connections' content must be seen by the proxy: every TCP connection is relayed.
-    public var needsContent: Bool { mask != nil || record || tls == .intercept }
+    public var needsContent: Bool { mask != nil || record || sql != nil || tls == .intercept }
 
     public var effectiveDefault: PolicyAction { fallback ?? (allow.isEmpty ? .allow : .deny) }
 }

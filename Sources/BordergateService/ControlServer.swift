@@ -1,4 +1,5 @@
 import BordergateAudit
+import BordergateInspection
 import BordergateKernel
 import BordergatePolicy
 import Foundation
@@ -117,6 +118,25 @@ final class ControlServer: @unchecked Sendable {
                 await reply(ControlResponse(ok: true, message: "grant \(g.id): \(cg) may reach \(g.allow) until \(AuditTime.format(Date(timeIntervalSince1970: g.expires)))"), on: channel)
             } catch {
                 await reply(ControlResponse(ok: false, error: "\(error)"), on: channel)
+            }
+        case .pending:
+            let held = interceptor.approvals?.pending ?? []
+            let lines = held.map { h in
+                "\(h.id)  \(h.policy)  \(h.rule)  held \(AuditTime.format(h.heldAt)), refused at \(AuditTime.format(h.expires))  connection \(h.connection)\n    \(h.statement)"
+            }
+            await reply(ControlResponse(ok: true, message: lines.isEmpty ? "no statement is held" : lines.joined(separator: "\n")), on: channel)
+        case .approve, .reject:
+            guard let id = request.request else {
+                await reply(ControlResponse(ok: false, error: "\(request.command.rawValue) needs the id of a held statement (bordergate pending)"), on: channel)
+                return
+            }
+            let who = request.user.map { " by \($0)" } ?? ""
+            let reason = request.reason.map { $0 + who } ?? (who.isEmpty ? nil : String(who.dropFirst()))
+            let answer: SQLApprovals.Answer = request.command == .approve ? .approved(reason: reason) : .rejected(reason: reason)
+            if let h = interceptor.approvals?.answer(id, answer) {
+                await reply(ControlResponse(ok: true, message: "\(request.command == .approve ? "approved" : "rejected") \(id): \(h.statement)"), on: channel)
+            } else {
+                await reply(ControlResponse(ok: false, error: "no statement is held under \(id) (answered already, timed out, or its connection ended; see 'bordergate pending')"), on: channel)
             }
         case .events:
             await streamEvents(filter: request.filter ?? EventFilter(), follow: request.follow ?? false, on: channel)

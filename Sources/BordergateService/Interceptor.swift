@@ -25,6 +25,9 @@ public final class Interceptor: @unchecked Sendable {
     /// Where the protocol handlers record sessions: the store in the state directory, or (when it
     /// cannot be opened) a recorder that keeps nothing, the daemon running on with an error logged.
     public let recorder: any SessionRecorder
+    /// Statements `review` guardrails hold, answered over the control socket; nil for a standalone
+    /// `exec`, which has no control socket (they are refused at once there).
+    public let approvals: SQLApprovals?
     /// The store behind ``recorder``; nil when recording is off.
     public let sessionStore: SessionStore?
     public private(set) var proxyAddresses: [String] = []
@@ -58,6 +61,7 @@ public final class Interceptor: @unchecked Sendable {
         refusalReporter = RefusalReporter(baseline: kernel.ringDrops(), sourceRouted: kernel.sourceRoutedDrops())
         (sessionStore, recorder) = Self.openRecording(settings: settings, config: residencyConfig.config.recording,
                                                       owner: mode != .ephemeral, hub: hub, logger: logger)
+        approvals = mode == .ephemeral ? nil : SQLApprovals()
         group = MultiThreadedEventLoopGroup(numberOfThreads: max(1, System.coreCount))
         let resolver = KernelResolver(kernel: kernel, describer: describer, residency: residency, hub: hub)
         let masking = MaskingRulesProvider(residency: residency, hashKey: try MaskingRulesProvider.hashKey(settings: settings))
@@ -69,6 +73,7 @@ public final class Interceptor: @unchecked Sendable {
         proxy = TransparentProxy(configuration: .init(port: settings.proxyPort, upstreamMark: KernelGuard.proxyMark),
                                  group: group, resolver: resolver, sink: hub,
                                  handlers: Inspection.handlers(httpRules: masking.rules(for:), tls: tls.current,
+                                                               postgresRules: masking.postgresRules(for:), approvals: approvals,
                                                                recorder: recorder), logger: logger)
         Self.applyAuditRotation(residencyConfig.config.audit, to: hub.log)
         hub.setWritabilityHandler { [kernel, settings] problem in

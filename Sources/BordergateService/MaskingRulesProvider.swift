@@ -13,7 +13,8 @@ extension Policy {
         guard needsContent else { return .none }
         let relayUninspectable = mask == nil || mask?.onError == .pass
         return InspectionPlan(interceptTLS: tls == .intercept, masking: mask == nil ? nil : MaskingRulesReference(name),
-                              record: record, uninspectable: relayUninspectable ? .relay : .refuse)
+                              record: record, sql: sql == nil ? nil : MaskingRulesReference(name),
+                              uninspectable: relayUninspectable ? .relay : .refuse)
     }
 }
 
@@ -43,6 +44,27 @@ final class MaskingRulesProvider: Sendable {
             let built = HTTPMaskRules(engine: engine, headers: Set(mask.headers), blockOnError: mask.onError == .block)
             cache.rules[reference.name] = built
             return built
+        }
+    }
+
+    /// A policy's rules for PostgreSQL connections: its masking engine and its `sql:` guardrails.
+    func postgresRules(for reference: MaskingRulesReference) -> PostgreSQLRules? {
+        let config = residency.snapshot.config.config
+        guard let policy = config.policies[reference.name] else { return nil }
+        let http = policy.mask == nil ? nil : rules(for: reference)
+        if policy.mask != nil, http == nil { return nil }
+        let guardrails = policy.sql.map { sql in
+            SQLGuardrails(deny: sql.deny.map(Self.guardrail), review: sql.review.map(Self.guardrail),
+                          blockUndecidable: sql.onError == .block, audit: policy.mode == .audit,
+                          reviewTimeout: sql.reviewTimeout)
+        }
+        return PostgreSQLRules(engine: http?.engine, blockOnError: http?.blockOnError ?? true, guardrails: guardrails)
+    }
+
+    static func guardrail(_ rule: SQLPolicy.Rule) -> SQLGuardrails.Rule {
+        switch rule {
+        case .kind(let k): .kind(SQLGuardrails.Kind(rawValue: k.rawValue)!) // the same names, tested
+        case .table(let t): .table(t)
         }
     }
 

@@ -78,10 +78,32 @@ func parseError(_ text: String) -> String {
         #expect(c.defaultPolicy == "p")
     }
 
+    @Test func sqlGuardrailsParseByIssue15sNames() throws {
+        let c = try ConfigParser.parse("""
+            policies:
+              db:
+                sql:
+                  deny: [drop, truncate, delete-without-where, {table: "payroll.*"}]
+                  review: [alter, update-without-where]
+                  review-timeout: 5m
+                  on-error: pass
+            """, path: "cfg.yaml")
+        let sql = try #require(c.policies["db"]?.sql)
+        #expect(sql.deny == [.kind(.drop), .kind(.truncate), .kind(.deleteWithoutWhere), .table("payroll.*")])
+        #expect(sql.review == [.kind(.alter), .kind(.updateWithoutWhere)])
+        #expect(sql.reviewTimeout == 300)
+        #expect(sql.onError == .pass)
+        #expect(c.policies["db"]?.needsContent == true, "guardrails need the connection relayed through the proxy")
+    }
+
     @Test(arguments: [
         ("policies:\n  p:\n    mode: strict\n", "cfg.yaml:3:11: mode is 'strict'; expected one of enforce, audit"),
-        ("policies:\n  p:\n    alow: []\n", "cfg.yaml:3:5: unknown key 'alow' in policy p; expected mode, inspect, unknown, loopback, private, default, allow, deny, mask, record or tls"),
+        ("policies:\n  p:\n    alow: []\n", "cfg.yaml:3:5: unknown key 'alow' in policy p; expected mode, inspect, unknown, loopback, private, default, allow, deny, mask, record, sql or tls"),
         ("policy:\n  p: {}\n", "cfg.yaml:1:1: unknown key 'policy'; expected tables, regions, groups, default-policy, policies, cgroups, maskers, recording, tls, export, proxy, audit or metrics"),
+        ("policies:\n  p:\n    sql:\n      deny: [drop, dorp]\n", "cfg.yaml:4:20: sql.deny of policy p names 'dorp'; expected one of drop, truncate, alter, grant, delete-without-where, update-without-where, copy-to-program, or {table: \"schema.table\"}"),
+        ("policies:\n  p:\n    sql:\n      deny: [{table: 'a b'}]\n", "cfg.yaml:4:22: table 'a b' is not a table pattern"),
+        ("policies:\n  p:\n    sql: {review-timeout: soon}\n", "cfg.yaml:3:27: review-timeout is 'soon'; expected a duration"),
+        ("policies:\n  p:\n    sql: {allow: [drop]}\n", "cfg.yaml:3:11: unknown key 'allow' in sql of policy p; expected deny, review, review-timeout or on-error"),
         ("policies:\n  p:\n    mask:\n      strategy: scramble\n", "cfg.yaml:4:17: strategy is 'scramble'; expected one of redact, partial, hash"),
         ("policies:\n  p:\n    mask: {detectors: [email, emial]}\n", "cfg.yaml:3:23: policy p masks with 'emial', which is neither a built-in detector (email, credit-card, iban, us-ssn, phone, ip-address, aws-access-key, jwt, private-key, secret-token) nor defined under 'maskers:'"),
         ("maskers:\n  emp: 'EMP-[0-9'\npolicies:\n  p: {}\n", "cfg.yaml:2:8: masker emp: 'EMP-[0-9' is not a regular expression"),

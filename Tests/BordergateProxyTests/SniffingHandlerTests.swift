@@ -136,6 +136,7 @@ import BordergateInspection
         #expect(handlers.handler(for: .none, speaking: .http) != nil)
         #expect(handlers.handler(for: .none, speaking: .postgresql) != nil)
         #expect(handlers.handler(for: InspectionPlan(interceptTLS: true), speaking: .tls) is TLSInspector)
+        #expect(handlers.handler(for: InspectionPlan(interceptTLS: true), speaking: .tcp) == nil)
         // masking TLS that is not intercepted: nothing can carry it out
         #expect(handlers.handler(for: InspectionPlan(masking: MaskingRulesReference("p")), speaking: .tls) == nil)
         #expect(handlers.handler(for: .none, speaking: .tls) is RawRelay)

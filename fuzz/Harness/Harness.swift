@@ -2,6 +2,8 @@ import BordergateMasking
 import BordergatePolicy
 import BordergateRegions
 import BordergateSniffing
+@testable import BordergatePGFraming
+import NIOCore
 
 #if canImport(Glibc)
 import Glibc
@@ -9,7 +11,7 @@ import Glibc
 
 /// The parser this process fuzzes, from FUZZ_TARGET (scripts/fuzz sets it).
 enum Target: String, CaseIterable {
-    case mmdb, compiled, csv, json, tls, http, config, masking
+    case mmdb, compiled, csv, json, tls, http, config, masking, postgresql
     case maskingExact = "masking-exact"
 }
 
@@ -83,6 +85,34 @@ func sniff(_ bytes: [UInt8]) {
         // A refusal may name another reason once more bytes show more of what is wrong.
         if case .malformed = verdict, case .malformed = more { return }
         check(more == verdict, "decided \(verdict), then \(more) with more bytes")
+    }
+}
+
+/// The PostgreSQL framer, fed the input cut where its first byte says, both as a client's stream
+/// (untyped first messages) and a server's: it yields messages, waits, or throws one line; the
+/// messages re-framed are the bytes it consumed, and nothing is allocated by a length it read.
+func frame(_ input: [UInt8]) {
+    guard let first = input.first else { return }
+    let bytes = Array(input.dropFirst())
+    let step = Int(first % 61) + 1
+    for frontend in [true, false] {
+        var untyped = frontend
+        var buffer = ByteBuffer()
+        var consumed: [UInt8] = []
+        var i = 0
+        do {
+            while i < bytes.count {
+                buffer.writeBytes(bytes[i..<min(bytes.count, i + step)])
+                i += step
+                while let f = try PGMessageDecoder.next(from: &buffer, untyped: &untyped, side: "the peer") {
+                    consumed += Array(f.encoded(allocator: ByteBufferAllocator()).readableBytesView)
+                    _ = PGMessages.fields(of: f.body)
+                }
+            }
+            check(consumed == Array(bytes.prefix(consumed.count)), "re-framed messages differ from the bytes consumed")
+        } catch {
+            check(isOneLine("\(error)"), "a multi-line error: \(error)")
+        }
     }
 }
 
@@ -160,6 +190,8 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         } catch {
             fatalError("not a ConfigError: \(error)")
         }
+    case .postgresql:
+        frame(bytes)
     case .masking:
         mask(bytes, exact: false)
     case .maskingExact:

@@ -27,6 +27,7 @@ struct BordergateCommand: AsyncParsableCommand {
         subcommands: [DaemonCommand.self, ExecCommand.self, AttachCommand.self, DetachCommand.self,
                       StatusCommand.self, EventsCommand.self, ReloadCommand.self, GrantCommand.self,
                       PolicyCommand.self, RegionsCommand.self, AuditCommand.self, SessionsCommand.self, CACommand.self,
-                      InstallServiceCommand.self, UninstallServiceCommand.self]
+                      InstallServiceCommand.self, UninstallServiceCommand.self,
+                      PendingCommand.self, ApproveCommand.self, RejectCommand.self]
     )
 }

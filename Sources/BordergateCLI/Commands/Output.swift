@@ -168,6 +168,11 @@ extension Output {
         if let sha = s.sha256 { out.append("sha256    \(sha)") }
         for e in entries {
             out.append("")
+            if e.kind == .sql {
+                out += sqlTranscript(e, session: s)
+                if let note = e.note { out.append("--   note: \(note)") }
+                continue
+            }
             out.append(entryLine(e, session: s))
             switch e.kind {
             case .http:
@@ -181,6 +186,25 @@ extension Output {
             if let note = e.note { out.append("    note: \(note)") }
         }
         return out.joined(separator: "\n") + "\n"
+    }
+
+    /// A statement as an SQL transcript reads: the statement (normalised, as recorded), its
+    /// parameters, then what came of it as a comment. `\connect` lines stay psql's meta-command.
+    ///
+    ///     SELECT count(*) FROM customers WHERE id > $1;
+    ///     --   #3 +0.021s -> SELECT 1 (1 row)
+    static func sqlTranscript(_ e: StoredEntry, session s: StoredSession) -> [String] {
+        let text = e.sqlText ?? "-- ?"
+        var out = [text.hasPrefix("\\") || text.hasPrefix("--") || text.hasSuffix(";") ? text : text + ";"]
+        for (i, v) in (e.sqlParameters ?? []).enumerated() { out.append("--   $\(i + 1) = \(v.map { "'\($0)'" } ?? "NULL")") }
+        var details: [String] = []
+        if let rows = e.sqlRows, rows > 0 || (e.sqlOutcome ?? "").hasPrefix("SELECT") { details.append("\(rows) row\(rows == 1 ? "" : "s")") }
+        if let g = e.sqlGuardrail { details.append("guardrail \(g)") }
+        if e.maskedTotal > 0 { details.append("\(e.maskedTotal) masked: \(SessionExport.maskedText(e.masked))") }
+        let at = String(format: "+%.3fs", e.startedAt.timeIntervalSince(s.startedAt))
+        let took = String(format: "%.1f ms", e.finishedAt.timeIntervalSince(e.startedAt) * 1000)
+        out.append("--   #\(e.seq) \(at) \(took) -> \(e.sqlOutcome ?? "?")" + (details.isEmpty ? "" : " (\(details.joined(separator: ", ")))"))
+        return out
     }
 
     /// The first line `sessions replay` prints.

@@ -16,6 +16,9 @@ public struct InspectionPlan: Sendable, Equatable {
     public var masking: MaskingRulesReference?
     /// Record the conversation as evidence.
     public var record = false
+    /// Decide SQL statements by these guardrails (the policy's `sql:`, by the policy's name);
+    /// nil decides none.
+    public var sql: MaskingRulesReference?
     /// The protocol handler to run; nil: the one registered for what the sniffer recognises.
     public var `protocol`: ProxyProtocol?
     /// What becomes of a connection whose protocol no registered handler can inspect this way
@@ -26,10 +29,11 @@ public struct InspectionPlan: Sendable, Equatable {
     public enum Uninspectable: Sendable, Equatable { case refuse, relay }
 
     public init(interceptTLS: Bool = false, masking: MaskingRulesReference? = nil, record: Bool = false,
-                protocol: ProxyProtocol? = nil, uninspectable: Uninspectable = .refuse) {
+                sql: MaskingRulesReference? = nil, protocol: ProxyProtocol? = nil, uninspectable: Uninspectable = .refuse) {
         self.interceptTLS = interceptTLS
         self.masking = masking
         self.record = record
+        self.sql = sql
         self.protocol = `protocol`
         self.uninspectable = uninspectable
     }
@@ -38,7 +42,7 @@ public struct InspectionPlan: Sendable, Equatable {
     public static let none = InspectionPlan()
 
     /// Nothing to do but relay bytes: the connection may be spliced.
-    public var isOpaque: Bool { !interceptTLS && masking == nil && !record && `protocol` == nil }
+    public var isOpaque: Bool { !interceptTLS && masking == nil && !record && sql == nil && `protocol` == nil }
 }
 
 /// What the proxy does with an accepted connection, decided before anything is read.

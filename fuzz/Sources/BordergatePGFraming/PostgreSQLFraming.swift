@@ -1,0 +1,1 @@
+../../../Sources/BordergateInspection/PostgreSQL/PostgreSQLFraming.swift
