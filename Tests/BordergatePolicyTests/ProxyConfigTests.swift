@@ -7,6 +7,8 @@ import Testing
         #expect(c.proxy == ProxyConfig(maxConnectionsPerCgroup: 50, maxConnectionsPerUID: 0))
         let flow = try parse("proxy: {max-connections-per-uid: 100}\npolicies:\n  p: {}\n")
         #expect(flow.proxy == ProxyConfig(maxConnectionsPerCgroup: 4096, maxConnectionsPerUID: 100))
+        #expect(try parse("proxy: {drain: 2m}\npolicies:\n  p: {}\n").proxy.drainSeconds == 120)
+        #expect(try parse("proxy: {drain: 0}\npolicies:\n  p: {}\n").proxy.drainSeconds == 0)
     }
 
     @Test func withoutProxyTheDefaultsHold() throws {
@@ -20,7 +22,9 @@ import Testing
         #expect(parseError("policies:\n  p: {}\nproxy:\n  max-connections-per-uid: -1\n")
             .hasPrefix("cfg.yaml:4:28: max-connections-per-uid is '-1'"))
         #expect(parseError("policies:\n  p: {}\nproxy:\n  max-connections: 5\n")
-            == "cfg.yaml:4:3: unknown key 'max-connections' in proxy; expected max-connections-per-cgroup or max-connections-per-uid")
+            == "cfg.yaml:4:3: unknown key 'max-connections' in proxy; expected max-connections-per-cgroup, max-connections-per-uid or drain")
+        #expect(parseError("policies:\n  p: {}\nproxy:\n  drain: soon\n")
+            == "cfg.yaml:4:10: drain is 'soon'; expected a duration such as 10s or 2m (at most 1h), or 0")
         #expect(parseError("policies:\n  p: {}\nproxy: 5\n").hasPrefix("cfg.yaml:3:8: proxy must be a mapping"))
     }
 }
