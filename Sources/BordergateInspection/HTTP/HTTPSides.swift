@@ -75,44 +75,23 @@ final class HTTPSide<Role: HTTPSideRole>: ChannelDuplexHandler, RemovableChannel
 
     /// Strong, and dropped when the handler leaves the pipeline: the relay lives as long as a side does.
     private var relay: HTTPRelay!
-    private var lastWrite: EventLoopFuture<Void>?
-    private var context: ChannelHandlerContext?
-    private var pendingRead = false
+    private var io = SideChannel()
 
     init(relay: HTTPRelay) { self.relay = relay }
 
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerAdded(context: ChannelHandlerContext) { io.added(context) }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        self.context = nil
+        io.removed()
         relay = nil
     }
 
-    func write(_ part: Role.Outbound) {
-        guard let context else { return }
-        let promise = context.eventLoop.makePromise(of: Void.self)
-        context.write(wrapOutboundOut(part), promise: promise)
-        lastWrite = promise.futureResult
-    }
-
-    func flush() { context?.flush() }
-
+    func write(_ part: Role.Outbound) { io.write(wrapOutboundOut(part)) }
+    func flush() { io.flush() }
     /// Shuts the channel's output once everything written before is on the wire.
-    func closeOutputAfterWrites() {
-        guard let context else { return }
-        let channel = context.channel
-        context.flush()
-        let done = lastWrite ?? context.eventLoop.makeSucceededVoidFuture()
-        done.whenComplete { _ in channel.close(mode: .output).whenFailure { _ in channel.close(promise: nil) } }
-    }
-
+    func closeOutputAfterWrites() { io.closeOutputAfterWrites() }
     /// The other channel can take more: read, if a read was held back.
-    func partnerWritable() {
-        if pendingRead {
-            pendingRead = false
-            context?.read()
-        }
-    }
+    func partnerWritable() { io.partnerWritable() }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         if let relay { Role.read(unwrapInboundIn(data), relay) }
@@ -163,6 +142,6 @@ final class HTTPSide<Role: HTTPSideRole>: ChannelDuplexHandler, RemovableChannel
 
     func read(context: ChannelHandlerContext) {
         // Back-pressure, and a bound on pipelining: requests wait in the tool's socket, not here.
-        if let relay, !Role.mayRead(relay) { pendingRead = true } else { context.read() }
+        io.read(context, allowed: relay.map(Role.mayRead) ?? true)
     }
 }

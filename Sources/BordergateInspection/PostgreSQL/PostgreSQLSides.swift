@@ -37,47 +37,24 @@ final class PGSide<Role: PGSideRole>: ChannelDuplexHandler, RemovableChannelHand
     typealias OutboundOut = ByteBuffer
 
     private var relay: PostgreSQLRelay!
-    private var lastWrite: EventLoopFuture<Void>?
-    private var context: ChannelHandlerContext?
-    private var pendingRead = false
-    private var outputClosed = false
+    private var io = SideChannel()
 
     init(relay: PostgreSQLRelay) { self.relay = relay }
 
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerAdded(context: ChannelHandlerContext) { io.added(context) }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        self.context = nil
+        io.removed()
         relay = nil
     }
 
-    var allocator: ByteBufferAllocator { context?.channel.allocator ?? ByteBufferAllocator() }
+    var allocator: ByteBufferAllocator { io.context?.channel.allocator ?? ByteBufferAllocator() }
 
-    func write(_ bytes: ByteBuffer) {
-        guard let context, !outputClosed else { return }
-        let promise = context.eventLoop.makePromise(of: Void.self)
-        context.write(wrapOutboundOut(bytes), promise: promise)
-        lastWrite = promise.futureResult
-    }
-
-    func flush() { context?.flush() }
-
+    func write(_ bytes: ByteBuffer) { io.write(wrapOutboundOut(bytes)) }
+    func flush() { io.flush() }
     /// Shuts the channel's output once everything written before is on the wire.
-    func closeOutputAfterWrites() {
-        guard let context, !outputClosed else { return }
-        outputClosed = true
-        let channel = context.channel
-        context.flush()
-        let done = lastWrite ?? context.eventLoop.makeSucceededVoidFuture()
-        done.whenComplete { _ in channel.close(mode: .output).whenFailure { _ in channel.close(promise: nil) } }
-    }
-
-    func partnerWritable() {
-        if pendingRead {
-            pendingRead = false
-            context?.read()
-        }
-    }
+    func closeOutputAfterWrites() { io.closeOutputAfterWrites() }
+    func partnerWritable() { io.partnerWritable() }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard let relay, !relay.finished else { return }
@@ -126,7 +103,7 @@ final class PGSide<Role: PGSideRole>: ChannelDuplexHandler, RemovableChannelHand
     }
 
     func read(context: ChannelHandlerContext) {
-        if let relay, !Role.mayRead(relay) { pendingRead = true } else { context.read() }
+        io.read(context, allowed: relay.map(Role.mayRead) ?? true)
     }
 }
 
