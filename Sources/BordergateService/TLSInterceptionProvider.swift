@@ -19,7 +19,11 @@ final class TLSInterceptionProvider: Sendable {
         var caStamp: CAStamp
         var interception: TLSInterception?
         var lastError: String?
+        /// When building last failed: the next try waits a while, rather than every intercepted
+        /// connection rebuilding contexts (system roots, PEM files) on its event loop.
+        var failedAt: ContinuousClock.Instant?
     }
+    static let retryAfter = Duration.seconds(5)
     private let cache = NIOLockedValueBox<Built?>(nil)
 
     init(residency: Residency, settings: Settings, logger: Logger) {
@@ -38,7 +42,10 @@ final class TLSInterceptionProvider: Sendable {
         let snapshot = residency.snapshot
         let stamp = CAStamp(path: files.certificate)
         return cache.withLockedValue { built -> TLSInterception? in
-            if let b = built, b.snapshot === snapshot, b.caStamp == stamp, b.interception != nil { return b.interception }
+            if let b = built, b.snapshot === snapshot, b.caStamp == stamp {
+                if b.interception != nil { return b.interception }
+                if let failed = b.failedAt, ContinuousClock.now - failed < Self.retryAfter { return nil }
+            }
             let previousError = built?.lastError
             do {
                 let ca = try LocalCA.loadOrCreate(files)
@@ -52,7 +59,7 @@ final class TLSInterceptionProvider: Sendable {
                 if text != previousError {
                     logger.error("tls: interception is off, its connections are refused: \(text)")
                 }
-                built = Built(snapshot: snapshot, caStamp: stamp, interception: nil, lastError: text)
+                built = Built(snapshot: snapshot, caStamp: stamp, interception: nil, lastError: text, failedAt: .now)
                 return nil
             }
         }
